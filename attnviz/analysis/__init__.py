@@ -1,0 +1,1 @@
+"""Analyses on attention arrays: rollout, flow, head statistics, comparison. Pure NumPy/SciPy."""

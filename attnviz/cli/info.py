@@ -1,0 +1,43 @@
+"""`attnviz info MODEL`: what a checkpoint is, from its config (no weights loaded)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from attnviz.cli._errors import error_boundary
+from attnviz.cli._options import JsonOpt, RevisionOpt, TrustOpt, VerboseOpt
+
+
+def info(
+    model: Annotated[str, typer.Argument(help="Alias, hub id or local directory.")] = "minilm",
+    json_output: JsonOpt = False,
+    revision: RevisionOpt = None,
+    trust_remote_code: TrustOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Family, attention kinds, layers, heads and maximum length of MODEL."""
+    with error_boundary():
+        from attnviz.models import describe_model
+
+        described = describe_model(model, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+        if json_output:
+            print(json.dumps(described.to_dict()))
+            return
+        from rich.table import Table
+
+        from attnviz.cli._output import stdout_console
+
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("model", described.name)
+        table.add_row("source", described.source)
+        table.add_row("architecture", f"{described.architecture} ({described.model_type})")
+        table.add_row("family", described.family)
+        for kind in described.kinds:
+            table.add_row(f"{kind} attention", f"{described.layers[kind]} layers x {described.heads[kind]} heads")
+        table.add_row("max length", f"{described.max_length} tokens")
+        stdout_console().print(table)

@@ -1,0 +1,172 @@
+"""`attnviz show TEXT`: one text, in the terminal or to a file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from attnviz.cli._errors import error_boundary
+from attnviz.cli._options import (
+    CmapOpt,
+    DeviceOpt,
+    HeadOpt,
+    JsonOpt,
+    KindOpt,
+    LayerOpt,
+    ModelOpt,
+    NoSpecialOpt,
+    NoTruncateOpt,
+    OutOpt,
+    RevisionOpt,
+    TrustOpt,
+    VerboseOpt,
+    WordsOpt,
+)
+from attnviz.cli._output import stderr_console, stdout_console, warn
+
+ViewOpt = Annotated[
+    str,
+    typer.Option("--view", help="auto, head, layer, grid, mean, rollout or flow (auto: by the selection)."),
+]
+
+
+def read_text_argument(text: str) -> str:
+    """``-`` reads the text from stdin."""
+    if text == "-":
+        return sys.stdin.read().rstrip("\n")
+    return text
+
+
+def show(
+    text: Annotated[str, typer.Argument(help="The text to look at ('-' reads stdin).")],
+    model: ModelOpt = "minilm",
+    pair: Annotated[Optional[str], typer.Option("--pair", help="Second sentence (encoders).")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="Decoder text (encoder-decoders).")] = None,
+    layer: LayerOpt = "all",
+    head: HeadOpt = "all",
+    view: ViewOpt = "auto",
+    kind: KindOpt = None,
+    words: WordsOpt = False,
+    no_special: NoSpecialOpt = False,
+    out: OutOpt = None,
+    json_output: JsonOpt = False,
+    no_truncate: NoTruncateOpt = False,
+    cmap: CmapOpt = "viridis",
+    device: DeviceOpt = "auto",
+    revision: RevisionOpt = None,
+    trust_remote_code: TrustOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Extract every layer's and head's attention for TEXT and show it.
+
+    Layers and heads are 0-based. Without -o: a summary, a heatmap and the most-attended
+    tokens per head in the terminal. With -o: the file type follows the extension.
+    """
+    with error_boundary():
+        from attnviz.errors import InputError
+        from attnviz.render.views import resolve_view
+
+        text = read_text_argument(text)
+        if not text.strip():
+            raise InputError("the text is empty", hint='give some text, e.g. attnviz show "AI changes everything"')
+        resolve_view(view, 2, 2)  # reject an unknown view before loading anything
+        if out is not None:
+            from attnviz.io import check_writable
+            from attnviz.outputs import output_kind
+
+            output_kind(out)
+            check_writable(out)
+
+        from attnviz.extract import Extractor, TextInput
+        from attnviz.models import load_model
+
+        with stderr_console().status(f"loading {model}…") if sys.stderr.isatty() and not verbose else _null():
+            loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+        extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
+        raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
+        if raw.truncated_tokens:
+            warn(f"the input was cut to the model's maximum of {loaded.max_length} tokens "
+                 f"({raw.truncated_tokens} tokens dropped); use --no-truncate to fail instead")
+        if kind is not None:
+            raw.array(kind)
+        from attnviz.transforms import apply_transforms
+
+        result = apply_transforms(raw, layers=layer, heads=head, words=words, no_special=no_special)
+        chosen_kind = kind or result.default_kind
+        array = result.array(chosen_kind)
+        resolved = resolve_view(view, array.shape[0], array.shape[1])
+
+        written = None
+        if out is not None:
+            from attnviz.outputs import write_output
+
+            written = write_output(result, out, view=resolved, kind=chosen_kind, cmap=cmap)
+            warn(f"wrote {written}")
+        if json_output:
+            print(json.dumps(summary_document(result, chosen_kind, resolved, written), ensure_ascii=False))
+        elif out is None:
+            print_terminal(result, chosen_kind, resolved)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def summary_document(result: Any, kind: str, view: str, written: Any) -> dict[str, Any]:
+    from attnviz.render.terminal import top_keys_per_head
+
+    queries, keys = result.axes(kind)
+    return {
+        "model": result.model,
+        "family": result.family,
+        "text": result.text,
+        "pair": result.pair,
+        "target": result.target,
+        "tokens": list(result.tokens.display),
+        "raw_tokens": list(result.tokens.tokens),
+        "target_tokens": list(result.target_tokens.display) if result.target_tokens is not None else None,
+        "pair_start": result.tokens.pair_start,
+        "kinds": list(result.kinds),
+        "shape": {k: list(v) for k, v in result.shape.items()},
+        "kind": kind,
+        "view": view,
+        "layers": list(result.layer_ids[kind]),
+        "heads": list(result.head_ids[kind]),
+        "transforms": list(result.transforms),
+        "truncated_tokens": result.truncated_tokens,
+        "top_keys": top_keys_per_head(result, kind),
+        "output": str(written) if written is not None else None,
+    }
+
+
+def print_terminal(result: Any, kind: str, view: str) -> None:
+    import numpy as np
+
+    from attnviz.render.terminal import print_heatmap, print_summary, print_top_keys
+    from attnviz.render.views import build_view, describe_transforms
+
+    console = stdout_console()
+    print_summary(result, console)
+    console.print()
+    array = result.array(kind)
+    queries, keys = result.axes(kind)
+    if view in ("head", "rollout", "flow"):
+        data = build_view(result, view, kind)
+        matrix, title = data.panels[0].matrix, data.title
+    else:
+        layers = result.layer_ids[kind]
+        matrix = array.mean(axis=(0, 1), dtype=np.float64)
+        where = f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers[0]}-{layers[-1]}" if list(layers) == list(range(layers[0], layers[-1] + 1)) else f"layers {','.join(map(str, layers))}"
+        title = f"{result.model} · {kind} attention{describe_transforms(result)} · {where}, mean over {array.shape[1]} heads"
+        if array.shape[0] > 1:
+            title += "  (pick one with --layer N, one head with --head M)"
+    print_heatmap(matrix, queries.labels(), keys.labels(), console, title=title)
+    console.print()
+    print_top_keys(result, console, kind)

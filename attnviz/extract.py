@@ -1,0 +1,356 @@
+"""Run text through a model and collect its attention: the only module that runs torch.
+
+Batching follows DESIGN.md: encoders and encoder-decoders are right-padded and both the
+query and key axes are sliced back to the real tokens (padded query rows are garbage that
+still sums to 1); decoders are left-padded with ``position_ids = cumsum(mask) - 1`` so
+that a batched run equals the unbatched one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from attnviz.errors import InputError, NoAttentionError
+from attnviz.models import LoadedModel, load_model, quiet_libraries
+from attnviz.result import AttentionResult, TokenSequence
+
+
+@dataclass(frozen=True)
+class TextInput:
+    """One text to extract: ``pair`` is a second segment for encoders (sentence pairs),
+    ``target`` the decoder text of an encoder-decoder model."""
+
+    text: str
+    pair: str | None = None
+    target: str | None = None
+
+
+@dataclass
+class _Encoded:
+    """Token ids of one input, before padding."""
+
+    item: TextInput
+    ids: list[int]
+    extra: dict[str, list[int]]  # e.g. token_type_ids
+    tokens: TokenSequence
+    target_ids: list[int] | None
+    target_tokens: TokenSequence | None
+    truncated: int
+
+
+def _validate_text(text: Any, what: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InputError(f"the {what} must be a string, not {type(text).__name__}")
+    if not text.strip():
+        raise InputError(f"the {what} is empty", hint="give some text to look at")
+    return text
+
+
+def _word_and_segment_ids(encoding: Any, n: int, special: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Word ids unique across both segments (-1 for specials) and segment ids 0/1."""
+    try:
+        raw_words = encoding.word_ids()
+        raw_sequences = encoding.sequence_ids()
+    except (ValueError, AttributeError):  # slow tokenizers: one word per token
+        raw_words = [None if special[i] else i for i in range(n)]
+        raw_sequences = [None if special[i] else 0 for i in range(n)]
+    word_ids = np.full(n, -1, dtype=np.int32)
+    segment_ids = np.zeros(n, dtype=np.int8)
+    offset = 0
+    max_in_first = -1
+    current_segment = 0
+    for i, (word, sequence) in enumerate(zip(raw_words, raw_sequences)):
+        if sequence is not None:
+            current_segment = int(sequence)
+        segment_ids[i] = current_segment
+        if word is None or special[i]:
+            continue
+        if current_segment == 0:
+            max_in_first = max(max_in_first, int(word))
+            word_ids[i] = int(word)
+        else:
+            offset = max_in_first + 1
+            word_ids[i] = int(word) + offset
+    return word_ids, segment_ids
+
+
+def _special_mask(tokenizer: Any, ids: list[int]) -> np.ndarray:
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    return np.array([i in special_ids for i in ids], dtype=bool)
+
+
+class Extractor:
+    """Tokenizes, batches and runs texts through one loaded model.
+
+    ``truncate``: cut texts longer than the model's maximum (the cut is counted in
+    ``AttentionResult.truncated_tokens``); when False such a text raises :class:`InputError`.
+    """
+
+    def __init__(self, loaded: LoadedModel, *, truncate: bool = True, verbose: bool = False) -> None:
+        self.loaded = loaded
+        self.truncate = truncate
+        self.verbose = verbose
+        tokenizer = loaded.tokenizer
+        self.pad_id = next(
+            (v for v in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if v is not None), 0
+        )
+        self.input_names = set(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
+
+    # -- tokenizing ------------------------------------------------------------------
+    def _tokenize(self, text: str, pair: str | None, *, target: bool = False) -> tuple[Any, int]:
+        tokenizer = self.loaded.tokenizer
+        limit = self.loaded.max_length
+        kwargs: dict[str, Any] = {"add_special_tokens": True}
+        call = (lambda **kw: tokenizer(text_target=text, **kw)) if target else (
+            lambda **kw: tokenizer(text, pair, **kw)
+        )
+        with quiet_libraries(self.verbose):
+            full = call(**kwargs)
+            length = len(full["input_ids"])
+            if length <= limit:
+                return full, 0
+            if not self.truncate:
+                what = "target text" if target else "text"
+                raise InputError(
+                    f"the {what} has {length} tokens, more than the model's maximum of {limit}",
+                    hint="shorten it, or allow truncation (drop --no-truncate)",
+                )
+            strategy = "longest_first" if pair is not None else True
+            cut = call(truncation=strategy, max_length=limit, **kwargs)
+        return cut, length - len(cut["input_ids"])
+
+    def encode(self, item: TextInput) -> _Encoded:
+        tokenizer = self.loaded.tokenizer
+        text = _validate_text(item.text)
+        pair = _validate_text(item.pair, "pair text") if item.pair is not None else None
+        family = self.loaded.family
+        if pair is not None and family != "encoder":
+            raise InputError(
+                f"--pair needs an encoder model; '{self.loaded.name}' is a {family} model",
+                hint="for encoder-decoder models give the decoder text with --target",
+            )
+        if item.target is not None and family != "encoder-decoder":
+            raise InputError(
+                f"--target needs an encoder-decoder model; '{self.loaded.name}' is a {family} model",
+                hint="use --pair for a second sentence with encoder models",
+            )
+        encoding, truncated = self._tokenize(text, pair)
+        ids = list(encoding["input_ids"])
+        if not ids:
+            raise InputError("the text produced no tokens", hint="give some text to look at")
+        extra = {
+            name: list(encoding[name])
+            for name in ("token_type_ids",)
+            if name in encoding and name in self.input_names
+        }
+        special = _special_mask(tokenizer, ids)
+        word_ids, segment_ids = _word_and_segment_ids(encoding, len(ids), special)
+        tokens = TokenSequence.from_tokens(
+            tokenizer.convert_ids_to_tokens(ids), word_ids, special, segment_ids
+        )
+        target_ids = target_tokens = None
+        if family == "encoder-decoder":
+            target_ids, target_tokens, cut = self._encode_target(item.target)
+            truncated += cut
+        return _Encoded(item, ids, extra, tokens, target_ids, target_tokens, truncated)
+
+    def _encode_target(self, target: str | None) -> tuple[list[int], TokenSequence, int]:
+        """Decoder inputs for teacher forcing: the decoder start token followed by the
+        tokenized target (its trailing end-of-sequence token dropped, as a shift-right
+        would), so every target word is a decoder position."""
+        tokenizer = self.loaded.tokenizer
+        config = self.loaded.model.config
+        start = getattr(config, "decoder_start_token_id", None)
+        if start is None:
+            start = self.pad_id
+        ids: list[int] = [int(start)]
+        words: list[int] = [-1]
+        cut = 0
+        if target is not None:
+            _validate_text(target, "target text")
+            encoding, cut = self._tokenize(target, None, target=True)
+            target_ids = list(encoding["input_ids"])
+            special = _special_mask(tokenizer, target_ids)
+            target_words, _ = _word_and_segment_ids(encoding, len(target_ids), special)
+            if target_ids and target_ids[-1] == tokenizer.eos_token_id:
+                target_ids, target_words = target_ids[:-1], target_words[:-1]
+            if target_ids and target_ids[0] == start:
+                target_ids, target_words = target_ids[1:], target_words[1:]
+            ids += target_ids
+            words += list(target_words)
+            limit = self.loaded.max_length
+            if len(ids) > limit:
+                cut += len(ids) - limit
+                ids, words = ids[:limit], words[:limit]
+        special = _special_mask(tokenizer, ids)
+        special[0] = True
+        tokens = TokenSequence.from_tokens(
+            tokenizer.convert_ids_to_tokens(ids), np.where(special, -1, words), special, np.zeros(len(ids))
+        )
+        return ids, tokens, cut
+
+    # -- running ---------------------------------------------------------------------
+    def run_batch(self, encoded: Sequence[_Encoded]) -> list[AttentionResult]:
+        """One forward pass over ``encoded`` (padded together); one result per input."""
+        import torch
+
+        family = self.loaded.family
+        device = self.loaded.device
+        lengths = [len(e.ids) for e in encoded]
+        width = max(lengths)
+        left = family == "decoder"
+
+        def pad(rows: list[list[int]], value: int, size: int, left_side: bool) -> torch.Tensor:
+            out = []
+            for row in rows:
+                filler = [value] * (size - len(row))
+                out.append(filler + row if left_side else row + filler)
+            return torch.tensor(out, dtype=torch.long, device=device)
+
+        inputs: dict[str, Any] = {
+            "input_ids": pad([e.ids for e in encoded], self.pad_id, width, left),
+            "attention_mask": pad([[1] * n for n in lengths], 0, width, left),
+        }
+        for name in encoded[0].extra:
+            inputs[name] = pad([e.extra[name] for e in encoded], 0, width, left)
+        if left:
+            mask = inputs["attention_mask"]
+            inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+        target_lengths: list[int] = []
+        if family == "encoder-decoder":
+            target_lengths = [len(e.target_ids or []) for e in encoded]
+            target_width = max(target_lengths)
+            inputs["decoder_input_ids"] = pad([e.target_ids or [] for e in encoded], self.pad_id, target_width, False)
+            inputs["decoder_attention_mask"] = pad([[1] * n for n in target_lengths], 0, target_width, False)
+
+        with quiet_libraries(self.verbose), torch.inference_mode():
+            outputs = self.loaded.model(**inputs, output_attentions=True, return_dict=True)
+
+        if family == "encoder-decoder":
+            fields = {
+                "encoder": getattr(outputs, "encoder_attentions", None),
+                "decoder": getattr(outputs, "decoder_attentions", None),
+                "cross": getattr(outputs, "cross_attentions", None),
+            }
+        else:
+            fields = {"decoder" if family == "decoder" else "encoder": getattr(outputs, "attentions", None)}
+        stacked: dict[str, np.ndarray] = {}
+        for kind, layers in fields.items():
+            if not layers or any(layer is None for layer in layers):
+                raise NoAttentionError(
+                    f"'{self.loaded.name}' returned no {kind} attention weights",
+                    hint="the model's attention implementation does not expose weights; "
+                    "attnviz loads with eager attention, which this architecture may not support",
+                )
+            # [batch, layers, heads, query, key]
+            stacked[kind] = torch.stack(list(layers), dim=1).float().cpu().numpy()
+
+        results = []
+        for b, item in enumerate(encoded):
+            n = lengths[b]
+            src = slice(width - n, width) if left else slice(0, n)
+            attentions: dict[str, np.ndarray] = {}
+            for kind, array in stacked.items():
+                if kind == "encoder" or (kind == "decoder" and family == "decoder"):
+                    attentions[kind] = np.ascontiguousarray(array[b, :, :, src, src])
+                elif kind == "decoder":
+                    t = target_lengths[b]
+                    attentions[kind] = np.ascontiguousarray(array[b, :, :, :t, :t])
+                else:
+                    t = target_lengths[b]
+                    attentions[kind] = np.ascontiguousarray(array[b, :, :, :t, :n])
+            results.append(self._result(item, attentions))
+        return results
+
+    def _result(self, encoded: _Encoded, attentions: dict[str, np.ndarray]) -> AttentionResult:
+        return AttentionResult(
+            model=self.loaded.name,
+            family=self.loaded.family,
+            text=encoded.item.text,
+            pair=encoded.item.pair,
+            target=encoded.item.target,
+            tokens=encoded.tokens,
+            target_tokens=encoded.target_tokens,
+            attentions=attentions,
+            layer_ids={k: tuple(range(a.shape[0])) for k, a in attentions.items()},
+            head_ids={k: tuple(range(a.shape[1])) for k, a in attentions.items()},
+            truncated_tokens=encoded.truncated,
+        )
+
+    def extract_many(
+        self, items: Iterable[TextInput | str], *, batch_size: int = 16, window: int = 256
+    ) -> Iterator[AttentionResult | InputError]:
+        """Yield one result per input, in input order.
+
+        Inputs are read in windows of ``window``; inside a window they are sorted by length
+        so that each batch pads little (length bucketing). An input that cannot be encoded
+        yields its :class:`InputError` instead of a result, so one bad text never loses the
+        others' work. Memory stays bounded by the window, however long ``items`` is.
+        """
+        buffer: list[TextInput] = []
+        for item in items:
+            buffer.append(item if isinstance(item, TextInput) else TextInput(item))
+            if len(buffer) >= window:
+                yield from self._run_window(buffer, batch_size)
+                buffer = []
+        if buffer:
+            yield from self._run_window(buffer, batch_size)
+
+    def _run_window(self, window: list[TextInput], batch_size: int) -> list[AttentionResult | InputError]:
+        out: list[AttentionResult | InputError | None] = [None] * len(window)
+        encoded: list[tuple[int, _Encoded]] = []
+        for index, item in enumerate(window):
+            try:
+                encoded.append((index, self.encode(item)))
+            except InputError as exc:
+                out[index] = exc
+        encoded.sort(key=lambda pair: (len(pair[1].ids), len(pair[1].target_ids or [])))
+        for start in range(0, len(encoded), max(1, batch_size)):
+            chunk = encoded[start : start + batch_size]
+            for (index, _), result in zip(chunk, self.run_batch([e for _, e in chunk])):
+                out[index] = result
+        return [r for r in out if r is not None]
+
+
+def extract(
+    text: str,
+    *,
+    model: str | os.PathLike[str] | LoadedModel | None = None,
+    pair: str | None = None,
+    target: str | None = None,
+    truncate: bool = True,
+    device: str = "auto",
+    verbose: bool = False,
+) -> AttentionResult:
+    """Extract the attention of every layer and head for one text.
+
+    ``model`` is an alias (default ``minilm``, bundled), a hub id, a local directory or an
+    already :func:`~attnviz.models.load_model`-ed model (reuse it for many texts).
+    """
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, verbose=verbose)
+    extractor = Extractor(loaded, truncate=truncate, verbose=verbose)
+    return extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
+
+
+def extract_many(
+    texts: Iterable[TextInput | str],
+    *,
+    model: str | os.PathLike[str] | LoadedModel | None = None,
+    batch_size: int = 16,
+    truncate: bool = True,
+    device: str = "auto",
+    verbose: bool = False,
+) -> list[AttentionResult]:
+    """Extract many texts with batched forward passes; raises on the first bad input."""
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, verbose=verbose)
+    results = []
+    for outcome in Extractor(loaded, truncate=truncate, verbose=verbose).extract_many(texts, batch_size=batch_size):
+        if isinstance(outcome, InputError):
+            raise outcome
+        results.append(outcome)
+    return results

@@ -1,0 +1,93 @@
+"""Atomic file writes: a file appears whole under its final name or not at all."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from attnviz.errors import OutputWriteError
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def ensure_directory(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and parents) or raise :class:`OutputWriteError` naming it."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(
+            f"cannot create directory {directory}: {_describe(exc)}",
+            hint="choose a directory you can write to",
+        ) from exc
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputWriteError(
+            f"cannot write to directory {directory}: permission denied",
+            hint="choose a directory you can write to",
+        )
+    return directory
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail early (before any model is loaded) when ``path``'s directory cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputWriteError(f"{target} is a directory", hint="give a file name such as out.png")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.exists():
+        ensure_directory(parent)
+    elif not parent.is_dir():
+        raise OutputWriteError(f"cannot write {target}: {parent} is not a directory")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputWriteError(
+            f"cannot write {target}: permission denied in {parent}",
+            hint="choose a directory you can write to",
+        )
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[IO[Any]], Any],
+    *,
+    binary: bool = True,
+) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it into place.
+
+    A crash, a full disk or Ctrl-C leaves either the old file or the complete new one,
+    never a truncated file.
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
+    except OSError as exc:
+        raise OutputWriteError(
+            f"cannot write {target}: {_describe(exc)}", hint="choose a directory you can write to"
+        ) from exc
+    try:
+        mode = "wb" if binary else "w"
+        with os.fdopen(fd, mode, **({} if binary else {"encoding": "utf-8"})) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, target)
+    except BaseException as exc:
+        try:
+            os.unlink(temp_name)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise OutputWriteError(f"cannot write {target}: {_describe(exc)}") from exc
+        raise
+    return target

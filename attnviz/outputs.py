@@ -1,0 +1,69 @@
+"""Write a result to a file whose extension picks the format: image, page or data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from attnviz.errors import OutputFormatError
+from attnviz.render import DATA_SUFFIXES, IMAGE_SUFFIXES, OUTPUT_SUFFIXES, PAGE_SUFFIXES
+from attnviz.result import AttentionResult
+
+
+def output_kind(path: str | os.PathLike[str]) -> str:
+    """``image``, ``page`` or ``data`` for a path, or :class:`OutputFormatError`."""
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in PAGE_SUFFIXES:
+        return "page"
+    if suffix in DATA_SUFFIXES:
+        return "data"
+    shown = f"'{suffix}'" if suffix else "no extension"
+    raise OutputFormatError(
+        f"unknown output type {shown} for {path}",
+        hint=f"use one of: {' '.join(OUTPUT_SUFFIXES)}",
+    )
+
+
+def with_derived(result: AttentionResult, view: str, kind: str | None) -> AttentionResult:
+    """Add ``rollout`` (and ``flow`` for the flow view) arrays for data exports of those views."""
+    if view not in ("rollout", "flow"):
+        return result
+    from attnviz.analysis.rollout import attention_flow, attention_rollout
+
+    kind = kind or result.default_kind
+    array = result.array(kind)
+    derived = dict(result.derived)
+    derived["rollout"] = attention_rollout(array)
+    if view == "flow":
+        derived["flow"] = attention_flow(array)
+    meta = dict(result.extra_meta, derived_kind=kind)
+    return result.with_changes(derived=derived, extra_meta=meta)
+
+
+def write_output(
+    result: AttentionResult,
+    path: str | os.PathLike[str],
+    *,
+    view: str = "auto",
+    kind: str | None = None,
+    cmap: str = "viridis",
+    dpi: int = 100,
+) -> Path:
+    """Write ``result`` to ``path`` atomically, in the format its extension names."""
+    target = Path(path)
+    what = output_kind(target)
+    if what == "image":
+        from attnviz.render.image import render_figure, save_figure
+
+        fig = render_figure(result, view, kind, cmap=cmap, dpi=dpi)
+        return save_figure(fig, target)
+    if what == "page":
+        from attnviz.io import atomic_write
+        from attnviz.render.html import render_html
+
+        page = render_html(result)
+        return atomic_write(target, lambda handle: handle.write(page), binary=False)
+    with_derived(result, view, kind).save(target)
+    return target

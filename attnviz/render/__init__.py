@@ -1,0 +1,9 @@
+"""Renderers: images (matplotlib), the terminal (rich) and a self-contained HTML page."""
+
+from __future__ import annotations
+
+VIEWS = ("auto", "head", "layer", "grid", "mean", "rollout", "flow")
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+DATA_SUFFIXES = (".npz", ".json")
+PAGE_SUFFIXES: tuple[str, ...] = ()  # the HTML page lands with its own issue
+OUTPUT_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES + PAGE_SUFFIXES

@@ -1,0 +1,118 @@
+"""Heatmap images with matplotlib: ``Figure()`` objects, never global pyplot state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnviz.errors import OutputFormatError
+from attnviz.render import IMAGE_SUFFIXES
+from attnviz.render.views import ViewData, build_view
+from attnviz.result import AttentionResult
+
+DEFAULT_CMAP = "viridis"
+
+
+def _tick_step(count: int, room: int) -> int:
+    return max(1, -(-count // room))
+
+
+def _label_axis(ax: Any, labels: list[str], axis: str, fontsize: float, room: int = 60) -> None:
+    step = _tick_step(len(labels), room)
+    positions = np.arange(0, len(labels), step)
+    shown = [labels[i] for i in positions]
+    if axis == "x":
+        ax.set_xticks(positions)
+        ax.set_xticklabels(shown, rotation=90, fontsize=fontsize)
+    else:
+        ax.set_yticks(positions)
+        ax.set_yticklabels(shown, fontsize=fontsize)
+
+
+def _font_for(count: int) -> float:
+    return float(np.clip(11 - count / 8, 5, 10))
+
+
+def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100) -> Any:
+    """Draw ``data`` (see :func:`~attnviz.render.views.build_view`) into a new Figure."""
+    from matplotlib.figure import Figure
+
+    n_query, n_key = len(data.query_labels), len(data.key_labels)
+    vmax = max(float(max(p.matrix.max() for p in data.panels)), 1e-6)
+    single = len(data.panels) == 1
+    grid = data.view == "grid"
+    if single:
+        side = float(np.clip(0.28 * max(n_query, n_key) + 2.5, 5, 22))
+        figsize = (side * max(n_key, 1) / max(n_query, n_key, 1) + 1.8, side)
+        figsize = (max(figsize[0], 5.5), figsize[1])
+    elif grid:
+        cell = 1.25 if max(n_query, n_key) <= 40 else 1.6
+        figsize = (data.cols * cell + 2.2, data.rows * cell + 1.4)
+    else:
+        cell = float(np.clip(0.12 * max(n_query, n_key) + 1.6, 2.4, 6))
+        figsize = (data.cols * cell + 1.8, data.rows * cell + 1.2)
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    axes = fig.subplots(data.rows, data.cols, squeeze=False)
+    image = None
+    font = _font_for(max(n_query, n_key))
+    for index, ax in enumerate(axes.flat):
+        if index >= len(data.panels):
+            ax.set_axis_off()
+            continue
+        panel = data.panels[index]
+        image = ax.imshow(panel.matrix, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+        row, col = divmod(index, data.cols)
+        if single:
+            _label_axis(ax, data.key_labels, "x", font, room=80)
+            _label_axis(ax, data.query_labels, "y", font, room=80)
+            ax.set_xlabel("key (attended to)")
+            ax.set_ylabel("query (attending)")
+        elif grid:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0 and data.row_labels:
+                ax.set_ylabel(data.row_labels[row], fontsize=9)
+            if row == 0 and data.col_labels:
+                ax.set_title(data.col_labels[col], fontsize=9)
+        else:
+            small = max(4.0, font - 3)
+            if row == data.rows - 1 or index + data.cols >= len(data.panels):
+                _label_axis(ax, data.key_labels, "x", small, room=40)
+            else:
+                ax.set_xticks([])
+            if col == 0:
+                _label_axis(ax, data.query_labels, "y", small, room=40)
+            else:
+                ax.set_yticks([])
+            ax.set_title(panel.label, fontsize=9)
+    if image is not None:
+        colorbar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8 if single else 0.6)
+        colorbar.set_label("attention weight")
+    fig.suptitle(data.title, fontsize=11 if single else 12)
+    return fig
+
+
+def render_figure(
+    result: AttentionResult,
+    view: str = "auto",
+    kind: str | None = None,
+    *,
+    cmap: str = DEFAULT_CMAP,
+    dpi: int = 100,
+) -> Any:
+    """A matplotlib ``Figure`` of ``view`` (head, layer, grid, mean, rollout, flow)."""
+    return figure_for_view(build_view(result, view, kind), cmap=cmap, dpi=dpi)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int | None = None) -> Path:
+    """Write ``fig`` as PNG, SVG or PDF (by extension), atomically."""
+    from attnviz.io import atomic_write
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise OutputFormatError(f"cannot draw an image as '{suffix}'", hint="use .png, .svg or .pdf")
+    fmt = suffix[1:]
+    return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=dpi or fig.dpi), binary=True)

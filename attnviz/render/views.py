@@ -1,0 +1,148 @@
+"""Choose what a view shows: pure NumPy, shared by the image, terminal and page renderers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from attnviz.errors import SelectionError
+from attnviz.render import VIEWS
+from attnviz.result import MEAN_HEAD, AttentionResult
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One heatmap: ``matrix`` ``[query, key]`` with its axis labels and a short label."""
+
+    matrix: np.ndarray
+    label: str
+    layer: int | None
+    head: int | None
+
+
+@dataclass(frozen=True)
+class ViewData:
+    """Panels laid out as ``rows`` x ``cols`` (row-major), plus labels shared by all."""
+
+    view: str
+    kind: str
+    panels: list[Panel]
+    rows: int
+    cols: int
+    query_labels: list[str]
+    key_labels: list[str]
+    title: str
+    row_labels: list[str] | None = None
+    col_labels: list[str] | None = None
+
+
+def resolve_view(view: str, layers: int, heads: int) -> str:
+    """``auto`` becomes ``head`` for one layer and head, ``layer`` for one layer, else ``grid``."""
+    view = (view or "auto").lower()
+    if view not in VIEWS:
+        raise SelectionError(f"unknown view '{view}'", hint=f"choose one of: {', '.join(VIEWS)}")
+    if view != "auto":
+        return view
+    if layers == 1 and heads == 1:
+        return "head"
+    if layers == 1:
+        return "layer"
+    return "grid"
+
+
+def head_name(head: int) -> str:
+    return "mean" if head == MEAN_HEAD else str(head)
+
+
+def describe_transforms(result: AttentionResult) -> str:
+    notes = []
+    if "merge_words" in result.transforms:
+        notes.append("words")
+    if "drop_special" in result.transforms:
+        notes.append("no special tokens")
+    return f" ({', '.join(notes)})" if notes else ""
+
+
+def build_view(result: AttentionResult, view: str = "auto", kind: str | None = None) -> ViewData:
+    """Lay out the panels of ``view`` for the (already selected) layers and heads of ``kind``."""
+    kind = kind or result.default_kind
+    array = result.array(kind)
+    layer_ids = result.layer_ids[kind]
+    head_ids = result.head_ids[kind]
+    queries, keys = result.axes(kind)
+    q_labels, k_labels = queries.labels(), keys.labels()
+    resolved = resolve_view(view, array.shape[0], array.shape[1])
+    base = f"{result.model} · {kind} attention{describe_transforms(result)}"
+
+    if resolved in ("rollout", "flow"):
+        from attnviz.analysis.rollout import attention_flow, attention_rollout
+
+        if resolved == "rollout":
+            rollout = result.derived.get("rollout")
+            if rollout is None:
+                rollout = attention_rollout(array)
+            panel = Panel(rollout[-1], f"rollout to layer {layer_ids[-1]}", layer_ids[-1], None)
+            title = f"{base} · rollout through layers {_span(layer_ids)}"
+        else:
+            flow = result.derived.get("flow")
+            if flow is None:
+                flow = attention_flow(array)
+            panel = Panel(flow, "flow", layer_ids[-1], None)
+            title = f"{base} · attention flow through layers {_span(layer_ids)}"
+        return ViewData(resolved, kind, [panel], 1, 1, q_labels, k_labels, title)
+
+    if resolved == "head":
+        if array.shape[0] != 1 or array.shape[1] != 1:
+            raise SelectionError(
+                f"the head view shows one head, but {array.shape[0]} layers x {array.shape[1]} heads are selected",
+                hint="pick one with --layer N --head M, or use --view layer / grid",
+            )
+        layer, head = layer_ids[0], head_ids[0]
+        name = "mean of heads" if head == MEAN_HEAD else f"head {head}"
+        panel = Panel(array[0, 0], f"layer {layer} · {name}", layer, head)
+        return ViewData(resolved, kind, [panel], 1, 1, q_labels, k_labels, f"{base} · layer {layer} · {name}")
+
+    if resolved == "layer":
+        if array.shape[0] != 1:
+            raise SelectionError(
+                f"the layer view shows one layer, but {array.shape[0]} layers are selected",
+                hint="pick one with --layer N, or use --view grid",
+            )
+        layer = layer_ids[0]
+        count = array.shape[1]
+        cols = min(4, count) if count != 6 else 3
+        rows = -(-count // cols)
+        panels = [Panel(array[0, h], f"head {head_name(head_ids[h])}", layer, head_ids[h]) for h in range(count)]
+        return ViewData(resolved, kind, panels, rows, cols, q_labels, k_labels, f"{base} · layer {layer}, heads {_span(head_ids)}")
+
+    if resolved == "mean":
+        means = array.mean(axis=1, dtype=np.float64).astype(np.float32)
+        panels = [Panel(means[i], f"layer {layer_ids[i]}", layer_ids[i], MEAN_HEAD) for i in range(means.shape[0])]
+        count = len(panels)
+        cols = min(count, 6 if count > 4 else count)
+        rows = -(-count // cols)
+        heads_note = "all heads" if len(head_ids) > 1 else f"head {head_name(head_ids[0])}"
+        return ViewData(resolved, kind, panels, rows, cols, q_labels, k_labels, f"{base} · mean over {heads_note}")
+
+    # grid: one row per layer, one column per head
+    panels = [
+        Panel(array[i, h], f"L{layer_ids[i]} H{head_name(head_ids[h])}", layer_ids[i], head_ids[h])
+        for i in range(array.shape[0])
+        for h in range(array.shape[1])
+    ]
+    return ViewData(
+        resolved, kind, panels, array.shape[0], array.shape[1], q_labels, k_labels,
+        f"{base} · layers {_span(layer_ids)} x heads {_span([h for h in head_ids])}",
+        row_labels=[f"layer {layer}" for layer in layer_ids],
+        col_labels=[f"head {head_name(h)}" for h in head_ids],
+    )
+
+
+def _span(ids: tuple[int, ...] | list[int]) -> str:
+    ids = list(ids)
+    if len(ids) == 1:
+        return head_name(ids[0])
+    if ids == list(range(ids[0], ids[0] + len(ids))):
+        return f"{ids[0]}-{ids[-1]}"
+    return ",".join(head_name(i) for i in ids)

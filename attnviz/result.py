@@ -1,0 +1,323 @@
+"""The attention result: tokens plus float32 attention arrays, and its file formats.
+
+Shapes: every attention array is ``[layers, heads, query, key]``, float32.
+
+* ``encoder`` - self-attention of an encoder (BERT, the encoder of T5/BART):
+  query and key are the source tokens.
+* ``decoder`` - causal self-attention of a decoder (GPT-2, the decoder of T5/BART):
+  query and key are the decoder tokens (``tokens`` for decoder-only models,
+  ``target_tokens`` for encoder-decoders).
+* ``cross`` - decoder queries over encoder keys: ``[layers, heads, target, source]``.
+
+Layer and head indices are 0-based everywhere (arrays, JSON, command line).
+This module is pure NumPy: loading a saved result never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnviz.errors import InputError, SelectionError
+
+SCHEMA = "attnviz/1"
+KINDS = ("encoder", "decoder", "cross")
+MEAN_HEAD = -1  # head index that stands for "mean over heads"
+
+
+def clean_token(token: str) -> str:
+    """A readable form of a sub-word token: WordPiece ``##``, byte-level ``Ġ``/``Ċ`` and
+    SentencePiece ``▁`` markers removed; an empty result shows as ``␣``."""
+    text = token
+    if text.startswith("##") and len(text) > 2:
+        text = text[2:]
+    text = text.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\\n").replace("ĉ", "\\t")
+    text = text.strip()
+    return text if text else "␣"
+
+
+@dataclass(frozen=True, eq=False)
+class TokenSequence:
+    """The tokens along one axis of an attention map.
+
+    ``tokens``: as the tokenizer produced them; ``display``: cleaned for labels;
+    ``word_ids``: int32 ``[n]``, the word each token belongs to (``-1`` for special tokens,
+    unique across the two segments of a pair); ``special_mask``: bool ``[n]``;
+    ``segment_ids``: int8 ``[n]``, 0 for the first text and 1 for the pair text.
+    """
+
+    tokens: tuple[str, ...]
+    display: tuple[str, ...]
+    word_ids: np.ndarray
+    special_mask: np.ndarray
+    segment_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.tokens)
+        for name in ("display", "word_ids", "special_mask", "segment_ids"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"TokenSequence.{name} has {len(getattr(self, name))} entries, tokens {n}")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def pair_start(self) -> int | None:
+        """Index of the first token of the second segment, or None without a pair."""
+        positions = np.flatnonzero((self.segment_ids == 1) & ~self.special_mask)
+        return int(positions[0]) if positions.size else None
+
+    def labels(self) -> list[str]:
+        return list(self.display)
+
+    def subset(self, keep: np.ndarray) -> TokenSequence:
+        index = np.flatnonzero(keep)
+        return TokenSequence(
+            tokens=tuple(self.tokens[i] for i in index),
+            display=tuple(self.display[i] for i in index),
+            word_ids=self.word_ids[index],
+            special_mask=self.special_mask[index],
+            segment_ids=self.segment_ids[index],
+        )
+
+    @classmethod
+    def from_tokens(
+        cls,
+        tokens: list[str],
+        word_ids: list[int] | np.ndarray | None = None,
+        special_mask: list[bool] | np.ndarray | None = None,
+        segment_ids: list[int] | np.ndarray | None = None,
+        display: list[str] | None = None,
+    ) -> TokenSequence:
+        n = len(tokens)
+        return cls(
+            tokens=tuple(tokens),
+            display=tuple(display) if display is not None else tuple(clean_token(t) for t in tokens),
+            word_ids=np.asarray(word_ids if word_ids is not None else np.arange(n), dtype=np.int32),
+            special_mask=np.asarray(special_mask if special_mask is not None else np.zeros(n), dtype=bool),
+            segment_ids=np.asarray(segment_ids if segment_ids is not None else np.zeros(n), dtype=np.int8),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionResult:
+    """Attention of one text through one model.
+
+    ``attentions`` maps each kind (``encoder``, ``decoder``, ``cross``) to a float32 array
+    ``[layers, heads, query, key]``. ``layer_ids[kind]`` and ``head_ids[kind]`` give the
+    original 0-based index of each layer and head along those axes (a head id of ``-1``
+    is the mean over heads). ``tokens`` is the sequence of the only stack, or the source
+    (encoder) side of an encoder-decoder; ``target_tokens`` is the decoder side.
+    """
+
+    model: str
+    family: str
+    text: str
+    tokens: TokenSequence
+    attentions: dict[str, np.ndarray]
+    layer_ids: dict[str, tuple[int, ...]]
+    head_ids: dict[str, tuple[int, ...]]
+    pair: str | None = None
+    target: str | None = None
+    target_tokens: TokenSequence | None = None
+    transforms: tuple[str, ...] = ()
+    truncated_tokens: int = 0
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+    derived: dict[str, np.ndarray] = field(default_factory=dict)
+
+    # -- structure -------------------------------------------------------------------
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(k for k in KINDS if k in self.attentions)
+
+    @property
+    def default_kind(self) -> str:
+        return self.kinds[0]
+
+    def array(self, kind: str | None = None) -> np.ndarray:
+        """The ``[layers, heads, query, key]`` array of ``kind`` (default: the first kind)."""
+        kind = kind or self.default_kind
+        if kind not in self.attentions:
+            raise SelectionError(
+                f"this {self.family} model has no '{kind}' attention",
+                hint=f"choose one of: {', '.join(self.kinds)}",
+            )
+        return self.attentions[kind]
+
+    def axes(self, kind: str | None = None) -> tuple[TokenSequence, TokenSequence]:
+        """(query tokens, key tokens) of ``kind``."""
+        kind = kind or self.default_kind
+        self.array(kind)
+        if kind == "encoder" or self.target_tokens is None:
+            return self.tokens, self.tokens
+        if kind == "decoder":
+            return self.target_tokens, self.target_tokens
+        return self.target_tokens, self.tokens
+
+    @property
+    def shape(self) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(int(d) for d in self.attentions[k].shape) for k in self.kinds}
+
+    def with_changes(self, **changes: Any) -> AttentionResult:
+        return replace(self, **changes)
+
+    # -- metadata --------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        from attnviz import __version__
+
+        meta: dict[str, Any] = {
+            "schema": SCHEMA,
+            "model": self.model,
+            "family": self.family,
+            "text": self.text,
+            "pair": self.pair,
+            "target": self.target,
+            "attnviz": __version__,
+            "transformers": _transformers_version(),
+            "transforms": list(self.transforms),
+            "truncated_tokens": self.truncated_tokens,
+            "layers": {k: list(v) for k, v in self.layer_ids.items()},
+            "heads": {k: list(v) for k, v in self.head_ids.items()},
+            "pair_start": self.tokens.pair_start,
+            "display_tokens": list(self.tokens.display),
+        }
+        if self.target_tokens is not None:
+            meta["target_display_tokens"] = list(self.target_tokens.display)
+        meta.update(self.extra_meta)
+        return meta
+
+    # -- npz -------------------------------------------------------------------------
+    def _token_fields(self) -> dict[str, np.ndarray]:
+        fields: dict[str, np.ndarray] = {}
+        sides = [("", self.tokens)] if self.target_tokens is None else [
+            ("source_", self.tokens),
+            ("target_", self.target_tokens),
+        ]
+        for prefix, seq in sides:
+            fields[f"{prefix}tokens"] = np.array(seq.tokens, dtype=np.str_)
+            fields[f"{prefix}word_ids"] = seq.word_ids.astype(np.int32)
+            fields[f"{prefix}special_mask"] = seq.special_mask.astype(bool)
+            fields[f"{prefix}segment_ids"] = seq.segment_ids.astype(np.int8)
+        return fields
+
+    def to_npz(self, path: str | os.PathLike[str]) -> None:
+        """Write the result as ``.npz`` (see DESIGN.md: arrays per kind, tokens, meta JSON)."""
+        from attnviz.io import atomic_write
+
+        arrays: dict[str, np.ndarray] = {k: self.attentions[k].astype(np.float32) for k in self.kinds}
+        arrays.update({k: v.astype(np.float32) for k, v in self.derived.items()})
+        arrays.update(self._token_fields())
+        arrays["meta"] = np.array(json.dumps(self.meta(), ensure_ascii=False))
+
+        def write(handle: Any) -> None:
+            np.savez_compressed(handle, **arrays)
+
+        atomic_write(path, write, binary=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything in the npz as plain JSON types (attention as nested lists)."""
+        document: dict[str, Any] = {"meta": self.meta()}
+        for name, value in self._token_fields().items():
+            document[name] = value.tolist()
+        for kind in self.kinds:
+            document[kind] = self.attentions[kind].tolist()
+        for name, value in self.derived.items():
+            document[name] = value.tolist()
+        return document
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        from attnviz.io import atomic_write
+
+        text = json.dumps(self.to_dict(), ensure_ascii=False)
+        atomic_write(path, lambda handle: handle.write(text), binary=False)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``.npz`` or ``.json`` by the extension of ``path``."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".npz":
+            self.to_npz(path)
+        elif suffix == ".json":
+            self.to_json(path)
+        else:
+            from attnviz.errors import OutputFormatError
+
+            raise OutputFormatError(f"cannot save data as '{suffix}'", hint="use .npz or .json")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> AttentionResult:
+        """Read a result saved with :meth:`to_npz` or :meth:`to_json`."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"no such file: {path}", hint="pass an .npz or .json written by attnviz")
+        try:
+            if path.suffix.lower() == ".json":
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                fields = {k: np.asarray(v) for k, v in raw.items() if k != "meta"}
+                meta = raw["meta"]
+            else:
+                with np.load(path, allow_pickle=False) as data:
+                    fields = {k: data[k] for k in data.files if k != "meta"}
+                    meta = json.loads(str(data["meta"]))
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path} is not an attnviz data file: {exc}", hint="re-export it with attnviz") from exc
+        if meta.get("schema") != SCHEMA:
+            raise InputError(f"{path} has schema {meta.get('schema')!r}, expected {SCHEMA!r}")
+        return cls._from_fields(fields, meta)
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, np.ndarray], meta: dict[str, Any]) -> AttentionResult:
+        def sequence(prefix: str, display_key: str) -> TokenSequence:
+            return TokenSequence(
+                tokens=tuple(str(t) for t in fields[f"{prefix}tokens"].tolist()),
+                display=tuple(meta[display_key]),
+                word_ids=np.asarray(fields[f"{prefix}word_ids"], dtype=np.int32),
+                special_mask=np.asarray(fields[f"{prefix}special_mask"], dtype=bool),
+                segment_ids=np.asarray(fields[f"{prefix}segment_ids"], dtype=np.int8),
+            )
+
+        if "source_tokens" in fields:
+            tokens = sequence("source_", "display_tokens")
+            target_tokens: TokenSequence | None = sequence("target_", "target_display_tokens")
+        else:
+            tokens, target_tokens = sequence("", "display_tokens"), None
+        attentions = {k: np.asarray(fields[k], dtype=np.float32) for k in KINDS if k in fields}
+        derived = {k: np.asarray(fields[k], dtype=np.float32) for k in ("rollout", "flow") if k in fields}
+        known = {
+            "schema", "model", "family", "text", "pair", "target", "attnviz", "transformers",
+            "transforms", "truncated_tokens", "layers", "heads", "pair_start",
+            "display_tokens", "target_display_tokens",
+        }
+        return cls(
+            model=meta["model"],
+            family=meta["family"],
+            text=meta["text"],
+            pair=meta.get("pair"),
+            target=meta.get("target"),
+            tokens=tokens,
+            target_tokens=target_tokens,
+            attentions=attentions,
+            layer_ids={k: tuple(v) for k, v in meta["layers"].items()},
+            head_ids={k: tuple(v) for k, v in meta["heads"].items()},
+            transforms=tuple(meta.get("transforms", ())),
+            truncated_tokens=int(meta.get("truncated_tokens", 0)),
+            extra_meta={k: v for k, v in meta.items() if k not in known},
+            derived=derived,
+        )
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}={list(s)}" for k, s in self.shape.items())
+        return f"<AttentionResult model={self.model!r} tokens={len(self.tokens)} {shapes}>"
+
+
+def _transformers_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("transformers")
+    except Exception:  # pragma: no cover - metadata missing
+        return None

@@ -1,0 +1,207 @@
+"""Pure-NumPy transforms of an :class:`AttentionResult`.
+
+Every transform returns a new result and records itself in ``result.transforms`` so that
+saved data says what was done to the raw attention.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+
+from attnviz.errors import SelectionError
+from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence
+
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def parse_index_spec(spec: str | int | None, count: int, what: str = "layer") -> tuple[int, ...]:
+    """Parse ``all``, ``3``, ``2-4`` (inclusive) or a comma list of those, 0-based.
+
+    Raises :class:`SelectionError` naming the valid range when an index is out of range.
+    """
+    valid = f"0-{count - 1}" if count > 1 else "0"
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in {"", "all"}):
+        return tuple(range(count))
+    if isinstance(spec, int):
+        parts = [str(spec)]
+    else:
+        parts = [p for p in spec.split(",") if p.strip()]
+    chosen: list[int] = []
+    for part in parts:
+        match = _RANGE.match(part)
+        if not match:
+            raise SelectionError(
+                f"--{what} '{spec}' is not an index, a range or 'all'",
+                hint=f"use e.g. 0, 2-4, 0,3 or all ({what}s are 0-based: {valid})",
+            )
+        start = int(match.group(1))
+        stop = int(match.group(2)) if match.group(2) is not None else start
+        if stop < start:
+            raise SelectionError(f"--{what} range '{part.strip()}' runs backwards", hint=f"write it low-high, e.g. {stop}-{start}")
+        for index in range(start, stop + 1):
+            if index >= count:
+                raise SelectionError(
+                    f"--{what} {index} is out of range: this model has {count} {what}s ({valid})",
+                    hint=f"{what}s are 0-based; choose from {valid}",
+                )
+            if index not in chosen:
+                chosen.append(index)
+    return tuple(chosen)
+
+
+def select(result: AttentionResult, layers: str | int | None = None, heads: str | int | None = None) -> AttentionResult:
+    """Keep only the chosen layers and heads (0-based specs, see :func:`parse_index_spec`),
+    for every attention kind. Indices refer to the current arrays' positions."""
+    if layers in (None, "all") and heads in (None, "all"):
+        return result
+    attentions, layer_ids, head_ids = {}, {}, {}
+    for kind in result.kinds:
+        array = result.attentions[kind]
+        layer_index = parse_index_spec(layers, array.shape[0], "layer")
+        head_index = parse_index_spec(heads, array.shape[1], "head")
+        attentions[kind] = np.ascontiguousarray(array[np.ix_(layer_index, head_index)])
+        layer_ids[kind] = tuple(result.layer_ids[kind][i] for i in layer_index)
+        head_ids[kind] = tuple(result.head_ids[kind][i] for i in head_index)
+    step = f"select(layers={layers or 'all'},heads={heads or 'all'})"
+    return replace(result, attentions=attentions, layer_ids=layer_ids, head_ids=head_ids,
+                   transforms=result.transforms + (step,))
+
+
+def mean_heads(result: AttentionResult) -> AttentionResult:
+    """Average over heads: each array becomes ``[layers, 1, query, key]`` with head id -1."""
+    attentions = {k: a.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32) for k, a in result.attentions.items()}
+    head_ids = {k: (MEAN_HEAD,) for k in result.kinds}
+    return replace(result, attentions=attentions, head_ids=head_ids, transforms=result.transforms + ("mean_heads",))
+
+
+def _renormalise_rows(array: np.ndarray) -> np.ndarray:
+    sums = array.sum(axis=-1, keepdims=True, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(sums > 0, array / np.where(sums > 0, sums, 1.0), 0.0)
+    return out.astype(np.float32)
+
+
+def drop_special(result: AttentionResult) -> AttentionResult:
+    """Remove special tokens ([CLS], [SEP], <s>, </s>, ...) from both axes and renormalise
+    each row to sum to 1 (a row that attended only to special tokens becomes all zeros)."""
+    keep_source = ~result.tokens.special_mask
+    keep_target = ~result.target_tokens.special_mask if result.target_tokens is not None else None
+    if not keep_source.any() or (keep_target is not None and result.target is not None and not keep_target.any()):
+        raise SelectionError("the text has only special tokens; nothing is left without them",
+                             hint="drop --no-special")
+    if keep_target is not None and not keep_target.any():
+        # No --target: the decoder holds only its start token; keep it so every kind has a map.
+        keep_target = np.ones_like(keep_target)
+    attentions = {}
+    for kind, array in result.attentions.items():
+        query_keep, key_keep = _axis_masks(result, kind, keep_source, keep_target)
+        sliced = array[:, :, query_keep][:, :, :, key_keep]
+        attentions[kind] = _renormalise_rows(sliced)
+    return replace(
+        result,
+        attentions=attentions,
+        tokens=result.tokens.subset(keep_source),
+        target_tokens=result.target_tokens.subset(keep_target) if keep_target is not None else None,
+        transforms=result.transforms + ("drop_special",),
+    )
+
+
+def _axis_masks(result: AttentionResult, kind: str, source: np.ndarray, target: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    if kind == "encoder" or target is None:
+        return source, source
+    if kind == "decoder":
+        return target, target
+    return target, source
+
+
+def _word_groups(sequence: TokenSequence) -> list[list[int]]:
+    """Positions of each word in order of first appearance; special tokens stand alone."""
+    groups: list[list[int]] = []
+    by_word: dict[int, list[int]] = {}
+    for position, word in enumerate(sequence.word_ids.tolist()):
+        if word < 0 or sequence.special_mask[position]:
+            groups.append([position])
+        elif word in by_word:
+            by_word[word].append(position)
+        else:
+            by_word[word] = [position]
+            groups.append(by_word[word])
+    return groups
+
+
+def _merge_display(sequence: TokenSequence, group: list[int]) -> str:
+    pieces = []
+    for position in group:
+        raw = sequence.tokens[position]
+        pieces.append(raw[2:] if raw.startswith("##") and len(raw) > 2 else raw)
+    from attnviz.result import clean_token
+
+    return clean_token("".join(pieces))
+
+
+def _merge_matrix(groups: list[list[int]], n: int) -> np.ndarray:
+    matrix = np.zeros((len(groups), n), dtype=np.float64)
+    for row, group in enumerate(groups):
+        matrix[row, group] = 1.0
+    return matrix
+
+
+def merge_words(result: AttentionResult) -> AttentionResult:
+    """Merge sub-word tokens into words (Clark et al. 2019): attention TO a word is the sum
+    over its pieces, attention FROM a word is the mean over its pieces. Rows still sum to 1."""
+    source_groups = _word_groups(result.tokens)
+    target_groups = _word_groups(result.target_tokens) if result.target_tokens is not None else None
+
+    def merged_sequence(sequence: TokenSequence, groups: list[list[int]]) -> TokenSequence:
+        return TokenSequence(
+            tokens=tuple(_merge_display(sequence, g) for g in groups),
+            display=tuple(_merge_display(sequence, g) for g in groups),
+            word_ids=np.array([sequence.word_ids[g[0]] for g in groups], dtype=np.int32),
+            special_mask=np.array([bool(sequence.special_mask[g[0]]) for g in groups], dtype=bool),
+            segment_ids=np.array([sequence.segment_ids[g[0]] for g in groups], dtype=np.int8),
+        )
+
+    source_matrix = _merge_matrix(source_groups, len(result.tokens))
+    target_matrix = (
+        _merge_matrix(target_groups, len(result.target_tokens)) if target_groups is not None and result.target_tokens is not None else None
+    )
+    attentions = {}
+    for kind, array in result.attentions.items():
+        if kind == "encoder" or target_matrix is None:
+            query_m, key_m = source_matrix, source_matrix
+        elif kind == "decoder":
+            query_m, key_m = target_matrix, target_matrix
+        else:
+            query_m, key_m = target_matrix, source_matrix
+        query_mean = query_m / query_m.sum(axis=1, keepdims=True)
+        merged = np.einsum("wq,lhqk,vk->lhwv", query_mean, array.astype(np.float64), key_m)
+        attentions[kind] = merged.astype(np.float32)
+    return replace(
+        result,
+        attentions=attentions,
+        tokens=merged_sequence(result.tokens, source_groups),
+        target_tokens=merged_sequence(result.target_tokens, target_groups)
+        if result.target_tokens is not None and target_groups is not None
+        else None,
+        transforms=result.transforms + ("merge_words",),
+    )
+
+
+def apply_transforms(
+    result: AttentionResult,
+    *,
+    layers: str | int | None = None,
+    heads: str | int | None = None,
+    words: bool = False,
+    no_special: bool = False,
+) -> AttentionResult:
+    """The transforms of the command line, in their fixed order: drop special tokens,
+    merge words, then select layers and heads."""
+    if no_special:
+        result = drop_special(result)
+    if words:
+        result = merge_words(result)
+    return select(result, layers, heads)
