@@ -31,7 +31,7 @@ def test_bert_attention_equals_recomputation_from_weights(loaded_models):
         x = hidden[layer_index][0].numpy().astype(np.float64)
         attn = layer.attention.self
 
-        def project(linear):
+        def project(linear, x=x):
             return x @ linear.weight.detach().numpy().T + linear.bias.detach().numpy()
 
         q, k = project(attn.query), project(attn.key)
