@@ -14,10 +14,15 @@ def stderr_console() -> Any:
     return Console(stderr=True, highlight=False)
 
 
-def stdout_console() -> Any:
+def stdout_console(min_width: int = 0) -> Any:
+    """A console on stdout; when stdout is not a terminal (a pipe, a file) wide tables get
+    ``min_width`` columns instead of rich's default of 80, so they are not squeezed."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if min_width and not console.is_terminal and console.width < min_width:
+        console = Console(highlight=False, width=min_width)
+    return console
 
 
 def warn(message: str) -> None:

@@ -150,7 +150,7 @@ def print_terminal(result: Any, kind: str, view: str) -> None:
     import numpy as np
 
     from attnviz.render.terminal import print_heatmap, print_summary, print_top_keys
-    from attnviz.render.views import build_view, describe_transforms
+    from attnviz.render.views import build_view, describe_transforms, short_model_name
 
     console = stdout_console()
     print_summary(result, console)
@@ -164,7 +164,7 @@ def print_terminal(result: Any, kind: str, view: str) -> None:
         layers = result.layer_ids[kind]
         matrix = array.mean(axis=(0, 1), dtype=np.float64)
         where = f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers[0]}-{layers[-1]}" if list(layers) == list(range(layers[0], layers[-1] + 1)) else f"layers {','.join(map(str, layers))}"
-        title = f"{result.model} · {kind} attention{describe_transforms(result)} · {where}, mean over {array.shape[1]} heads"
+        title = f"{short_model_name(result.model)} · {kind} attention{describe_transforms(result)} · {where}, mean over {array.shape[1]} heads"
         if array.shape[0] > 1:
             title += "  (pick one with --layer N, one head with --head M)"
     print_heatmap(matrix, queries.labels(), keys.labels(), console, title=title)

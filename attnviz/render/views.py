@@ -35,6 +35,7 @@ class ViewData:
     title: str
     row_labels: list[str] | None = None
     col_labels: list[str] | None = None
+    value_label: str = "attention weight"
 
 
 def resolve_view(view: str, layers: int, heads: int) -> str:
@@ -55,6 +56,13 @@ def head_name(head: int) -> str:
     return "mean" if head == MEAN_HEAD else str(head)
 
 
+def short_model_name(model: str) -> str:
+    """A model name short enough for a title: a long local path becomes its last part."""
+    if len(model) > 30 and ("/" in model or "\\" in model):
+        return model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return model
+
+
 def describe_transforms(result: AttentionResult) -> str:
     notes = []
     if "merge_words" in result.transforms:
@@ -73,10 +81,17 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
     queries, keys = result.axes(kind)
     q_labels, k_labels = queries.labels(), keys.labels()
     resolved = resolve_view(view, array.shape[0], array.shape[1])
-    base = f"{result.model} · {kind} attention{describe_transforms(result)}"
+    base = f"{short_model_name(result.model)} · {kind} attention{describe_transforms(result)}"
 
     if resolved in ("rollout", "flow"):
         from attnviz.analysis.rollout import attention_flow, attention_rollout
+
+        if kind == "cross":
+            raise SelectionError(
+                f"{resolved} follows the residual stream through one stack of self-attention; "
+                "cross attention maps decoder tokens onto encoder tokens and has no such path",
+                hint="use --kind encoder (the source stack) or --kind decoder (the target stack)",
+            )
 
         if resolved == "rollout":
             rollout = result.derived.get("rollout")
@@ -90,7 +105,8 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
                 flow = attention_flow(array)
             panel = Panel(flow, "flow", layer_ids[-1], None)
             title = f"{base} · attention flow through layers {_span(layer_ids)}"
-        return ViewData(resolved, kind, [panel], 1, 1, q_labels, k_labels, title)
+        value_label = "share of input token (rollout)" if resolved == "rollout" else "share of flow (max-flow)"
+        return ViewData(resolved, kind, [panel], 1, 1, q_labels, k_labels, title, value_label=value_label)
 
     if resolved == "head":
         if array.shape[0] != 1 or array.shape[1] != 1:

@@ -1,0 +1,248 @@
+"""Per-head attention statistics (Clark et al. 2019) and pattern labels (Kovaleva et al. 2019).
+
+For a self-attention map ``a`` ``[query, key]`` of n tokens, each statistic is a mean over
+query positions i of a per-query value:
+
+==============  =============================================================  ============
+name            per-query value                                                queries
+==============  =============================================================  ============
+entropy         -sum_j a_ij ln a_ij (nats)                                     all
+distance        sum_j a_ij |i - j|                                             all
+first           a_i0: mass on the first token ([CLS], <s>, or the first word)  all
+separator       mass on special tokens after position 0 ([SEP], </s>, ...)     all
+punctuation     mass on tokens made only of punctuation                         all
+self            a_ii                                                           all
+previous        a_i,i-1                                                        i >= 1
+next            a_i,i+1                                                        i <= n-2
+local           sum over |i - j| <= 2 of a_ij                                  all
+==============  =============================================================  ============
+
+Statistics are kept as sums and counts of query positions, so shards of a corpus merge
+exactly: the merged mean pools every query position of every text (a long text weighs
+more than a short one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnviz.errors import InputError, SelectionError
+from attnviz.result import AttentionResult, TokenSequence
+
+STATISTICS = ("entropy", "distance", "first", "separator", "punctuation", "self", "previous", "next", "local")
+STATS_SCHEMA = "attnviz-stats/1"
+
+#: Pattern thresholds, checked in this order (the first that holds names the head).
+#: vertical/previous/next values follow Clark et al.'s code; broad uses their 3.8 nats, or,
+#: for short texts where ln(n) < 3.8 makes that unreachable, 80% of the maximum entropy.
+THRESHOLDS: dict[str, float] = {
+    "vertical": 0.6,   # first + separator mass: attention parked on special tokens
+    "diagonal": 0.5,   # self mass
+    "previous": 0.5,   # previous-token mass
+    "next": 0.5,       # next-token mass
+    "block": 0.7,      # mass within +-2 positions, no single offset above its threshold
+    "broad_nats": 3.8,  # entropy
+    "broad_relative": 0.8,  # entropy / ln(number of keys)
+}
+LABELS = ("vertical", "diagonal", "previous", "next", "block", "broad", "heterogeneous")
+
+
+def _is_punctuation(token: str) -> bool:
+    token = token.strip()
+    return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
+
+
+def per_query_statistics(array: np.ndarray, tokens: TokenSequence) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``array`` ``[layers, heads, n, n]`` -> for each statistic, (sum over queries, count)
+    with sums shaped ``[layers, heads]``."""
+    a = np.asarray(array, dtype=np.float64)
+    if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
+        raise SelectionError(
+            "head statistics need square self-attention; cross attention has no positions to compare",
+            hint="use --kind encoder or --kind decoder",
+        )
+    n = a.shape[-1]
+    index = np.arange(n)
+    distance = np.abs(index[:, None] - index[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)
+    special = np.asarray(tokens.special_mask, dtype=bool)
+    separator = special.copy()
+    separator[0] = False
+    punctuation = np.array([_is_punctuation(t) for t in tokens.display], dtype=bool)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    everything = np.full(a.shape[:2], float(n))
+    out["entropy"] = ((-plogp.sum(-1)).sum(-1), everything)
+    out["distance"] = ((a * distance).sum(-1).sum(-1), everything)
+    out["first"] = (a[..., :, 0].sum(-1), everything)
+    out["separator"] = (a[..., :, separator].sum(-1).sum(-1), everything)
+    out["punctuation"] = (a[..., :, punctuation].sum(-1).sum(-1), everything)
+    out["self"] = (np.einsum("lhii->lh", a), everything)
+    if n > 1:
+        out["previous"] = (a[..., index[1:], index[:-1]].sum(-1), np.full(a.shape[:2], float(n - 1)))
+        out["next"] = (a[..., index[:-1], index[1:]].sum(-1), np.full(a.shape[:2], float(n - 1)))
+    else:
+        zero = np.zeros(a.shape[:2])
+        out["previous"] = (zero, zero.copy())
+        out["next"] = (zero.copy(), zero.copy())
+    out["local"] = ((a * (distance <= 2)).sum(-1).sum(-1), everything)
+    out["_log_keys"] = (np.full(a.shape[:2], n * np.log(max(n, 2))), everything)
+    return out
+
+
+@dataclass
+class HeadStatistics:
+    """Sums and counts per statistic, each ``[layers, heads]``; :meth:`means` divides them."""
+
+    model: str
+    kind: str
+    layer_ids: list[int]
+    head_ids: list[int]
+    texts: int = 0
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, result: AttentionResult) -> None:
+        """Accumulate one text's attention of ``self.kind``."""
+        array = result.array(self.kind)
+        if list(result.layer_ids[self.kind]) != self.layer_ids or list(result.head_ids[self.kind]) != self.head_ids:
+            raise SelectionError("all texts must have the same layers and heads selected")
+        queries, _ = result.axes(self.kind)
+        for name, (total, count) in per_query_statistics(array, queries).items():
+            if name in self.sums:
+                self.sums[name] = self.sums[name] + total
+                self.counts[name] = self.counts[name] + count
+            else:
+                self.sums[name], self.counts[name] = total.copy(), count.copy()
+        self.texts += 1
+
+    def merge(self, other: HeadStatistics) -> HeadStatistics:
+        """Exact combination of two shards (same model, kind, layers and heads)."""
+        if (self.model, self.kind, self.layer_ids, self.head_ids) != (other.model, other.kind, other.layer_ids, other.head_ids):
+            raise InputError(
+                f"cannot merge statistics of {other.model} ({other.kind}, {len(other.layer_ids)}x{len(other.head_ids)}) "
+                f"into {self.model} ({self.kind}, {len(self.layer_ids)}x{len(self.head_ids)})",
+                hint="merge shards computed with the same model, --kind, --layer and --head",
+            )
+        merged = HeadStatistics(self.model, self.kind, list(self.layer_ids), list(self.head_ids), self.texts + other.texts)
+        for name in set(self.sums) | set(other.sums):
+            merged.sums[name] = self.sums.get(name, 0) + other.sums.get(name, 0)
+            merged.counts[name] = self.counts.get(name, 0) + other.counts.get(name, 0)
+        return merged
+
+    def means(self) -> dict[str, np.ndarray]:
+        """Mean of each statistic per head, ``[layers, heads]`` (NaN where nothing was counted)."""
+        out = {}
+        for name in STATISTICS:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[name] = np.where(self.counts[name] > 0, self.sums[name] / np.where(self.counts[name] > 0, self.counts[name], 1), np.nan)
+        return out
+
+    def labels(self) -> np.ndarray:
+        """Pattern label per head, ``[layers, heads]`` of str (see :data:`THRESHOLDS`)."""
+        means = self.means()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            max_entropy = self.sums["_log_keys"] / self.counts["_log_keys"]
+        relative = means["entropy"] / np.where(max_entropy > 0, max_entropy, 1)
+        labels = np.full(means["entropy"].shape, "heterogeneous", dtype=object)
+        decided = np.zeros(labels.shape, dtype=bool)
+
+        def assign(condition: np.ndarray, label: str) -> None:
+            nonlocal decided
+            take = condition & ~decided
+            labels[take] = label
+            decided |= take
+
+        assign(means["first"] + means["separator"] > THRESHOLDS["vertical"], "vertical")
+        assign(means["self"] > THRESHOLDS["diagonal"], "diagonal")
+        assign(np.nan_to_num(means["previous"]) > THRESHOLDS["previous"], "previous")
+        assign(np.nan_to_num(means["next"]) > THRESHOLDS["next"], "next")
+        assign(means["local"] > THRESHOLDS["block"], "block")
+        assign((means["entropy"] > THRESHOLDS["broad_nats"]) | (relative > THRESHOLDS["broad_relative"]), "broad")
+        return labels
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per head: ``layer``, ``head`` (0-based), each statistic and ``label``."""
+        means, labels = self.means(), self.labels()
+        rows = []
+        for li, layer in enumerate(self.layer_ids):
+            for hi, head in enumerate(self.head_ids):
+                row: dict[str, Any] = {"layer": int(layer), "head": int(head)}
+                for name in STATISTICS:
+                    value = means[name][li, hi]
+                    row[name] = None if np.isnan(value) else round(float(value), 6)
+                row["label"] = str(labels[li, hi])
+                rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": STATS_SCHEMA,
+            "model": self.model,
+            "kind": self.kind,
+            "texts": self.texts,
+            "layers": list(self.layer_ids),
+            "head_ids": list(self.head_ids),
+            "thresholds": THRESHOLDS,
+            "heads": self.rows(),
+            "sums": {k: v.tolist() for k, v in self.sums.items()},
+            "counts": {k: v.tolist() for k, v in self.counts.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> HeadStatistics:
+        if document.get("schema") != STATS_SCHEMA:
+            raise InputError(f"not an attnviz statistics document (schema {document.get('schema')!r})",
+                             hint="write one with attnviz stats --json > shard.json")
+        return cls(
+            model=document["model"],
+            kind=document["kind"],
+            layer_ids=list(document["layers"]),
+            head_ids=list(document["head_ids"]),
+            texts=int(document["texts"]),
+            sums={k: np.asarray(v, dtype=np.float64) for k, v in document["sums"].items()},
+            counts={k: np.asarray(v, dtype=np.float64) for k, v in document["counts"].items()},
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> HeadStatistics:
+        path = Path(path)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise InputError(f"no such file: {path}") from exc
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path} is not a statistics JSON file: {exc}") from exc
+        if not isinstance(document, dict):
+            raise InputError(f"{path} is not a statistics JSON file")
+        return cls.from_dict(document)
+
+
+def head_statistics(results: Iterable[AttentionResult], kind: str | None = None) -> HeadStatistics:
+    """Statistics of every selected head over ``results`` (one model, same selection)."""
+    stats: HeadStatistics | None = None
+    for result in results:
+        chosen = kind or result.default_kind
+        if stats is None:
+            stats = HeadStatistics(result.model, chosen, list(result.layer_ids[chosen]), list(result.head_ids[chosen]))
+        stats.add(result)
+    if stats is None:
+        raise InputError("no texts to compute statistics over")
+    return stats
+
+
+def merge_statistics(shards: Iterable[HeadStatistics]) -> HeadStatistics:
+    merged: HeadStatistics | None = None
+    for shard in shards:
+        merged = shard if merged is None else merged.merge(shard)
+    if merged is None:
+        raise InputError("nothing to merge", hint="pass statistics JSON files written by attnviz stats --json")
+    return merged

@@ -1,0 +1,48 @@
+"""Helpers shared by the commands that read several texts (stats, compare)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from attnviz.cli._output import warn
+from attnviz.errors import InputError
+
+
+def gather_inputs(text: str | None, file: Path | None, *, encoding_errors: str = "strict") -> tuple[list[Any], list[str]]:
+    """TEXT or the records of FILE as ``TextInput`` items, plus one message per bad line."""
+    from attnviz.extract import TextInput
+    from attnviz.inputs import read_inputs
+
+    if (text is None) == (file is None):
+        raise InputError("give either TEXT or -f FILE", hint="e.g. attnviz stats 'some text' or attnviz stats -f texts.txt")
+    if text is not None:
+        if not text.strip():
+            raise InputError("the text is empty", hint="give some text to look at")
+        return [TextInput(text)], []
+    items, problems = [], []
+    for record in read_inputs(file, encoding_errors=encoding_errors):  # type: ignore[arg-type]
+        if record.error is not None:
+            problems.append(record.error)
+        else:
+            items.append(TextInput(record.text or "", record.pair, record.target))
+    return items, problems
+
+
+def extract_all(extractor: Any, items: list[Any], problems: list[str], *, batch_size: int) -> Iterator[Any]:
+    """Results of ``items`` in order; a text that fails is reported and skipped."""
+    from attnviz.errors import InputError as _InputError
+
+    for item, outcome in zip(items, extractor.extract_many(items, batch_size=batch_size)):
+        if isinstance(outcome, _InputError):
+            problems.append(f"'{item.text[:40]}': {outcome.message}")
+            continue
+        if outcome.truncated_tokens:
+            warn(f"'{item.text[:40]}…' was cut to {extractor.loaded.max_length} tokens ({outcome.truncated_tokens} dropped)")
+        yield outcome
+
+
+def report_problems(problems: list[str]) -> None:
+    for problem in problems:
+        warn(f"skipped {problem}")

@@ -1,0 +1,156 @@
+"""`attnviz compare`: attention drift between two models, per head, with a CI gate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from attnviz.cli._errors import error_boundary
+from attnviz.cli._options import (
+    DeviceOpt,
+    HeadOpt,
+    JsonOpt,
+    KindOpt,
+    LayerOpt,
+    NoSpecialOpt,
+    NoTruncateOpt,
+    OutOpt,
+    TrustOpt,
+    VerboseOpt,
+    WordsOpt,
+)
+from attnviz.errors import CompareThresholdExceeded
+
+FAIL_EXIT_CODE = CompareThresholdExceeded.exit_code
+
+
+def compare(
+    text: Annotated[Optional[str], typer.Argument(help="One text (or use -f FILE).")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Text or JSONL file ('-' = stdin).")] = None,
+    models: Annotated[list[str], typer.Option("--model", "-m", help="Give exactly two: -m A -m B (alias, hub id, dir).")] = [],  # noqa: B006
+    revisions: Annotated[Optional[list[str]], typer.Option("--revision", help="Revision per model, in -m order.")] = None,
+    kind: KindOpt = None,
+    layer: LayerOpt = "all",
+    head: HeadOpt = "all",
+    words: WordsOpt = False,
+    no_special: NoSpecialOpt = False,
+    fail_above: Annotated[
+        Optional[float],
+        typer.Option("--fail-above", help=f"Exit {FAIL_EXIT_CODE} when any head's Jensen-Shannon divergence exceeds this."),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the most-changed table.")] = 10,
+    out: OutOpt = None,
+    json_output: JsonOpt = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    no_truncate: NoTruncateOpt = False,
+    device: DeviceOpt = "auto",
+    trust_remote_code: TrustOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Per layer and head: Jensen-Shannon divergence (base 2) and L1 distance between the
+    attention of two models on the same texts, averaged over query rows and texts.
+
+    Exit codes: 0 ok; 1 load/IO failure or skipped lines; 2 bad input;
+    3 (--fail-above) a head's divergence is over the threshold."""
+    with error_boundary():
+        from attnviz.analysis.compare import compare_results
+        from attnviz.cli._common import extract_all, gather_inputs, report_problems
+        from attnviz.errors import SelectionError
+        from attnviz.extract import Extractor
+        from attnviz.models import load_model
+        from attnviz.transforms import apply_transforms
+
+        if len(models) != 2:
+            raise SelectionError(f"compare needs exactly two models, got {len(models)}", hint="pass -m A -m B")
+        if revisions is not None and len(revisions) not in (1, 2):
+            raise SelectionError("give --revision once per model (in -m order)")
+        if fail_above is not None and not 0 <= fail_above <= 1:
+            raise SelectionError("--fail-above is a Jensen-Shannon divergence between 0 and 1")
+        if out is not None:
+            from attnviz.io import check_writable
+            from attnviz.outputs import output_kind
+
+            if output_kind(out) != "image":
+                raise SelectionError(f"compare -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
+            check_writable(out)
+        items, problems = gather_inputs(text, file)
+        if not items:
+            raise SelectionError("no usable text in the input")
+        revs = list(revisions or [None, None])
+        revs = revs * 2 if len(revs) == 1 else revs
+        per_model = []
+        for spec, revision in zip(models, revs):
+            loaded = load_model(spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+            extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
+            model_problems: list[str] = []
+            results = {
+                id(item): apply_transforms(result, layers=layer, heads=head, words=words, no_special=no_special)
+                for item, result in _paired(items, extract_all(extractor, items, model_problems, batch_size=batch_size))
+            }
+            problems.extend(model_problems)
+            per_model.append(results)
+        pairs = [(per_model[0][id(i)], per_model[1][id(i)]) for i in items if id(i) in per_model[0] and id(i) in per_model[1]]
+        comparison = compare_results(pairs, kind)
+        report_problems(problems)
+        if words:
+            comparison.notes.append("word level (--words)")
+        if out is not None:
+            from attnviz.render.image import save_figure
+            from attnviz.render.matrix import head_matrix_figure
+
+            fig = head_matrix_figure(
+                comparison.js, comparison.layer_ids, comparison.head_ids,
+                title=f"{comparison.model_a} vs {comparison.model_b} · {comparison.kind} · JS divergence per head",
+                colorbar_label="Jensen-Shannon divergence (bits)", cmap="magma",
+            )
+            save_figure(fig, out)
+            print(f"wrote {out}", file=sys.stderr)
+        if json_output:
+            document = comparison.to_dict()
+            document["fail_above"] = fail_above
+            print(json.dumps(document))
+        elif out is None:
+            _print_table(comparison, top)
+        if fail_above is not None:
+            over = comparison.over(fail_above)
+            if over:
+                worst = ", ".join(f"L{h['layer']}H{h['head']}={h['js']:.4f}" for h in over[:5])
+                raise CompareThresholdExceeded(
+                    f"{len(over)} head(s) over --fail-above {fail_above}: {worst}",
+                    hint="attention drifted between the two models",
+                )
+        if problems:
+            raise typer.Exit(code=1)
+
+
+def _paired(items, results):  # type: ignore[no-untyped-def]
+    """Match results back to items: extract_all skips failed texts but keeps order."""
+    remaining = iter(results)
+    pending = next(remaining, None)
+    for item in items:
+        if pending is not None and pending.text == item.text and pending.pair == item.pair and pending.target == item.target:
+            yield item, pending
+            pending = next(remaining, None)
+
+
+def _print_table(comparison, top: int) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    from attnviz.cli._output import stdout_console
+
+    table = Table(
+        title=f"{comparison.model_a} vs {comparison.model_b} · {comparison.kind} attention · "
+        f"{comparison.texts} text(s) · most changed heads",
+        title_justify="left",
+    )
+    for name in ("layer", "head", "JS divergence", "L1"):
+        table.add_column(name, justify="right")
+    for row in comparison.most_changed(top):
+        table.add_row(str(row["layer"]), str(row["head"]), f"{row['js']:.4f}", f"{row['l1']:.4f}")
+    console = stdout_console()
+    console.print(table)
+    console.print(f"max JS {comparison.js.max():.4f}, mean JS {comparison.js.mean():.4f} over {comparison.js.size} heads")

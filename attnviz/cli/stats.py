@@ -1,0 +1,128 @@
+"""`attnviz stats`: per-head statistics and pattern labels, for one text or a corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from attnviz.cli._errors import error_boundary
+from attnviz.cli._options import (
+    DeviceOpt,
+    HeadOpt,
+    JsonOpt,
+    KindOpt,
+    LayerOpt,
+    ModelOpt,
+    NoSpecialOpt,
+    NoTruncateOpt,
+    OutOpt,
+    RevisionOpt,
+    TrustOpt,
+    VerboseOpt,
+    WordsOpt,
+)
+
+FileOpt = Annotated[Optional[Path], typer.Option("--file", "-f", help="Text or JSONL file, one text per line ('-' = stdin).")]
+
+
+def stats(
+    text: Annotated[Optional[str], typer.Argument(help="One text (or use -f FILE, or --merge).")] = None,
+    file: FileOpt = None,
+    merge: Annotated[Optional[list[Path]], typer.Option("--merge", help="Merge statistics JSON shards (repeatable).")] = None,
+    model: ModelOpt = "minilm",
+    kind: KindOpt = None,
+    layer: LayerOpt = "all",
+    head: HeadOpt = "all",
+    words: WordsOpt = False,
+    no_special: NoSpecialOpt = False,
+    statistic: Annotated[str, typer.Option("--stat", help="Statistic drawn by -o (entropy, distance, first, ...).")] = "entropy",
+    out: OutOpt = None,
+    json_output: JsonOpt = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    encoding_errors: Annotated[str, typer.Option("--encoding-errors", help="strict or replace.")] = "strict",
+    no_truncate: NoTruncateOpt = False,
+    device: DeviceOpt = "auto",
+    revision: RevisionOpt = None,
+    trust_remote_code: TrustOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Entropy, attention distance, mass on [CLS]/[SEP]/punctuation/self/previous/next, and a
+    pattern label, per layer and head (0-based). Averaged over every query position of every
+    text; --json output can be merged exactly with --merge."""
+    with error_boundary():
+        from attnviz.analysis.stats import STATISTICS, HeadStatistics, head_statistics, merge_statistics
+        from attnviz.cli._common import extract_all, gather_inputs, report_problems
+        from attnviz.errors import SelectionError
+
+        if statistic not in STATISTICS:
+            raise SelectionError(f"unknown statistic '{statistic}'", hint=f"choose one of: {', '.join(STATISTICS)}")
+        if out is not None:
+            from attnviz.io import check_writable
+            from attnviz.outputs import output_kind
+
+            if output_kind(out) != "image":
+                raise SelectionError(f"stats -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
+            check_writable(out)
+        problems: list[str] = []
+        if merge:
+            if text is not None or file is not None:
+                raise SelectionError("--merge combines saved shards; do not also give TEXT or -f")
+            result = merge_statistics(HeadStatistics.load(path) for path in merge)
+        else:
+            from attnviz.extract import Extractor
+            from attnviz.models import load_model
+            from attnviz.transforms import apply_transforms
+
+            items, problems = gather_inputs(text, file, encoding_errors=encoding_errors)
+            loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+            extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
+            results = (
+                apply_transforms(r, layers=layer, heads=head, words=words, no_special=no_special)
+                for r in extract_all(extractor, items, problems, batch_size=batch_size)
+            )
+            if not items:
+                raise SelectionError("no usable text in the input")
+            result = head_statistics(results, kind)
+        report_problems(problems)
+        if out is not None:
+            from attnviz.render.image import save_figure
+            from attnviz.render.matrix import head_matrix_figure
+
+            fig = head_matrix_figure(
+                result.means()[statistic], result.layer_ids, result.head_ids,
+                title=f"{result.model} · {result.kind} · {statistic} per head ({result.texts} text{'s' if result.texts != 1 else ''})",
+                colorbar_label=statistic + (" (nats)" if statistic == "entropy" else " (tokens)" if statistic == "distance" else " (mass)"),
+            )
+            save_figure(fig, out)
+            print(f"wrote {out}", file=__import__("sys").stderr)
+        if json_output:
+            print(json.dumps(result.to_dict()))
+        elif out is None:
+            _print_table(result)
+        if problems:
+            raise typer.Exit(code=1)
+
+
+def _print_table(result) -> None:  # type: ignore[no-untyped-def]
+    from rich import box
+    from rich.table import Table
+
+    from attnviz.analysis.stats import STATISTICS
+    from attnviz.cli._output import stdout_console
+
+    short = {"entropy": "entropy", "distance": "dist", "first": "first", "separator": "sep", "punctuation": "punct",
+             "self": "self", "previous": "prev", "next": "next", "local": "local"}
+    table = Table(title=f"{result.model} · {result.kind} attention · {result.texts} text(s) · means over query positions",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("L", justify="right", no_wrap=True)
+    table.add_column("H", justify="right", no_wrap=True)
+    for name in STATISTICS:
+        table.add_column(short[name], justify="right", no_wrap=True)
+    table.add_column("pattern", no_wrap=True)
+    for row in result.rows():
+        table.add_row(str(row["layer"]), str(row["head"]),
+                      *("-" if row[n] is None else f"{row[n]:.2f}" for n in STATISTICS), row["label"])
+    stdout_console(min_width=110).print(table)

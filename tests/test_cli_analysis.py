@@ -1,0 +1,196 @@
+"""`attnviz stats`, `compare`, `render` and the rollout/flow views, end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def altered_bert(tiny_models, tmp_path_factory):
+    """The tiny BERT with its last layer's query weights changed."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(tiny_models["bert"])
+    with torch.no_grad():
+        torch.manual_seed(1)
+        model.encoder.layer[-1].attention.self.query.weight.normal_(0.0, 3.0)
+        model.encoder.layer[-1].attention.self.key.weight.normal_(0.0, 3.0)
+    path = tmp_path_factory.mktemp("altered")
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_models["bert"]).save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "texts.txt"
+    path.write_text("the cat sat on the mat\n\na dog ran fast\nthe bird is singing a song .\n")
+    return path
+
+
+def test_stats_json_has_every_head(tiny_models):
+    result = invoke("stats", "the cat sat on the mat", "-m", tiny_models["bert"], "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert len(document["heads"]) == 3 * 4
+    first = document["heads"][0]
+    assert (first["layer"], first["head"]) == (0, 0)
+    assert {"entropy", "distance", "first", "separator", "punctuation", "self", "previous", "next", "label"} <= set(first)
+
+
+def test_stats_json_matches_npz_arrays(tiny_models, tmp_path):
+    """Layer/head indices in stats JSON address the same maps as the npz arrays."""
+    out = tmp_path / "a.npz"
+    assert invoke("show", "a dog ran fast", "-m", tiny_models["bert"], "-o", out).exit_code == 0
+    document = json.loads(invoke("stats", "a dog ran fast", "-m", tiny_models["bert"], "--json").stdout)
+    with np.load(out) as data:
+        encoder = data["encoder"].astype(np.float64)
+    for row in document["heads"]:
+        a = encoder[row["layer"], row["head"]]
+        entropy = float(np.mean(-(a * np.log(a)).sum(-1)))
+        assert row["entropy"] == pytest.approx(entropy, abs=1e-5)
+
+
+def test_stats_file_shards_merge_to_the_whole(tiny_models, corpus, tmp_path):
+    whole = json.loads(invoke("stats", "-f", corpus, "-m", tiny_models["bert"], "--json").stdout)
+    lines = [line for line in corpus.read_text().splitlines() if line.strip()]
+    shards = []
+    for index, chunk in enumerate((lines[:1], lines[1:])):
+        shard_file = tmp_path / f"part{index}.txt"
+        shard_file.write_text("\n".join(chunk) + "\n")
+        shard_json = tmp_path / f"part{index}.json"
+        shard_json.write_text(invoke("stats", "-f", shard_file, "-m", tiny_models["bert"], "--json").stdout)
+        shards.append(shard_json)
+    merged = invoke("stats", "--merge", shards[0], "--merge", shards[1], "--json")
+    assert merged.exit_code == 0, merged.output
+    merged_doc = json.loads(merged.stdout)
+    assert merged_doc["texts"] == whole["texts"] == 3
+    for a, b in zip(merged_doc["heads"], whole["heads"]):
+        for key in ("entropy", "distance", "first", "previous", "label"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6)
+
+
+def test_stats_image_and_table(tiny_models, tmp_path):
+    out = tmp_path / "entropy.png"
+    result = invoke("stats", "the cat sat", "-m", tiny_models["bert"], "--stat", "distance", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    table = invoke("stats", "the cat sat", "-m", tiny_models["bert"])
+    assert table.exit_code == 0 and "pattern" in table.stdout
+
+
+def test_stats_merge_of_different_models_is_refused(tiny_models, tmp_path):
+    a = tmp_path / "a.json"
+    b = tmp_path / "b.json"
+    a.write_text(invoke("stats", "the cat", "-m", tiny_models["bert"], "--json").stdout)
+    b.write_text(invoke("stats", "the cat", "-m", tiny_models["distilbert"], "--json").stdout)
+    result = invoke("stats", "--merge", a, "--merge", b)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: cannot merge")
+
+
+def test_compare_a_model_with_itself_is_zero(tiny_models, corpus):
+    result = invoke("compare", "-f", corpus, "-m", tiny_models["bert"], "-m", tiny_models["bert"], "--json", "--fail-above", "0")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["texts"] == 3
+    assert all(h["js"] == 0 and h["l1"] == 0 for h in document["heads"])
+
+
+def test_compare_shows_change_only_in_the_altered_layer(tiny_models, altered_bert):
+    result = invoke("compare", "the cat sat on the mat", "-m", tiny_models["bert"], "-m", altered_bert, "--json")
+    assert result.exit_code == 0, result.output
+    heads = json.loads(result.stdout)["heads"]
+    assert all(h["js"] < 1e-9 for h in heads if h["layer"] < 2)
+    assert all(h["js"] > 1e-4 for h in heads if h["layer"] == 2)
+
+
+def test_compare_fail_above_exits_3(tiny_models, altered_bert, tmp_path):
+    out = tmp_path / "drift.png"
+    result = invoke("compare", "the cat sat", "-m", tiny_models["bert"], "-m", altered_bert, "--fail-above", "1e-6", "-o", out)
+    assert result.exit_code == 3
+    assert "head(s) over --fail-above" in result.stderr
+    assert out.exists()  # the report is written before the gate fails
+
+
+def test_compare_different_tokenizers_is_a_clear_error_or_word_level(tiny_models):
+    """DistilBERT (WordPiece) and RoBERTa (byte-level BPE), both 2 layers x 2 heads."""
+    pair = ("-m", tiny_models["distilbert"], "-m", tiny_models["roberta"])
+    result = invoke("compare", "the cat sat", *pair)
+    assert result.exit_code == 2
+    assert "tokenize" in result.stderr.splitlines()[0]
+    words = invoke("compare", "the cat sat", *pair, "--words", "--json")
+    assert words.exit_code == 0, words.output
+    document = json.loads(words.stdout)
+    assert len(document["heads"]) == 4 and document["max_js"] > 0
+
+
+def test_compare_different_architectures_is_a_clear_error(tiny_models):
+    result = invoke("compare", "the cat sat", "-m", tiny_models["bert"], "-m", tiny_models["distilbert"])
+    assert result.exit_code == 2
+    assert "differ in shape: 3x4 vs 2x2" in result.stderr
+
+
+def test_compare_needs_two_models(tiny_models):
+    result = invoke("compare", "the cat", "-m", tiny_models["bert"])
+    assert result.exit_code == 2
+
+
+def test_rollout_and_flow_views_as_data_and_images(tiny_models, tmp_path):
+    out = tmp_path / "flow.npz"
+    result = invoke("show", "the cat sat on the mat", "-m", tiny_models["bert"], "--view", "flow", "-o", out)
+    assert result.exit_code == 0, result.output
+    with np.load(out) as data:
+        assert data["rollout"].shape == (3, 8, 8)
+        assert data["flow"].shape == (8, 8)
+        assert data["encoder"].shape == (3, 4, 8, 8)
+        np.testing.assert_allclose(data["flow"].sum(-1), 1.0, atol=1e-5)
+    image = tmp_path / "rollout.svg"
+    assert invoke("show", "the cat", "-m", tiny_models["bert"], "--view", "rollout", "-o", image).exit_code == 0
+    assert b"<svg" in image.read_bytes()[:400]
+
+
+def test_rollout_of_cross_attention_is_refused(tiny_models):
+    result = invoke("show", "the cat", "-m", tiny_models["t5"], "--target", "a dog", "--kind", "cross", "--view", "rollout")
+    assert result.exit_code == 2
+    assert "cross attention" in result.stderr
+
+
+def test_render_saved_data_without_a_model(tiny_models, tmp_path):
+    saved = tmp_path / "saved.npz"
+    assert invoke("show", "the cats playing", "-m", tiny_models["bert"], "-o", saved).exit_code == 0
+    code = (
+        "import sys\n"
+        "from attnviz.cli import app\n"
+        f"try:\n    app(['render', {str(saved)!r}, '--layer', '1', '--head', '0', '--words', '-o', {str(tmp_path / 'r.png')!r}])\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules, code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[-3:] == ["False", "False", "0"], done.stderr
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    result = invoke("render", saved, "--json", "--words")
+    assert json.loads(result.stdout)["tokens"] == ["[CLS]", "the", "cats", "playing", "[SEP]"]
+
+
+def test_render_a_file_that_is_not_attnviz_data(tmp_path):
+    bogus = tmp_path / "x.npz"
+    bogus.write_bytes(b"not a zip")
+    result = invoke("render", bogus)
+    assert result.exit_code == 2
+    assert "not an attnviz data file" in result.stderr
