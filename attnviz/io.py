@@ -60,11 +60,13 @@ def atomic_write(
     write: Callable[[IO[Any]], Any],
     *,
     binary: bool = True,
+    durable: bool = False,
 ) -> Path:
     """Call ``write(handle)`` on a temporary file beside ``path``, then rename it into place.
 
-    A crash, a full disk or Ctrl-C leaves either the old file or the complete new one,
-    never a truncated file.
+    A killed process, a full disk or Ctrl-C leaves either the old file or the complete new
+    one, never a truncated file (the rename is atomic). ``durable=True`` also fsyncs before
+    the rename, which survives power loss but costs about a millisecond per file.
     """
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
@@ -79,7 +81,8 @@ def atomic_write(
         with os.fdopen(fd, mode, **({} if binary else {"encoding": "utf-8"})) as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(temp_name, 0o644)
         os.replace(temp_name, target)
     except BaseException as exc:

@@ -205,13 +205,37 @@ def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
     return bool(outcome and outcome[0])
 
 
+_SILENCED = False
+
+
+def silence_libraries() -> None:
+    """Silence transformers' and huggingface_hub's logs, progress bars and warnings for the
+    rest of the process (the command line does this once, unless ``--verbose``)."""
+    global _SILENCED
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+    warnings.filterwarnings("ignore", module=r"(transformers|huggingface_hub|torch)(\..*)?")
+    _SILENCED = True
+
+
 @contextlib.contextmanager
 def quiet_libraries(verbose: bool = False) -> Iterator[None]:
-    """Silence transformers' and huggingface_hub's progress bars, logs and warnings.
+    """Silence transformers' and huggingface_hub's progress bars, logs and warnings while
+    the block runs, then restore them (for library users; a no-op once
+    :func:`silence_libraries` ran).
 
     Our stderr is for our own messages; ``--verbose`` lets the libraries speak.
     """
-    if verbose:
+    if verbose or _SILENCED:
         yield
         return
     import transformers

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from attnviz.cli.compare import compare
+from attnviz.cli.export import export
 from attnviz.cli.info import info
 from attnviz.cli.render import render
 from attnviz.cli.show import show
@@ -23,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(show)
+app.command()(export)
 app.command()(stats)
 app.command()(compare)
 app.command()(render)

@@ -27,3 +27,11 @@ def stdout_console(min_width: int = 0) -> Any:
 
 def warn(message: str) -> None:
     print(f"warning: {message}" if not message.startswith("wrote ") else message, file=sys.stderr)
+
+
+def quiet_unless(verbose: bool) -> None:
+    """Keep the libraries' chatter off stderr for this process, unless ``--verbose``."""
+    if not verbose:
+        from attnviz.models import silence_libraries
+
+        silence_libraries()

@@ -83,6 +83,9 @@ def compare(
         revs = list(revisions or [None, None])
         revs = revs * 2 if len(revs) == 1 else revs
         per_model = []
+        from attnviz.cli._output import quiet_unless
+
+        quiet_unless(verbose)
         for spec, revision in zip(models, revs):
             loaded = load_model(spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
             extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)

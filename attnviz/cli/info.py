@@ -20,7 +20,10 @@ def info(
 ) -> None:
     """Family, attention kinds, layers, heads and maximum length of MODEL."""
     with error_boundary():
+        from attnviz.cli._output import quiet_unless
         from attnviz.models import describe_model
+
+        quiet_unless(verbose)
 
         described = describe_model(model, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
         if json_output:

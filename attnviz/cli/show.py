@@ -84,6 +84,9 @@ def show(
         from attnviz.models import load_model
 
         with stderr_console().status(f"loading {model}…") if sys.stderr.isatty() and not verbose else _null():
+            from attnviz.cli._output import quiet_unless
+
+            quiet_unless(verbose)
             loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
         extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
         raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]

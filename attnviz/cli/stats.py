@@ -77,6 +77,9 @@ def stats(
             from attnviz.transforms import apply_transforms
 
             items, problems = gather_inputs(text, file, encoding_errors=encoding_errors)
+            from attnviz.cli._output import quiet_unless
+
+            quiet_unless(verbose)
             loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
             extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
             results = (

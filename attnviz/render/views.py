@@ -136,7 +136,7 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
         means = array.mean(axis=1, dtype=np.float64).astype(np.float32)
         panels = [Panel(means[i], f"layer {layer_ids[i]}", layer_ids[i], MEAN_HEAD) for i in range(means.shape[0])]
         count = len(panels)
-        cols = min(count, 6 if count > 4 else count)
+        cols = min(count, 3 if count <= 9 else 4)
         rows = -(-count // cols)
         heads_note = "all heads" if len(head_ids) > 1 else f"head {head_name(head_ids[0])}"
         return ViewData(resolved, kind, panels, rows, cols, q_labels, k_labels, f"{base} · mean over {heads_note}")

@@ -1,0 +1,147 @@
+"""`attnviz export FILE -o DIR`: heatmaps and data for every line of a file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from attnviz.cli._errors import error_boundary
+from attnviz.cli._options import (
+    CmapOpt,
+    DeviceOpt,
+    HeadOpt,
+    JsonOpt,
+    KindOpt,
+    LayerOpt,
+    ModelOpt,
+    NoSpecialOpt,
+    NoTruncateOpt,
+    RevisionOpt,
+    TrustOpt,
+    VerboseOpt,
+    WordsOpt,
+)
+
+
+def _split(values: list[str]) -> tuple[str, ...]:
+    """Accept both repeated options and comma lists: --format png --format npz, --format png,npz."""
+    out: list[str] = []
+    for value in values:
+        out.extend(v.strip().lower() for v in value.split(",") if v.strip())
+    return tuple(dict.fromkeys(out))
+
+
+def export(
+    file: Annotated[str, typer.Argument(help="Text file (one text per line), JSONL (text/pair/target/id), or - for stdin.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created if missing).")],
+    view: Annotated[list[str], typer.Option("--view", help="head, layer, grid, mean, rollout, flow (repeatable).")] = ["grid"],  # noqa: B006
+    fmt: Annotated[list[str], typer.Option("--format", help="png, svg, pdf, npz, json, html (repeatable).")] = ["png"],  # noqa: B006
+    model: ModelOpt = "minilm",
+    kind: KindOpt = None,
+    layer: LayerOpt = "all",
+    head: HeadOpt = "all",
+    words: WordsOpt = False,
+    no_special: NoSpecialOpt = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")] = 16,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Rendering processes (default: CPU cores; 0 = in-process).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted or failed export in DIR.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in a DIR that holds an export.")] = False,
+    encoding_errors: Annotated[str, typer.Option("--encoding-errors", help="strict (bad UTF-8 lines fail) or replace.")] = "strict",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-line warnings.")] = False,
+    json_output: JsonOpt = False,
+    no_truncate: NoTruncateOpt = False,
+    cmap: CmapOpt = "viridis",
+    device: DeviceOpt = "auto",
+    revision: RevisionOpt = None,
+    trust_remote_code: TrustOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Export attention for every line of FILE into DIR, with DIR/manifest.jsonl.
+
+    Exit codes: 0 every text exported; 1 some texts failed (see the manifest) or the
+    directory could not be written; 2 bad usage or an unusable input file; 130 Ctrl-C
+    (run again with --resume to finish)."""
+    with error_boundary():
+        from attnviz.batch import ExportOptions, count_inputs
+        from attnviz.batch import export as run_export
+
+        options = ExportOptions(
+            out_dir=out, views=_split(view), formats=_split(fmt), kind=kind, layers=layer, heads=head,
+            words=words, no_special=no_special, cmap=cmap, batch_size=batch_size, workers=workers,
+            resume=resume, overwrite=overwrite, truncate=not no_truncate, encoding_errors=encoding_errors,
+        )
+        options.validate()
+        if file != "-":
+            from attnviz.inputs import _open
+
+            _open(file)[0].close()  # a missing file or a directory fails before the model loads
+        from attnviz.cli._output import quiet_unless
+        from attnviz.models import load_model
+
+        quiet_unless(verbose)
+        loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+        show_progress = not quiet and sys.stderr.isatty()
+        warnings: list[str] = []
+
+        def on_warning(message: str) -> None:
+            if not quiet:
+                warnings.append(message)
+
+        progress_context: Any = _progress(count_inputs(file)) if show_progress else None
+        try:
+            if progress_context is not None:
+                with progress_context as (progress, task):
+                    def on_progress(summary: Any) -> None:
+                        progress.update(task, completed=summary.total)
+
+                    summary = run_export(file, loaded, options, on_progress=on_progress, on_warning=on_warning)
+            else:
+                summary = run_export(file, loaded, options, on_warning=on_warning)
+        except KeyboardInterrupt:
+            print(f"interrupted: finished texts are in {out}/manifest.jsonl; run again with --resume to finish",
+                  file=sys.stderr)
+            raise typer.Exit(code=130) from None
+        for message in warnings[:20]:
+            print(f"warning: {message}", file=sys.stderr)
+        if len(warnings) > 20:
+            print(f"warning: … {len(warnings) - 20} more texts were cut (see 'truncated' in the manifest)", file=sys.stderr)
+        if json_output:
+            print(json.dumps(summary.to_dict()))
+        if not quiet:
+            resumed = f", {summary.resumed} already done" if summary.resumed else ""
+            failed = f", {summary.failed} failed (see {out}/manifest.jsonl)" if summary.failed else ""
+            rate = summary.exported / summary.seconds if summary.seconds else 0.0
+            print(f"exported {summary.exported} texts ({summary.files} files){resumed}{failed} "
+                  f"in {summary.seconds:.1f} s ({rate:.1f} texts/s) to {out}", file=sys.stderr)
+            for failure in summary.failures[:5]:
+                print(f"  line {failure['line']}: {failure['error']}", file=sys.stderr)
+        if summary.failed:
+            raise typer.Exit(code=1)
+
+
+class _progress:
+    """A rich progress bar on stderr: done/total, rate and ETA."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+
+    def __enter__(self) -> tuple[Any, Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from attnviz.cli._output import stderr_console
+
+        self.progress = Progress(
+            TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.speed:.1f} texts/s" if True else ""), TimeRemainingColumn(),
+            console=stderr_console(), transient=False,
+        )
+        self.progress.__enter__()
+        task = self.progress.add_task("export", total=self.total)
+        return self.progress, task
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
