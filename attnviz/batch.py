@@ -166,7 +166,7 @@ def render_text(result: AttentionResult, base: str, out_dir: str, views: tuple[s
 
                 name = f"{base}.html"
                 page = render_html(result)
-                atomic_write(directory / name, lambda handle: handle.write(page), binary=False)
+                atomic_write(directory / name, lambda handle, page=page: handle.write(page), binary=False)
                 written.append(name)
             else:
                 for view in views:
