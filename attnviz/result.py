@@ -311,6 +311,13 @@ class AttentionResult:
             derived=derived,
         )
 
+    # -- notebooks -------------------------------------------------------------------
+    def _repr_html_(self) -> str:
+        """The interactive page, inline in Jupyter (self-contained: works offline)."""
+        from attnviz.render.html import render_html
+
+        return render_html(self, inline=True)
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}={list(s)}" for k, s in self.shape.items())
         return f"<AttentionResult model={self.model!r} tokens={len(self.tokens)} {shapes}>"

@@ -5,5 +5,5 @@ from __future__ import annotations
 VIEWS = ("auto", "head", "layer", "grid", "mean", "rollout", "flow")
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 DATA_SUFFIXES = (".npz", ".json")
-PAGE_SUFFIXES: tuple[str, ...] = ()  # the HTML page lands with its own issue
+PAGE_SUFFIXES = (".html",)
 OUTPUT_SUFFIXES = IMAGE_SUFFIXES + DATA_SUFFIXES + PAGE_SUFFIXES

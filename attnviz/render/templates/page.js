@@ -1,0 +1,359 @@
+"use strict";
+(() => {
+  const DATA = JSON.parse(document.getElementById("attnviz-data").textContent);
+  const $ = (id) => document.getElementById(id);
+  const ROW = 20;               // px per token row in the head view
+  const MIN_LINE = 0.01;        // lines below this weight are not drawn
+  const HEAD_COLORS = (n) => Array.from({ length: n }, (_, i) => `hsl(${Math.round((360 * i) / n)}, 70%, 45%)`);
+  const scaleOf = DATA.bits === 16 ? 65535 : 255;
+  const state = { view: "head", kind: null, layer: 0, head: "all", segment: "all", hoverQuery: null, hoverKey: null };
+  const decoded = {};           // kind -> { maps: Uint8Array|Uint16Array, rollout }
+
+  function el(tag, props = {}, text) {
+    const node = document.createElement(tag);
+    Object.assign(node, props);
+    if (text !== undefined) node.textContent = text;   // text is data, never markup
+    return node;
+  }
+
+  async function inflate(b64) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+    const buffer = await new Response(stream).arrayBuffer();
+    return DATA.bits === 16 ? new Uint16Array(buffer) : new Uint8Array(buffer);
+  }
+
+  // -- data access ----------------------------------------------------------------------
+  const info = () => DATA.kinds[state.kind];
+  const queryTokens = () => DATA.tokens[info().query];
+  const keyTokens = () => DATA.tokens[info().key];
+
+  function map(kind, layer, head) {            // Float32Array [query * key]
+    const k = DATA.kinds[kind];
+    const [, H, Q, K] = k.shape;
+    const size = Q * K;
+    const out = new Float32Array(size);
+    const maps = decoded[kind].maps;
+    if (head === "mean" || head === "all") {
+      for (let h = 0; h < H; h++) {
+        const base = (layer * H + h) * size;
+        for (let i = 0; i < size; i++) out[i] += maps[base + i];
+      }
+      for (let i = 0; i < size; i++) out[i] /= H * scaleOf;
+    } else {
+      const base = (layer * H + head) * size;
+      for (let i = 0; i < size; i++) out[i] = maps[base + i] / scaleOf;
+    }
+    return out;
+  }
+
+  function rolloutMap(kind, layer) {
+    const [, , Q] = DATA.kinds[kind].shape;
+    const size = Q * Q;
+    const out = new Float32Array(size);
+    const source = decoded[kind].rollout;
+    for (let i = 0; i < size; i++) out[i] = source[layer * size + i] / scaleOf;
+    return out;
+  }
+
+  function allowed(i, j) {                      // the sentence-pair filter
+    if (state.segment === "all") return true;
+    const q = queryTokens().segments[i] === 0 ? "A" : "B";
+    const k = keyTokens().segments[j] === 0 ? "A" : "B";
+    return state.segment === q + k;
+  }
+
+  function color(value, max) {
+    const idx = Math.max(0, Math.min(DATA.colors.length - 1, Math.round((value / (max || 1)) * (DATA.colors.length - 1))));
+    return DATA.colors[idx];
+  }
+
+  // -- controls -------------------------------------------------------------------------
+  function fillSelect(select, options, value) {
+    select.replaceChildren(...options.map(([v, label]) => el("option", { value: String(v) }, label)));
+    select.value = String(value);
+  }
+
+  function setupControls() {
+    const kinds = Object.keys(DATA.kinds);
+    state.kind = kinds[0];
+    // every head's lines at once is unreadable (and slow) for long texts: start with the mean
+    if (DATA.kinds[state.kind].shape[2] > 150) state.head = "mean";
+    fillSelect($("kind"), kinds.map((k) => [k, k === "cross" ? "cross (decoder → encoder)" : k]), state.kind);
+    $("kind-label").hidden = kinds.length < 2;
+    const hasPair = DATA.pair !== null && DATA.pair !== undefined;
+    $("segment-label").hidden = !hasPair;
+    refreshLayerHead();
+    $("view").addEventListener("change", () => { state.view = $("view").value; refreshLayerHead(); draw(); });
+    $("kind").addEventListener("change", () => { state.kind = $("kind").value; state.layer = 0; refreshLayerHead(); draw(); });
+    $("layer").addEventListener("change", () => { state.layer = Number($("layer").value); draw(); });
+    $("head").addEventListener("change", () => { const v = $("head").value; state.head = v === "all" || v === "mean" ? v : Number(v); draw(); });
+    $("segment").addEventListener("change", () => { state.segment = $("segment").value; draw(); });
+  }
+
+  function refreshLayerHead() {
+    const k = info();
+    fillSelect($("layer"), k.layers.map((id, pos) => [pos, `${id}`]), Math.min(state.layer, k.layers.length - 1));
+    state.layer = Number($("layer").value);
+    const heads = k.heads.map((id, pos) => [pos, id === -1 ? "mean" : `${id}`]);
+    const first = state.view === "head" ? [["all", "all heads"], ["mean", "mean of heads"]] : [["mean", "mean of heads"]];
+    let value = state.head;
+    if (value === "all" && state.view !== "head") value = "mean";
+    if (typeof value === "number" && value >= k.heads.length) value = 0;
+    fillSelect($("head"), first.concat(heads), value);
+    state.head = value;
+    const rolloutOption = $("view").querySelector('option[value="rollout"]');
+    rolloutOption.disabled = !k.rollout;
+    if (state.view === "rollout" && !k.rollout) { state.view = "matrix"; $("view").value = "matrix"; }
+    $("head-label").hidden = state.view === "grid" || state.view === "rollout";
+  }
+
+  // -- head view: two columns of tokens joined by lines ----------------------------------
+  function drawHeadView() {
+    const left = $("left"), right = $("right"), canvas = $("lines");
+    const queries = queryTokens(), keys = keyTokens();
+    const build = (list, tokens, side) => {
+      list.replaceChildren(...tokens.display.map((t, i) => {
+        const li = el("li", { className: tokens.special[i] ? "token special" : "token" }, t);
+        li.dataset.index = String(i);
+        li.addEventListener("mouseenter", () => { state[side] = i; drawLines(); });
+        li.addEventListener("mouseleave", () => { state[side] = null; drawLines(); });
+        return li;
+      }));
+    };
+    build(left, queries, "hoverQuery");
+    build(right, keys, "hoverKey");
+    const rows = Math.max(queries.display.length, keys.display.length);
+    const ratio = window.devicePixelRatio || 1;
+    canvas.style.width = "320px";
+    canvas.style.height = `${rows * ROW}px`;
+    canvas.width = Math.round(320 * ratio);
+    canvas.height = Math.round(rows * ROW * ratio);
+    drawLines();
+  }
+
+  function drawLines() {
+    const canvas = $("lines");
+    const ctx = canvas.getContext("2d");
+    const ratio = window.devicePixelRatio || 1;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    const k = info();
+    const [, H, Q, K] = k.shape;
+    const heads = state.head === "all" ? [...Array(H).keys()] : [state.head];
+    const colors = HEAD_COLORS(H);
+    const width = 320;
+    let drawn = 0;
+    const weightsToKeys = new Float32Array(K), weightsFromQueries = new Float32Array(Q);
+    // Lines are grouped by opacity (10 steps) so each group is one path: a 500-token text
+    // draws tens of thousands of lines in a few strokes instead of one stroke per line.
+    for (const head of heads) {
+      const m = map(state.kind, state.layer, head);
+      const buckets = Array.from({ length: 10 }, () => []);
+      for (let i = 0; i < Q; i++) {
+        if (state.hoverQuery !== null && state.hoverQuery !== i) continue;
+        for (let j = 0; j < K; j++) {
+          if (state.hoverKey !== null && state.hoverKey !== j) continue;
+          if (!allowed(i, j)) continue;
+          const w = m[i * K + j];
+          if (state.hoverQuery === i) weightsToKeys[j] += w / heads.length;
+          if (state.hoverKey === j) weightsFromQueries[i] += w / heads.length;
+          if (w < MIN_LINE) continue;
+          const alpha = Math.min(1, heads.length > 1 ? w * 0.8 : w);
+          buckets[Math.min(9, Math.floor(alpha * 10))].push(i, j);
+          drawn++;
+        }
+      }
+      ctx.strokeStyle = head === "mean" ? "#3b5bdb" : colors[head];
+      ctx.lineWidth = 2;
+      buckets.forEach((pairs, b) => {
+        if (!pairs.length) return;
+        ctx.globalAlpha = Math.max(0.04, (b + 0.5) / 10);
+        ctx.beginPath();
+        for (let p = 0; p < pairs.length; p += 2) {
+          ctx.moveTo(0, pairs[p] * ROW + ROW / 2);
+          ctx.lineTo(width, pairs[p + 1] * ROW + ROW / 2);
+        }
+        ctx.stroke();
+      });
+    }
+    ctx.globalAlpha = 1;
+    canvas.dataset.lines = String(drawn);
+    const mark = (list, hovered, weights) => {
+      for (const li of list.children) {
+        const idx = Number(li.dataset.index);
+        li.classList.toggle("active", hovered === idx);
+        li.style.background = "";
+        li.title = "";
+        if (weights && hovered === null) {
+          li.style.background = `rgba(59, 91, 219, ${Math.min(0.85, weights[idx])})`;
+          li.title = weights[idx].toFixed(4);
+        }
+      }
+    };
+    mark($("left"), state.hoverQuery, state.hoverKey !== null ? weightsFromQueries : null);
+    mark($("right"), state.hoverKey, state.hoverQuery !== null ? weightsToKeys : null);
+  }
+
+  // -- matrix view ------------------------------------------------------------------------
+  let matrixState = null;
+  function drawMatrix(values, Q, K, title) {
+    const canvas = $("matrix");
+    const queries = queryTokens(), keys = keyTokens();
+    const cell = Math.max(2, Math.min(28, Math.floor(640 / Math.max(Q, K))));
+    const showLabels = cell >= 10;
+    const labelWidth = showLabels ? 110 : 0;
+    const ratio = window.devicePixelRatio || 1;
+    const w = labelWidth + K * cell, h = labelWidth + Q * cell;
+    canvas.style.width = `${w}px`;
+    canvas.style.height = `${h}px`;
+    canvas.width = Math.round(w * ratio);
+    canvas.height = Math.round(h * ratio);
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, w, h);
+    let max = 0;
+    for (let i = 0; i < Q; i++) for (let j = 0; j < K; j++) if (allowed(i, j)) max = Math.max(max, values[i * K + j]);
+    for (let i = 0; i < Q; i++) {
+      for (let j = 0; j < K; j++) {
+        ctx.fillStyle = allowed(i, j) ? color(values[i * K + j], max) : "#f2f2f2";
+        ctx.fillRect(labelWidth + j * cell, labelWidth + i * cell, cell, cell);
+      }
+    }
+    if (showLabels) {
+      ctx.fillStyle = "#1d1d1f";
+      ctx.font = `${Math.min(13, cell - 1)}px ui-monospace, Menlo, Consolas, monospace`;
+      ctx.textBaseline = "middle";
+      ctx.textAlign = "right";
+      queries.display.forEach((t, i) => ctx.fillText(t.slice(0, 14), labelWidth - 4, labelWidth + i * cell + cell / 2));
+      ctx.save();
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = "left";
+      keys.display.forEach((t, j) => ctx.fillText(t.slice(0, 14), -labelWidth + 4, labelWidth + j * cell + cell / 2));
+      ctx.restore();
+    }
+    canvas.dataset.title = title;
+    canvas.dataset.max = max.toFixed(6);
+    matrixState = { values, Q, K, cell, labelWidth };
+    const scale = $("scale");
+    scale.replaceChildren(el("div", {}, max.toFixed(3)));
+    const bar = el("div");
+    bar.style.cssText = `height:${Math.min(h, 240)}px;width:14px;background:linear-gradient(to top, ${DATA.colors[0]}, ${DATA.colors[Math.floor(DATA.colors.length / 2)]}, ${DATA.colors[DATA.colors.length - 1]})`;
+    scale.append(bar, el("div", {}, "0"));
+  }
+
+  function onMatrixMove(event) {
+    if (!matrixState) return;
+    const rect = $("matrix").getBoundingClientRect();
+    const { values, Q, K, cell, labelWidth } = matrixState;
+    const j = Math.floor((event.clientX - rect.left - labelWidth) / cell);
+    const i = Math.floor((event.clientY - rect.top - labelWidth) / cell);
+    const readout = $("readout");
+    if (i < 0 || j < 0 || i >= Q || j >= K) { readout.textContent = "\u00a0"; return; }
+    readout.textContent = `${queryTokens().display[i]} (${i}) → ${keyTokens().display[j]} (${j}): ${values[i * K + j].toFixed(4)}`;
+  }
+
+  // -- grid view --------------------------------------------------------------------------
+  function drawGrid() {
+    const grid = $("grid");
+    const k = info();
+    const [L, H, Q, K] = k.shape;
+    const size = 72;
+    grid.style.gridTemplateColumns = `auto repeat(${H}, ${size + 2}px)`;
+    const cells = [el("span")];
+    k.heads.forEach((id) => cells.push(el("span", { className: "collabel" }, id === -1 ? "mean" : `head ${id}`)));
+    for (let layer = 0; layer < L; layer++) {
+      cells.push(el("span", { className: "rowlabel" }, `layer ${k.layers[layer]}`));
+      for (let head = 0; head < H; head++) {
+        const button = el("button", { type: "button", title: `layer ${k.layers[layer]}, head ${k.heads[head]}` });
+        button.setAttribute("aria-label", `open layer ${k.layers[layer]} head ${k.heads[head]}`);
+        const canvas = el("canvas", { width: size, height: size });
+        const ctx = canvas.getContext("2d");
+        const values = map(state.kind, layer, head);
+        let max = 0;
+        for (let i = 0; i < values.length; i++) max = Math.max(max, values[i]);
+        const image = ctx.createImageData(size, size);
+        for (let y = 0; y < size; y++) {
+          const i = Math.floor((y * Q) / size);
+          for (let x = 0; x < size; x++) {
+            const j = Math.floor((x * K) / size);
+            const hex = color(values[i * K + j], max);
+            const p = (y * size + x) * 4;
+            image.data[p] = parseInt(hex.slice(1, 3), 16);
+            image.data[p + 1] = parseInt(hex.slice(3, 5), 16);
+            image.data[p + 2] = parseInt(hex.slice(5, 7), 16);
+            image.data[p + 3] = 255;
+          }
+        }
+        ctx.putImageData(image, 0, 0);
+        button.append(canvas);
+        button.addEventListener("click", () => {
+          state.layer = layer; state.head = head; state.view = "matrix";
+          $("view").value = "matrix";
+          refreshLayerHead();
+          $("layer").value = String(layer);
+          $("head").value = String(head);
+          draw();
+        });
+        cells.push(button);
+      }
+    }
+    grid.replaceChildren(...cells);
+  }
+
+  // -- dispatch ---------------------------------------------------------------------------
+  function draw() {
+    const k = info();
+    const [, , Q, K] = k.shape;
+    $("head-view").hidden = state.view !== "head";
+    $("matrix-view").hidden = state.view !== "matrix" && state.view !== "rollout";
+    $("grid-view").hidden = state.view !== "grid";
+    $("head-label").hidden = state.view === "grid" || state.view === "rollout";
+    $("layer").disabled = state.view === "grid";
+    const layerId = k.layers[state.layer];
+    if (state.view === "head") {
+      drawHeadView();
+    } else if (state.view === "matrix") {
+      const headName = state.head === "mean" ? "mean of heads" : `head ${k.heads[state.head]}`;
+      drawMatrix(map(state.kind, state.layer, state.head), Q, K, `${state.kind} · layer ${layerId} · ${headName}`);
+    } else if (state.view === "rollout") {
+      drawMatrix(rolloutMap(state.kind, state.layer), Q, K, `${state.kind} · rollout to layer ${layerId}`);
+    } else {
+      drawGrid();
+    }
+    document.body.dataset.view = state.view;
+    document.body.dataset.layer = String(state.layer);
+    document.body.dataset.head = String(state.head);
+  }
+
+  function showMeta() {
+    const meta = $("meta");
+    const add = (name, value) => { if (value !== null && value !== undefined && value !== "") meta.append(el("dt", {}, name), el("dd", {}, value)); };
+    add("model", `${DATA.model} (${DATA.family})`);
+    add("text", DATA.text);
+    add("pair", DATA.pair);
+    add("target", DATA.target);
+    if (DATA.transforms.length) add("transforms", DATA.transforms.join(", "));
+    document.title = `attnviz · ${DATA.model}`;
+    const precision = DATA.bits === 16 ? "16-bit (±0.00001)" : "8-bit (±0.002)";
+    $("footer").textContent = `Made by attnviz. Layers and heads are 0-based. Weights stored at ${precision} precision. Works offline: this file makes no network request.`;
+  }
+
+  async function main() {
+    showMeta();
+    for (const [kind, k] of Object.entries(DATA.kinds)) {
+      decoded[kind] = { maps: await inflate(k.data), rollout: k.rollout ? await inflate(k.rollout) : null };
+    }
+    setupControls();
+    $("matrix").addEventListener("mousemove", onMatrixMove);
+    $("status").hidden = true;
+    draw();
+    document.body.dataset.ready = "1";
+  }
+
+  main().catch((error) => {
+    $("status").textContent = `This page could not be drawn: ${error && error.message ? error.message : error}`;
+    console.error(error);
+  });
+})();

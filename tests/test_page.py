@@ -1,0 +1,229 @@
+"""The self-contained page, checked in headless Chromium with the network blocked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attnviz.extract import extract
+from attnviz.render.html import render_html
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
+SCRIPT_TEXT = 'the cat <script>window.__pwned = 1</script> "sat" &amp; <img src=x onerror="window.__pwned=2">'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield browser
+        browser.close()
+
+
+class Opened:
+    def __init__(self, page, requests, errors):
+        self.page, self.requests, self.errors = page, requests, errors
+
+    def check_clean(self):
+        assert self.errors == [], self.errors
+        assert [u for u in self.requests if not u.startswith(("file:", "data:", "blob:"))] == []
+
+
+@pytest.fixture
+def open_page(browser, tmp_path):
+    contexts = []
+
+    def opener(result, name="page.html", timeout=15000):
+        path = tmp_path / name
+        path.write_text(render_html(result), encoding="utf-8")
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        requests, errors = [], []
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
+        page = context.new_page()
+        page.on("request", lambda request: requests.append(request.url))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(path.as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=timeout)
+        return Opened(page, requests, errors)
+
+    yield opener
+    for context in contexts:
+        context.close()
+
+
+def _lines_for_query(array: np.ndarray, layer: int, query: int) -> int:
+    """Lines the page draws for one query in 'all heads' mode: weights >= 0.01 after the
+    page's 16-bit rounding, computed here from the raw arrays."""
+    rounded = np.rint(array[layer, :, query, :].astype(np.float64) * 65535) / 65535
+    return int((rounded >= 0.01).sum())
+
+
+def test_tokens_visible_no_network_no_errors(loaded_models, open_page):
+    result = extract("the cat sat on the mat", model=loaded_models["bert"], pair="a dog ran")
+    opened = open_page(result)
+    page = opened.page
+    assert page.locator("#left li").all_inner_texts() == list(result.tokens.display)
+    assert page.locator("#right li").first.is_visible()
+    assert page.locator("#left li").nth(9).is_visible()
+    assert page.locator("select#layer").count() == 1 and page.locator("select#head").count() == 1
+    opened.check_clean()
+
+
+def test_text_is_shown_literally_and_runs_nothing(loaded_models, open_page):
+    result = extract(SCRIPT_TEXT, model=loaded_models["bert"])
+    opened = open_page(result)
+    page = opened.page
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#meta dd").nth(1).inner_text() == SCRIPT_TEXT
+    assert page.locator("img").count() == 0
+    assert page.locator("script").count() == 2  # the data block and the page script, nothing injected
+    opened.check_clean()
+
+
+def test_switching_layer_or_head_changes_the_drawing(loaded_models, open_page):
+    result = extract("the cat sat on the mat", model=loaded_models["bert"])
+    page = open_page(result).page
+    page.select_option("#view", "matrix")
+    page.select_option("#head", "0")
+    first = page.evaluate("document.getElementById('matrix').toDataURL()")
+    page.select_option("#layer", "2")
+    second = page.evaluate("document.getElementById('matrix').toDataURL()")
+    page.select_option("#head", "3")
+    third = page.evaluate("document.getElementById('matrix').toDataURL()")
+    assert len({first, second, third}) == 3
+    assert page.locator("#matrix").get_attribute("data-title") == "encoder · layer 2 · head 3"
+
+
+def test_hover_shows_a_cell_weight(loaded_models, open_page):
+    result = extract("the cat sat", model=loaded_models["bert"])
+    page = open_page(result).page
+    page.select_option("#view", "matrix")
+    page.select_option("#layer", "1")
+    page.select_option("#head", "2")
+    box = page.locator("#matrix").bounding_box()
+    cell = 28  # 5 tokens -> the largest cell size, with 110 px of labels
+    page.mouse.move(box["x"] + 110 + 3 * cell + 5, box["y"] + 110 + 2 * cell + 5)
+    readout = page.locator("#readout").inner_text()
+    expected = result.attentions["encoder"][1, 2, 2, 3]
+    assert readout.startswith("cat (2) → sat (3): ")
+    assert float(readout.rsplit(" ", 1)[-1]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_hovering_a_token_filters_the_lines(loaded_models, open_page):
+    result = extract("the cat sat on the mat and the dog ran", model=loaded_models["bert"])
+    page = open_page(result).page
+    lines = lambda: int(page.locator("#lines").get_attribute("data-lines"))  # noqa: E731
+    everything = lines()
+    page.hover("#left li[data-index='3']")
+    filtered = lines()
+    assert filtered == _lines_for_query(result.attentions["encoder"], 0, 3)
+    assert 0 < filtered < everything
+    page.mouse.move(1000, 10)
+    assert lines() == everything
+
+
+def test_grid_thumbnail_opens_that_head(loaded_models, open_page):
+    result = extract("the cat sat", model=loaded_models["bert"])
+    page = open_page(result).page
+    page.select_option("#view", "grid")
+    assert page.locator("#grid button").count() == 3 * 4
+    page.click("button[aria-label='open layer 1 head 2']")
+    assert page.evaluate("[document.body.dataset.view, document.body.dataset.layer, document.body.dataset.head]") == ["matrix", "1", "2"]
+    assert not page.locator("#matrix-view").is_hidden()
+
+
+def test_sentence_pair_filters(loaded_models, open_page):
+    result = extract("the cat sat", model=loaded_models["bert"], pair="a dog ran")
+    page = open_page(result).page
+    page.select_option("#head", "1")
+    page.select_option("#segment", "AB")
+    drawn = int(page.locator("#lines").get_attribute("data-lines"))
+    a = result.attentions["encoder"][0, 1].astype(np.float64)
+    segments = result.tokens.segment_ids
+    rounded = np.rint(a * 65535) / 65535
+    mask = (segments[:, None] == 0) & (segments[None, :] == 1)
+    assert drawn == int(((rounded >= 0.01) & mask).sum())
+
+
+def test_encoder_decoder_kinds(loaded_models, open_page):
+    result = extract("the cat sat", model=loaded_models["t5"], target="a dog")
+    page = open_page(result).page
+    assert page.locator("#kind option").all_inner_texts() == ["encoder", "decoder", "cross (decoder → encoder)"]
+    page.select_option("#kind", "cross")
+    assert page.locator("#left li").all_inner_texts() == list(result.target_tokens.display)
+    assert page.locator("#right li").all_inner_texts() == list(result.tokens.display)
+    assert page.locator("#view option[value='rollout']").is_disabled()
+
+
+def test_rollout_view(loaded_models, open_page):
+    from attnviz.analysis.rollout import attention_rollout
+
+    result = extract("the cat sat on the mat", model=loaded_models["bert"])
+    page = open_page(result).page
+    page.select_option("#view", "rollout")
+    page.select_option("#layer", "2")
+    maximum = float(page.locator("#matrix").get_attribute("data-max"))
+    assert maximum == pytest.approx(attention_rollout(result.attentions["encoder"])[2].max(), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_500_token_page_opens_and_responds_quickly(bundled, open_page, tmp_path):
+    text = " ".join(["The quick brown fox jumps over the lazy dog near the riverbank."] * 40)
+    result = extract(text, model=bundled)
+    assert len(result.tokens) > 500
+    started = time.monotonic()
+    opened = open_page(result, timeout=10000)
+    loaded = time.monotonic() - started
+    assert loaded < 5.0
+    page = opened.page
+    started = time.monotonic()
+    page.select_option("#layer", "3")
+    page.select_option("#view", "matrix")
+    page.select_option("#view", "grid")
+    assert page.locator("#grid button").count() == 72
+    assert time.monotonic() - started < 5.0
+    opened.check_clean()
+    size = (tmp_path / "page.html").stat().st_size
+    assert size < 4_000_000
+
+
+def test_jupyter_repr_is_an_isolated_offline_page(loaded_models, browser, tmp_path):
+    result = extract(SCRIPT_TEXT, model=loaded_models["bert"])
+    snippet = result._repr_html_()
+    assert snippet.startswith("<iframe") and "<script>window.__pwned" not in snippet
+    host = tmp_path / "notebook.html"
+    host.write_text(f"<!doctype html><html><body>{snippet}</body></html>", encoding="utf-8")
+    page = browser.new_page()
+    try:
+        page.goto(host.as_uri())
+        frame = page.frames[1]
+        frame.wait_for_selector("body[data-ready='1']", timeout=15000)
+        assert frame.locator("#left li").count() == len(result.tokens)
+        assert page.evaluate("window.__pwned") is None and frame.evaluate("window.__pwned") is None
+    finally:
+        page.close()
+
+
+def test_page_data_is_compact_json(loaded_models):
+    from attnviz.render.html import page_data
+
+    result = extract("the cat sat", model=loaded_models["bert"])
+    document = page_data(result)
+    assert document["bits"] == 16
+    assert set(document["kinds"]) == {"encoder"}
+    json.dumps(document)
