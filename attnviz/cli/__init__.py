@@ -6,6 +6,8 @@ that `attnviz --help` stays fast.
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
 from attnviz.cli.compare import compare
@@ -23,6 +25,25 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from attnviz import __version__
+
+        print(f"attnviz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """Look inside transformer attention. Layers and heads are 0-based everywhere."""
+
+
 app.command()(show)
 app.command()(export)
 app.command()(stats)

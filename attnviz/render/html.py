@@ -48,7 +48,7 @@ def _pack(array: np.ndarray, bits: int) -> str:
 def _viridis() -> list[str]:
     from attnviz.render.fast import colormap_lut
 
-    return ["#%02x%02x%02x" % tuple(int(c) for c in rgb) for rgb in colormap_lut("viridis")]
+    return ["#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb)) for rgb in colormap_lut("viridis")]
 
 
 def page_data(result: AttentionResult) -> dict[str, Any]:
