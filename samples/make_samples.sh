@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the sample images from samples/sentences.txt with the bundled model:
+# Regenerate the sample images (and one interactive page) from samples/sentences.txt with the bundled model:
 #   bash samples/make_samples.sh
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,3 +12,4 @@ while IFS= read -r line; do
   attnviz show "$line" --layer 2 --head 7 -o "sentence${n}_L2H7.png"   # one head
   attnviz show "$line" --view mean --words --no-special -o "sentence${n}_mean_words.png"
 done < sentences.txt
+attnviz show "The animal didn't cross the street because it was too tired." --pair "It was raining." -o sentence3_pair.html

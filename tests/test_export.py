@@ -256,3 +256,14 @@ def test_ctrl_c_then_resume_exports_each_text_exactly_once(tiny_models, tmp_path
     assert sorted(r["line"] for r in records) == list(range(1, 201))
     assert len(list(out.glob("*.png"))) == 200 * 12
     assert_consistent(out)
+
+
+def test_export_html_pages_and_rollout_images(tiny_models, texts, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("export", texts, "-o", out, "-m", tiny_models["bert"], "--format", "html,png",
+                    "--view", "rollout", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    record = next(r for r in manifest(out) if r["line"] == 3)
+    assert record["files"] == ["000003-a-dog-ran-fast.html", "000003-a-dog-ran-fast.rollout.png"]
+    page = (out / "000003-a-dog-ran-fast.html").read_text()
+    assert page.startswith("<!doctype html>") and "Content-Security-Policy" in page

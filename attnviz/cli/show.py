@@ -67,18 +67,11 @@ def show(
     """
     with error_boundary():
         from attnviz.errors import InputError
-        from attnviz.render.views import resolve_view
 
         text = read_text_argument(text)
         if not text.strip():
             raise InputError("the text is empty", hint='give some text, e.g. attnviz show "AI changes everything"')
-        resolve_view(view, 2, 2)  # reject an unknown view before loading anything
-        if out is not None:
-            from attnviz.io import check_writable
-            from attnviz.outputs import output_kind
-
-            output_kind(out)
-            check_writable(out)
+        check_output_path(out, view)
 
         from attnviz.extract import Extractor, TextInput
         from attnviz.models import load_model
@@ -93,25 +86,45 @@ def show(
         if raw.truncated_tokens:
             warn(f"the input was cut to the model's maximum of {loaded.max_length} tokens "
                  f"({raw.truncated_tokens} tokens dropped); use --no-truncate to fail instead")
-        if kind is not None:
-            raw.array(kind)
-        from attnviz.transforms import apply_transforms
+        present(raw, kind=kind, layer=layer, head=head, words=words, no_special=no_special,
+                view=view, out=out, json_output=json_output, cmap=cmap)
 
-        result = apply_transforms(raw, layers=layer, heads=head, words=words, no_special=no_special)
-        chosen_kind = kind or result.default_kind
-        array = result.array(chosen_kind)
-        resolved = resolve_view(view, array.shape[0], array.shape[1])
 
-        written = None
-        if out is not None:
-            from attnviz.outputs import write_output
+def check_output_path(out: Any, view: str) -> None:
+    """Reject an unknown view, output type or unwritable path before any model is loaded."""
+    from attnviz.io import check_writable
+    from attnviz.outputs import output_kind
+    from attnviz.render.views import resolve_view
 
-            written = write_output(result, out, view=resolved, kind=chosen_kind, cmap=cmap)
-            warn(f"wrote {written}")
-        if json_output:
-            print(json.dumps(summary_document(result, chosen_kind, resolved, written), ensure_ascii=False))
-        elif out is None:
-            print_terminal(result, chosen_kind, resolved)
+    resolve_view(view, 2, 2)
+    if out is not None:
+        output_kind(out)
+        check_writable(out)
+
+
+def present(raw: Any, *, kind: str | None, layer: str, head: str, words: bool, no_special: bool,
+            view: str, out: Any, json_output: bool, cmap: str) -> None:
+    """Transform a result as asked, then write -o, print --json, or draw in the terminal
+    (shared by `show` and `render`)."""
+    from attnviz.render.views import resolve_view
+    from attnviz.transforms import apply_transforms
+
+    if kind is not None:
+        raw.array(kind)
+    result = apply_transforms(raw, layers=layer, heads=head, words=words, no_special=no_special)
+    chosen_kind = kind or result.default_kind
+    array = result.array(chosen_kind)
+    resolved = resolve_view(view, array.shape[0], array.shape[1])
+    written = None
+    if out is not None:
+        from attnviz.outputs import write_output
+
+        written = write_output(result, out, view=resolved, kind=chosen_kind, cmap=cmap)
+        warn(f"wrote {written}")
+    if json_output:
+        print(json.dumps(summary_document(result, chosen_kind, resolved, written), ensure_ascii=False))
+    elif out is None:
+        print_terminal(result, chosen_kind, resolved)
 
 
 class _null:
