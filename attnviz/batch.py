@@ -318,6 +318,11 @@ def export(
     if options.kind is not None and options.kind not in loaded.info.kinds:
         raise SelectionError(f"this {loaded.family} model has no '{options.kind}' attention",
                              hint=f"choose one of: {', '.join(loaded.info.kinds)}")
+    from attnviz.transforms import parse_index_spec
+
+    for kind in loaded.info.kinds:  # a bad --layer/--head is a usage error: fail before any output
+        parse_index_spec(options.layers, loaded.info.layers[kind], "layer")
+        parse_index_spec(options.heads, loaded.info.heads[kind], "head")
     records = read_inputs(input_path, encoding_errors=options.encoding_errors)
     first = next(records)  # raises InputError for a missing, binary or empty file before any output
     done = _prepare_directory(options, loaded.name)

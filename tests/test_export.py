@@ -267,3 +267,11 @@ def test_export_html_pages_and_rollout_images(tiny_models, texts, tmp_path):
     assert record["files"] == ["000003-a-dog-ran-fast.html", "000003-a-dog-ran-fast.rollout.png"]
     page = (out / "000003-a-dog-ran-fast.html").read_text()
     assert page.startswith("<!doctype html>") and "Content-Security-Policy" in page
+
+
+def test_layer_out_of_range_fails_before_any_output(tiny_models, texts, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("export", texts, "-o", out, "-m", tiny_models["bert"], "--layer", "5")
+    assert result.exit_code == 2
+    assert "this model has 3 layers (0-2)" in result.stderr
+    assert not out.exists()
