@@ -275,3 +275,34 @@ def test_layer_out_of_range_fails_before_any_output(tiny_models, texts, tmp_path
     assert result.exit_code == 2
     assert "this model has 3 layers (0-2)" in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_progress_bar_on_a_terminal_and_silent_otherwise(tiny_models, texts, tmp_path):
+    """stderr on a pseudo-terminal gets the bar (done/total, rate); a pipe gets none."""
+    import pty
+
+    command = [os.path.join(os.path.dirname(sys.executable), "attnviz"), "export", str(texts),
+               "-m", str(tiny_models["bert"]), "--format", "npz", "--workers", "0"]
+    leader, follower = pty.openpty()
+    env = dict(os.environ, COLUMNS="100", TERM="xterm")
+    process = subprocess.Popen(command + ["-o", str(tmp_path / "tty")], stdout=subprocess.PIPE,
+                               stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(timeout=120)
+    os.close(leader)
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert process.returncode == 0, shown
+    assert "exporting" in shown and "3/3" in shown and "texts/s" in shown
+    piped = subprocess.run(command + ["-o", str(tmp_path / "pipe")], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0
+    assert "exporting" not in piped.stderr and "3/3" not in piped.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -95,8 +96,11 @@ def export(
         try:
             if progress_context is not None:
                 with progress_context as (progress, task):
+                    started = time.monotonic()
+
                     def on_progress(summary: Any) -> None:
-                        progress.update(task, completed=summary.total)
+                        elapsed = max(time.monotonic() - started, 1e-9)
+                        progress.update(task, completed=summary.total, rate=f"{summary.total / elapsed:.1f} texts/s")
 
                     summary = run_export(file, loaded, options, on_progress=on_progress, on_warning=on_warning)
             else:
@@ -136,11 +140,11 @@ class _progress:
 
         self.progress = Progress(
             TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.speed:.1f} texts/s" if True else ""), TimeRemainingColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
             console=stderr_console(), transient=False,
         )
         self.progress.__enter__()
-        task = self.progress.add_task("export", total=self.total)
+        task = self.progress.add_task("export", total=self.total, rate="")
         return self.progress, task
 
     def __exit__(self, *exc: Any) -> None:
