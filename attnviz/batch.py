@@ -166,7 +166,11 @@ def render_text(result: AttentionResult, base: str, out_dir: str, views: tuple[s
 
                 name = f"{base}.html"
                 page = render_html(result)
-                atomic_write(directory / name, lambda handle, page=page: handle.write(page), binary=False)
+
+                def write_page(handle: Any, page: str = page) -> None:
+                    handle.write(page)
+
+                atomic_write(directory / name, write_page, binary=False)
                 written.append(name)
             else:
                 for view in views:
@@ -180,7 +184,11 @@ def render_text(result: AttentionResult, base: str, out_dir: str, views: tuple[s
                             if renderer is None:
                                 renderer = _RENDERERS[cmap] = FastRenderer(cmap)
                             png = renderer.render(data)
-                            atomic_write(directory / name, lambda handle, png=png: handle.write(png))
+
+                            def write_png(handle: Any, png: bytes = png) -> None:
+                                handle.write(png)
+
+                            atomic_write(directory / name, write_png)
                         else:
                             from attnviz.render.image import figure_for_view, save_figure
 

@@ -77,8 +77,8 @@ def atomic_write(
             f"cannot write {target}: {_describe(exc)}", hint="choose a directory you can write to"
         ) from exc
     try:
-        mode = "wb" if binary else "w"
-        with os.fdopen(fd, mode, **({} if binary else {"encoding": "utf-8"})) as handle:
+        handle: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
+        with handle:
             write(handle)
             handle.flush()
             if durable:

@@ -217,12 +217,9 @@ def silence_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
-    try:
-        from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub import utils as hub_utils
 
-        disable_progress_bars()
-    except ImportError:  # pragma: no cover
-        pass
+    hub_utils.disable_progress_bars()
     warnings.filterwarnings("ignore", module=r"(transformers|huggingface_hub|torch)(\..*)?")
     _SILENCED = True
 
@@ -247,11 +244,9 @@ def quiet_libraries(verbose: bool = False) -> Iterator[None]:
     hub_logger = logging.getLogger("huggingface_hub")
     previous_hub_level = hub_logger.level
     hub_logger.setLevel(logging.ERROR)
-    try:
-        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
-    except ImportError:  # pragma: no cover
-        disable_progress_bars = enable_progress_bars = lambda: None  # noqa: E731
-    disable_progress_bars()
+    from huggingface_hub import utils as hub_utils
+
+    hub_utils.disable_progress_bars()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -259,7 +254,7 @@ def quiet_libraries(verbose: bool = False) -> Iterator[None]:
     finally:
         tf_logging.set_verbosity(previous_level)
         tf_logging.enable_progress_bar()
-        enable_progress_bars()
+        hub_utils.enable_progress_bars()
         hub_logger.setLevel(previous_hub_level)
 
 

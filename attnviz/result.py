@@ -217,7 +217,7 @@ class AttentionResult:
 
         def write(handle: Any) -> None:
             # uncompressed: attention floats shrink only ~5% under zlib, at several times the cost
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
         atomic_write(path, write, binary=True)
 
@@ -288,7 +288,7 @@ class AttentionResult:
         else:
             tokens, target_tokens = sequence("", "display_tokens"), None
         attentions = {k: np.asarray(fields[k], dtype=np.float32) for k in KINDS if k in fields}
-        derived = {k: np.asarray(fields[k], dtype=np.float32) for k in ("rollout", "flow") if k in fields}
+        derived: dict[str, np.ndarray] = {k: np.asarray(fields[k], dtype=np.float32) for k in ("rollout", "flow") if k in fields}
         known = {
             "schema", "model", "family", "text", "pair", "target", "attnviz", "transformers",
             "transforms", "truncated_tokens", "layers", "heads", "pair_start",

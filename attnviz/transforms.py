@@ -73,7 +73,7 @@ def select(result: AttentionResult, layers: str | int | None = None, heads: str 
 def mean_heads(result: AttentionResult) -> AttentionResult:
     """Average over heads: each array becomes ``[layers, 1, query, key]`` with head id -1."""
     attentions = {k: a.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32) for k, a in result.attentions.items()}
-    head_ids = {k: (MEAN_HEAD,) for k in result.kinds}
+    head_ids: dict[str, tuple[int, ...]] = {k: (MEAN_HEAD,) for k in result.kinds}
     return replace(result, attentions=attentions, head_ids=head_ids, transforms=result.transforms + ("mean_heads",))
 
 
@@ -104,7 +104,9 @@ def drop_special(result: AttentionResult) -> AttentionResult:
         result,
         attentions=attentions,
         tokens=result.tokens.subset(keep_source),
-        target_tokens=result.target_tokens.subset(keep_target) if keep_target is not None else None,
+        target_tokens=result.target_tokens.subset(keep_target)
+        if result.target_tokens is not None and keep_target is not None
+        else None,
         transforms=result.transforms + ("drop_special",),
     )
 

@@ -134,8 +134,8 @@ class HeadStatistics:
             )
         merged = HeadStatistics(self.model, self.kind, list(self.layer_ids), list(self.head_ids), self.texts + other.texts)
         for name in set(self.sums) | set(other.sums):
-            merged.sums[name] = self.sums.get(name, 0) + other.sums.get(name, 0)
-            merged.counts[name] = self.counts.get(name, 0) + other.counts.get(name, 0)
+            merged.sums[name] = np.asarray(self.sums.get(name, 0) + other.sums.get(name, 0), dtype=np.float64)
+            merged.counts[name] = np.asarray(self.counts.get(name, 0) + other.counts.get(name, 0), dtype=np.float64)
         return merged
 
     def means(self) -> dict[str, np.ndarray]:

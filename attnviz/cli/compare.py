@@ -80,7 +80,7 @@ def compare(
         items, problems = gather_inputs(text, file)
         if not items:
             raise SelectionError("no usable text in the input")
-        revs = list(revisions or [None, None])
+        revs: list[str | None] = list(revisions) if revisions else [None, None]
         revs = revs * 2 if len(revs) == 1 else revs
         per_model = []
         from attnviz.cli._output import quiet_unless
