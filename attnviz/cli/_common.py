@@ -30,17 +30,17 @@ def gather_inputs(text: str | None, file: Path | None, *, encoding_errors: str =
     return items, problems
 
 
-def extract_all(extractor: Any, items: list[Any], problems: list[str], *, batch_size: int) -> Iterator[Any]:
-    """Results of ``items`` in order; a text that fails is reported and skipped."""
-    from attnviz.errors import InputError as _InputError
-
-    for item, outcome in zip(items, extractor.extract_many(items, batch_size=batch_size)):
-        if isinstance(outcome, _InputError):
+def extract_all(extractor: Any, items: list[Any], problems: list[str], *, batch_size: int) -> Iterator[tuple[int, Any]]:
+    """(position in ``items``, result) in order; a text that fails is noted in ``problems``
+    and skipped, so the others still count."""
+    outcomes = extractor.extract_many(items, batch_size=batch_size)
+    for index, (item, outcome) in enumerate(zip(items, outcomes)):
+        if isinstance(outcome, InputError):
             problems.append(f"'{item.text[:40]}': {outcome.message}")
             continue
         if outcome.truncated_tokens:
             warn(f"'{item.text[:40]}…' was cut to {extractor.loaded.max_length} tokens ({outcome.truncated_tokens} dropped)")
-        yield outcome
+        yield index, outcome
 
 
 def report_problems(problems: list[str]) -> None:

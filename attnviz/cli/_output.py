@@ -26,7 +26,13 @@ def stdout_console(min_width: int = 0) -> Any:
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}" if not message.startswith("wrote ") else message, file=sys.stderr)
+    """A warning on stderr: the run goes on."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    """A progress note on stderr (what was written), never mixed into stdout data."""
+    print(message, file=sys.stderr)
 
 
 def quiet_unless(verbose: bool) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -91,12 +90,12 @@ def compare(
             extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
             model_problems: list[str] = []
             results = {
-                id(item): apply_transforms(result, layers=layer, heads=head, words=words, no_special=no_special)
-                for item, result in _paired(items, extract_all(extractor, items, model_problems, batch_size=batch_size))
+                index: apply_transforms(result, layers=layer, heads=head, words=words, no_special=no_special)
+                for index, result in extract_all(extractor, items, model_problems, batch_size=batch_size)
             }
             problems.extend(model_problems)
             per_model.append(results)
-        pairs = [(per_model[0][id(i)], per_model[1][id(i)]) for i in items if id(i) in per_model[0] and id(i) in per_model[1]]
+        pairs = [(per_model[0][i], per_model[1][i]) for i in range(len(items)) if i in per_model[0] and i in per_model[1]]
         comparison = compare_results(pairs, kind)
         report_problems(problems)
         if words:
@@ -111,7 +110,9 @@ def compare(
                 colorbar_label="Jensen-Shannon divergence (bits)", cmap="magma",
             )
             save_figure(fig, out)
-            print(f"wrote {out}", file=sys.stderr)
+            from attnviz.cli._output import note
+
+            note(f"wrote {out}")
         if json_output:
             document = comparison.to_dict()
             document["fail_above"] = fail_above
@@ -128,16 +129,6 @@ def compare(
                 )
         if problems:
             raise typer.Exit(code=1)
-
-
-def _paired(items, results):  # type: ignore[no-untyped-def]
-    """Match results back to items: extract_all skips failed texts but keeps order."""
-    remaining = iter(results)
-    pending = next(remaining, None)
-    for item in items:
-        if pending is not None and pending.text == item.text and pending.pair == item.pair and pending.target == item.target:
-            yield item, pending
-            pending = next(remaining, None)
 
 
 def _print_table(comparison, top: int) -> None:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from typing import Annotated, Any, Optional
 
 import typer
@@ -25,7 +26,7 @@ from attnviz.cli._options import (
     VerboseOpt,
     WordsOpt,
 )
-from attnviz.cli._output import stderr_console, stdout_console, warn
+from attnviz.cli._output import note, stderr_console, stdout_console, warn
 
 ViewOpt = Annotated[
     str,
@@ -76,7 +77,8 @@ def show(
         from attnviz.extract import Extractor, TextInput
         from attnviz.models import load_model
 
-        with stderr_console().status(f"loading {model}…") if sys.stderr.isatty() and not verbose else _null():
+        spinner = stderr_console().status(f"loading {model}…") if sys.stderr.isatty() and not verbose else nullcontext()
+        with spinner:
             from attnviz.cli._output import quiet_unless
 
             quiet_unless(verbose)
@@ -120,19 +122,11 @@ def present(raw: Any, *, kind: str | None, layer: str, head: str, words: bool, n
         from attnviz.outputs import write_output
 
         written = write_output(result, out, view=resolved, kind=chosen_kind, cmap=cmap)
-        warn(f"wrote {written}")
+        note(f"wrote {written}")
     if json_output:
         print(json.dumps(summary_document(result, chosen_kind, resolved, written), ensure_ascii=False))
     elif out is None:
         print_terminal(result, chosen_kind, resolved)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def summary_document(result: Any, kind: str, view: str, written: Any) -> dict[str, Any]:

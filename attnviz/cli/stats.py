@@ -84,7 +84,7 @@ def stats(
             extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
             results = (
                 apply_transforms(r, layers=layer, heads=head, words=words, no_special=no_special)
-                for r in extract_all(extractor, items, problems, batch_size=batch_size)
+                for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
             )
             if not items:
                 raise SelectionError("no usable text in the input")
@@ -100,7 +100,9 @@ def stats(
                 colorbar_label=statistic + (" (nats)" if statistic == "entropy" else " (tokens)" if statistic == "distance" else " (mass)"),
             )
             save_figure(fig, out)
-            print(f"wrote {out}", file=__import__("sys").stderr)
+            from attnviz.cli._output import note
+
+            note(f"wrote {out}")
         if json_output:
             print(json.dumps(result.to_dict()))
         elif out is None:

@@ -91,12 +91,11 @@ def print_heatmap(
     for i in range(n_query):
         line = Text(f"{i:>3} {_fit(query_labels[i], label_width):<{label_width}} ")
         for j in range(shown):
-            level = matrix[i, j] / scale
-            if colour:
-                line.append(" " * (cell - 1) + "█", style=_color(level)) if cell == 3 else line.append("█" * cell, style=_color(level))
-            else:
-                shade = SHADES[int(round(float(np.clip(level, 0, 1)) * (len(SHADES) - 1)))]
-                line.append(" " * (cell - 1) + shade if cell == 3 else shade * cell)
+            level = float(np.clip(matrix[i, j] / scale, 0.0, 1.0))
+            glyph = "█" if colour else SHADES[int(round(level * (len(SHADES) - 1)))]
+            # 3-wide cells keep a space so the numbered columns stay readable
+            text = " " * (cell - 1) + glyph if cell == 3 else glyph * cell
+            line.append(text, style=_color(level) if colour else None)
         console.print(line, no_wrap=True, overflow="crop")
     legend = f"rows: queries, columns: keys (0-{n_key - 1}); darkest = 0, brightest = {scale:.3f}"
     if not colour:

@@ -149,7 +149,7 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
     ]
     return ViewData(
         resolved, kind, panels, array.shape[0], array.shape[1], q_labels, k_labels,
-        f"{base} · layers {_span(layer_ids)} x heads {_span([h for h in head_ids])}",
+        f"{base} · layers {_span(layer_ids)} x heads {_span(head_ids)}",
         row_labels=[f"layer {layer}" for layer in layer_ids],
         col_labels=[f"head {head_name(h)}" for h in head_ids],
     )
