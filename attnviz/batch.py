@@ -154,23 +154,13 @@ def render_text(result: AttentionResult, base: str, out_dir: str, views: tuple[s
     directory = Path(out_dir)
     try:
         for fmt in formats:
-            if fmt in ("npz", "json"):
-                from attnviz.outputs import with_derived
+            if fmt in ("npz", "json", "html"):
+                from attnviz.outputs import write_output
 
+                # data files carry rollout/flow when those views were asked for
                 derived_view = "flow" if "flow" in views else "rollout" if "rollout" in views else "grid"
                 name = f"{base}.{fmt}"
-                with_derived(result, derived_view, kind).save(directory / name)
-                written.append(name)
-            elif fmt == "html":
-                from attnviz.render.html import render_html
-
-                name = f"{base}.html"
-                page = render_html(result)
-
-                def write_page(handle: Any, page: str = page) -> None:
-                    handle.write(page)
-
-                atomic_write(directory / name, write_page, binary=False)
+                write_output(result, directory / name, view=derived_view, kind=kind)
                 written.append(name)
             else:
                 for view in views:

@@ -317,6 +317,11 @@ class Extractor:
         return [r for r in out if r is not None]
 
 
+def _as_loaded(model: str | os.PathLike[str] | LoadedModel | None, device: str, verbose: bool) -> LoadedModel:
+    """Reuse an already loaded model, or load the one named."""
+    return model if isinstance(model, LoadedModel) else load_model(model, device=device, verbose=verbose)
+
+
 def extract(
     text: str,
     *,
@@ -332,8 +337,7 @@ def extract(
     ``model`` is an alias (default ``minilm``, bundled), a hub id, a local directory or an
     already :func:`~attnviz.models.load_model`-ed model (reuse it for many texts).
     """
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, verbose=verbose)
-    extractor = Extractor(loaded, truncate=truncate, verbose=verbose)
+    extractor = Extractor(_as_loaded(model, device, verbose), truncate=truncate, verbose=verbose)
     return extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
 
 
@@ -347,9 +351,8 @@ def extract_many(
     verbose: bool = False,
 ) -> list[AttentionResult]:
     """Extract many texts with batched forward passes; raises on the first bad input."""
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, verbose=verbose)
     results = []
-    for outcome in Extractor(loaded, truncate=truncate, verbose=verbose).extract_many(texts, batch_size=batch_size):
+    for outcome in Extractor(_as_loaded(model, device, verbose), truncate=truncate, verbose=verbose).extract_many(texts, batch_size=batch_size):
         if isinstance(outcome, InputError):
             raise outcome
         results.append(outcome)

@@ -33,7 +33,7 @@ class InputRecord:
     error: str | None = None
 
 
-def _open(path: str | os.PathLike[str]) -> tuple[IO[bytes], str]:
+def open_input(path: str | os.PathLike[str]) -> tuple[IO[bytes], str]:
     if str(path) == "-":
         return sys.stdin.buffer, "stdin"
     target = Path(path)
@@ -88,7 +88,7 @@ def read_inputs(
     """
     if encoding_errors not in ENCODING_ERRORS:
         raise InputError(f"unknown --encoding-errors '{encoding_errors}'", hint="use strict or replace")
-    handle, name = _open(path)
+    handle, name = open_input(path)
     try:
         head = handle.peek(_BINARY_SNIFF)[:_BINARY_SNIFF] if hasattr(handle, "peek") else b""
         if b"\x00" in head:

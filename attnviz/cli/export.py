@@ -77,9 +77,9 @@ def export(
         )
         options.validate()
         if file != "-":
-            from attnviz.inputs import _open
+            from attnviz.inputs import open_input
 
-            _open(file)[0].close()  # a missing file or a directory fails before the model loads
+            open_input(file)[0].close()  # a missing file or a directory fails before the model loads
         from attnviz.cli._output import quiet_unless
         from attnviz.models import load_model
 

@@ -132,7 +132,6 @@ def present(raw: Any, *, kind: str | None, layer: str, head: str, words: bool, n
 def summary_document(result: Any, kind: str, view: str, written: Any) -> dict[str, Any]:
     from attnviz.render.terminal import top_keys_per_head
 
-    queries, keys = result.axes(kind)
     return {
         "model": result.model,
         "family": result.family,
