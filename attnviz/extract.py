@@ -17,7 +17,36 @@ import numpy as np
 
 from attnviz.errors import InputError, NoAttentionError
 from attnviz.models import LoadedModel, load_model, quiet_libraries
-from attnviz.result import AttentionResult, TokenSequence
+from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence
+from attnviz.transforms import IndexSpec, describe_index_spec, parse_index_spec
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What an extraction computes and keeps, per attention kind: original 0-based layer
+    and head indices, and whether heads are averaged (``head_mean``: one map per layer,
+    the mean over the selected heads, accumulated without holding every head)."""
+
+    layers: dict[str, tuple[int, ...]]
+    heads: dict[str, tuple[int, ...]]
+    head_mean: bool = False
+    transforms: tuple[str, ...] = ()
+
+    @classmethod
+    def resolve(cls, loaded: LoadedModel, layers: IndexSpec, heads: IndexSpec, head_mean: bool) -> Selection:
+        info = loaded.info
+        chosen_layers = {k: parse_index_spec(layers, n, "layer") for k, n in info.layers.items()}
+        chosen_heads = {k: parse_index_spec(heads, info.heads[k], "head") for k in info.layers}
+        everything = all(
+            chosen_layers[k] == tuple(range(info.layers[k])) and chosen_heads[k] == tuple(range(info.heads[k]))
+            for k in info.layers
+        )
+        steps: tuple[str, ...] = ()
+        if not everything:
+            steps += (f"select(layers={describe_index_spec(layers)},heads={describe_index_spec(heads)})",)
+        if head_mean:
+            steps += ("mean_heads",)
+        return cls(chosen_layers, chosen_heads, head_mean, steps)
 
 
 @dataclass(frozen=True)
@@ -91,10 +120,22 @@ class Extractor:
     ``AttentionResult.truncated_tokens``); when False such a text raises :class:`InputError`.
     """
 
-    def __init__(self, loaded: LoadedModel, *, truncate: bool = True, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        truncate: bool = True,
+        verbose: bool = False,
+        layers: IndexSpec = None,
+        heads: IndexSpec = None,
+        head_mean: bool = False,
+        chunk_bytes: int | None = None,
+    ) -> None:
         self.loaded = loaded
         self.truncate = truncate
         self.verbose = verbose
+        self.selection = Selection.resolve(loaded, layers, heads, head_mean)
+        self.chunk_bytes = chunk_bytes
         tokenizer = loaded.tokenizer
         self.pad_id = next(
             (v for v in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if v is not None), 0
@@ -228,6 +269,96 @@ class Extractor:
             inputs["decoder_input_ids"] = pad([e.target_ids or [] for e in encoded], self.pad_id, target_width, False)
             inputs["decoder_attention_mask"] = pad([[1] * n for n in target_lengths], 0, target_width, False)
 
+        shapes = []
+        for b, n in enumerate(lengths):
+            shape = {"decoder" if family == "decoder" else "encoder": (n, n)}
+            if family == "encoder-decoder":
+                t = target_lengths[b]
+                shape.update({"decoder": (t, t), "cross": (t, n)})
+            shapes.append(shape)
+        layout = self.layout()
+        if layout.routed:
+            per_item = self._run_captured(inputs, layout, lengths, target_lengths, width, left, shapes)
+        else:
+            per_item = self._run_output_attentions(inputs, lengths, target_lengths, width, left)
+        return [self._result(item, attentions) for item, attentions in zip(encoded, per_item)]
+
+    # -- capture -----------------------------------------------------------------------
+    def layout(self) -> Any:
+        """Which attention call is which kind and layer (probed once per loaded model)."""
+        if self.loaded.layout is None:
+            from attnviz.capture import probe_layout
+
+            config = self.loaded.model.config
+            start = getattr(config, "decoder_start_token_id", None)
+            with quiet_libraries(self.verbose):
+                layout = probe_layout(
+                    self.loaded.model, self.loaded.family, dict(self.loaded.info.layers), self.loaded.device,
+                    pad_id=self.pad_id, start_id=start if start is not None else self.pad_id,
+                )
+                if not layout.routed and getattr(config, "_attn_implementation", None) != "eager":
+                    set_implementation = getattr(self.loaded.model, "set_attn_implementation", None)
+                    if set_implementation is not None:
+                        try:
+                            set_implementation("eager")
+                        except (ValueError, NotImplementedError):
+                            pass  # models that compute attention their own way ignore the setting
+            self.loaded.layout = layout
+        return self.loaded.layout
+
+    @property
+    def capture_note(self) -> str | None:
+        """A one-line note when the model's attention cannot be captured selectively."""
+        layout = self.layout()
+        if layout.routed:
+            return None
+        return (f"'{self.loaded.name}' cannot be captured selectively ({layout.reason}); "
+                "every layer's attention is computed with output_attentions")
+
+    def _run_captured(self, inputs: dict[str, Any], layout: Any, lengths: list[int], target_lengths: list[int],
+                      width: int, left: bool, shapes: list[dict[str, tuple[int, int]]]) -> list[dict[str, np.ndarray]]:
+        import torch
+
+        from attnviz.capture import DEFAULT_CHUNK_BYTES, CaptureSession, MeanOverHeads, StoreHeads, _Batch
+
+        family = self.loaded.family
+        source_offsets = [width - n if left else 0 for n in lengths]
+        zeros = [0] * len(lengths)
+        batch = _Batch({}, {}, {}, {})
+        for kind in self.selection.layers:
+            if kind == "cross":
+                q_off, q_len, k_off, k_len = zeros, target_lengths, zeros, lengths
+            elif kind == "decoder" and family == "encoder-decoder":
+                q_off, q_len, k_off, k_len = zeros, target_lengths, zeros, target_lengths
+            else:
+                q_off, q_len, k_off, k_len = source_offsets, lengths, source_offsets, lengths
+            batch.query_offsets[kind], batch.query_lengths[kind] = q_off, q_len
+            batch.key_offsets[kind], batch.key_lengths[kind] = k_off, k_len
+        sink: StoreHeads | MeanOverHeads
+        if self.selection.head_mean:
+            sink = MeanOverHeads(layers=dict(self.selection.layers), heads=dict(self.selection.heads))
+        else:
+            sink = StoreHeads(layers=dict(self.selection.layers), heads=dict(self.selection.heads))
+        sink.allocate(shapes)
+        session = CaptureSession(layout, [sink], batch, chunk_bytes=self.chunk_bytes or DEFAULT_CHUNK_BYTES)
+        with quiet_libraries(self.verbose), torch.inference_mode(), session:
+            self.loaded.model(**inputs, return_dict=True)
+        if session.calls != len(layout.calls):
+            missing = ", ".join(dict.fromkeys(kind for kind, _ in layout.calls[session.calls:])) or "expected"
+            raise NoAttentionError(
+                f"'{self.loaded.name}' returned no {missing} attention weights: its attention function ran "
+                f"{session.calls} times in a forward pass, where {len(layout.calls)} were expected",
+                hint="the model's forward pass changed after it was loaded; load it again",
+            )
+        return sink.arrays
+
+    def _run_output_attentions(self, inputs: dict[str, Any], lengths: list[int], target_lengths: list[int],
+                               width: int, left: bool) -> list[dict[str, np.ndarray]]:
+        """The fallback for models whose attention bypasses the interface: every layer's
+        attention from ``output_attentions``, then cut to the selection."""
+        import torch
+
+        family = self.loaded.family
         with quiet_libraries(self.verbose), torch.inference_mode():
             outputs = self.loaded.model(**inputs, output_attentions=True, return_dict=True)
 
@@ -247,27 +378,38 @@ class Extractor:
                     hint="the model's attention implementation does not expose weights; "
                     "attnviz loads with eager attention, which this architecture may not support",
                 )
+            chosen = [layers[i] for i in self.selection.layers[kind]]
             # [batch, layers, heads, query, key]
-            stacked[kind] = torch.stack(list(layers), dim=1).float().cpu().numpy()
+            array = torch.stack(chosen, dim=1)[:, :, list(self.selection.heads[kind])].float().cpu().numpy()
+            if self.selection.head_mean:
+                array = array.mean(axis=2, dtype=np.float64).astype(np.float32)
+            stacked[kind] = array
 
-        results = []
-        for b, item in enumerate(encoded):
+        per_item = []
+        for b in range(len(lengths)):
             n = lengths[b]
             src = slice(width - n, width) if left else slice(0, n)
             attentions: dict[str, np.ndarray] = {}
             for kind, array in stacked.items():
                 if kind == "encoder" or (kind == "decoder" and family == "decoder"):
-                    attentions[kind] = np.ascontiguousarray(array[b, :, :, src, src])
+                    attentions[kind] = np.ascontiguousarray(array[b, ..., src, src])
                 elif kind == "decoder":
                     t = target_lengths[b]
-                    attentions[kind] = np.ascontiguousarray(array[b, :, :, :t, :t])
+                    attentions[kind] = np.ascontiguousarray(array[b, ..., :t, :t])
                 else:
                     t = target_lengths[b]
-                    attentions[kind] = np.ascontiguousarray(array[b, :, :, :t, :n])
-            results.append(self._result(item, attentions))
-        return results
+                    attentions[kind] = np.ascontiguousarray(array[b, ..., :t, :n])
+            per_item.append(attentions)
+        return per_item
 
     def _result(self, encoded: _Encoded, attentions: dict[str, np.ndarray]) -> AttentionResult:
+        selection = self.selection
+        if selection.head_mean:  # [layers, q, k] -> [layers, 1, q, k]
+            attentions = {k: a[:, None] for k, a in attentions.items()}
+        head_ids = {k: (MEAN_HEAD,) if selection.head_mean else selection.heads[k] for k in attentions}
+        extra_meta: dict[str, Any] = {}
+        if self.loaded.attention_sinks:
+            extra_meta["attention_sinks"] = True
         return AttentionResult(
             model=self.loaded.name,
             family=self.loaded.family,
@@ -277,9 +419,11 @@ class Extractor:
             tokens=encoded.tokens,
             target_tokens=encoded.target_tokens,
             attentions=attentions,
-            layer_ids={k: tuple(range(a.shape[0])) for k, a in attentions.items()},
-            head_ids={k: tuple(range(a.shape[1])) for k, a in attentions.items()},
+            layer_ids={k: selection.layers[k] for k in attentions},
+            head_ids=head_ids,
             truncated_tokens=encoded.truncated,
+            transforms=selection.transforms,
+            extra_meta=extra_meta,
         )
 
     def extract_many(
@@ -331,13 +475,20 @@ def extract(
     truncate: bool = True,
     device: str = "auto",
     verbose: bool = False,
+    layers: IndexSpec = None,
+    heads: IndexSpec = None,
+    head_mean: bool = False,
 ) -> AttentionResult:
-    """Extract the attention of every layer and head for one text.
+    """Extract the attention of one text: every layer and head, or only ``layers`` and
+    ``heads`` (0-based: an int, a sequence, a slice, or a string such as ``"2-4"``).
+    Only what is selected is computed and stored. ``head_mean`` keeps one map per layer,
+    the mean over the selected heads.
 
     ``model`` is an alias (default ``minilm``, bundled), a hub id, a local directory or an
     already :func:`~attnviz.models.load_model`-ed model (reuse it for many texts).
     """
-    extractor = Extractor(_as_loaded(model, device, verbose), truncate=truncate, verbose=verbose)
+    extractor = Extractor(_as_loaded(model, device, verbose), truncate=truncate, verbose=verbose,
+                          layers=layers, heads=heads, head_mean=head_mean)
     return extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
 
 
@@ -349,10 +500,16 @@ def extract_many(
     truncate: bool = True,
     device: str = "auto",
     verbose: bool = False,
+    layers: IndexSpec = None,
+    heads: IndexSpec = None,
+    head_mean: bool = False,
 ) -> list[AttentionResult]:
-    """Extract many texts with batched forward passes; raises on the first bad input."""
+    """Extract many texts with batched forward passes; raises on the first bad input.
+    ``layers``, ``heads`` and ``head_mean`` as for :func:`extract`."""
     results = []
-    for outcome in Extractor(_as_loaded(model, device, verbose), truncate=truncate, verbose=verbose).extract_many(texts, batch_size=batch_size):
+    extractor = Extractor(_as_loaded(model, device, verbose), truncate=truncate, verbose=verbose,
+                          layers=layers, heads=heads, head_mean=head_mean)
+    for outcome in extractor.extract_many(texts, batch_size=batch_size):
         if isinstance(outcome, InputError):
             raise outcome
         results.append(outcome)

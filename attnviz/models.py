@@ -16,7 +16,7 @@ import re
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,17 @@ class LoadedModel:
     model: Any
     info: ModelInfo
     device: str
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: whether attention runs through attnviz's capture implementation (else eager +
+    #: output_attentions, for models that bypass transformers' attention interface)
+    captured: bool = False
+    #: which attention call of a forward pass is which kind and layer (probed on first use)
+    layout: Any = None
+
+    @property
+    def attention_sinks(self) -> bool:
+        """Whether some attention layer has learned sinks (gpt-oss): its rows then sum to
+        less than 1, the rest of the mass going to the sink."""
+        return any(getattr(m, "sinks", None) is not None for m in self.model.modules())
 
     @property
     def name(self) -> str:
@@ -301,6 +311,9 @@ def _max_length(config: Any, tokenizer: Any | None) -> int:
 def model_info_from_config(name: str, source: str, config: Any, tokenizer: Any | None = None) -> ModelInfo:
     """Describe a model from its config: family, attention kinds, layers and heads per kind."""
     family = _family(config)
+    parts = _sub_configs(config)
+    if parts is not None:
+        return _composite_info(name, source, config, parts, tokenizer)
     enc_layers = _first_attr(config, ("encoder_layers", "num_layers", "num_hidden_layers", "n_layer"))
     enc_heads = _first_attr(
         config, ("encoder_attention_heads", "num_heads", "num_attention_heads", "n_head")
@@ -335,6 +348,23 @@ def model_info_from_config(name: str, source: str, config: Any, tokenizer: Any |
         layers=layers,
         heads=heads,
         max_length=_max_length(config, tokenizer),
+    )
+
+
+def _composite_info(name: str, source: str, config: Any, parts: tuple[Any, Any], tokenizer: Any | None) -> ModelInfo:
+    encoder = model_info_from_config(name, source, parts[0], tokenizer)
+    decoder = model_info_from_config(name, source, parts[1], tokenizer)
+    enc_layers, enc_heads = next(iter(encoder.layers.values())), next(iter(encoder.heads.values()))
+    dec_layers, dec_heads = next(iter(decoder.layers.values())), next(iter(decoder.heads.values()))
+    return ModelInfo(
+        name=name,
+        source=source,
+        model_type=f"encoder-decoder ({encoder.model_type} to {decoder.model_type})",
+        family="encoder-decoder",
+        architecture="EncoderDecoderModel",
+        layers={"encoder": enc_layers, "decoder": dec_layers, "cross": dec_layers},
+        heads={"encoder": enc_heads, "decoder": dec_heads, "cross": dec_heads},
+        max_length=min(encoder.max_length, decoder.max_length),
     )
 
 
@@ -424,23 +454,93 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+def _sub_configs(config: Any) -> tuple[Any, Any] | None:
+    """(encoder config, decoder config) of a composite ``EncoderDecoderModel`` (BERT2BERT)."""
+    if getattr(config, "model_type", "") == "encoder-decoder":
+        return config.encoder, config.decoder
+    return None
+
+
+def _model_class(config: Any) -> Any:
+    from transformers import AutoModel
+
+    if _sub_configs(config) is not None:
+        # AutoModel has no mapping for the composite EncoderDecoderConfig
+        from transformers import EncoderDecoderModel
+
+        return EncoderDecoderModel
+    return AutoModel
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def pick_dtype(dtype: str, device: str) -> Any:
+    """``auto``: the checkpoint's own dtype on a GPU, float32 on the CPU (where half
+    precision is slow and less exact)."""
+    import torch
+
+    dtype = (dtype or "auto").lower()
+    if dtype not in DTYPES:
+        raise SelectionError(f"unknown dtype '{dtype}'", hint=f"use one of: {', '.join(DTYPES)}")
+    if dtype == "auto":
+        return "auto" if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+def _load_weights(loader: Any, resolved: ModelSpec, revision: str | None, trust_remote_code: bool,
+                  **kwargs: Any) -> tuple[Any, bool]:
+    """Load with the ``attnviz`` capture implementation when the architecture supports
+    transformers' attention interface, else with eager attention. Returns (model, captured)."""
+    from attnviz.capture import register
+
+    try:
+        return _from_pretrained(loader, resolved, revision, trust_remote_code, attn_implementation=register(), **kwargs), True
+    except ModelLoadError:
+        raise
+    except (ValueError, KeyError) as exc:
+        if "attn" not in str(exc).lower() and "attention" not in str(exc).lower():
+            raise
+    return _from_pretrained(loader, resolved, revision, trust_remote_code, attn_implementation="eager", **kwargs), False
+
+
 def load_model(
     spec: str | os.PathLike[str] | None = None,
     *,
     device: str = "auto",
+    dtype: str = "auto",
+    device_map: str | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
     verbose: bool = False,
 ) -> LoadedModel:
     """Load tokenizer and model for attention extraction.
 
-    The model is loaded with ``attn_implementation="eager"``: transformers 5's default
-    ``sdpa`` kernels silently return no attention weights.
+    Attention goes through attnviz's own attention implementation (see
+    :mod:`attnviz.capture`), which captures only the layers and heads asked for; models
+    whose attention bypasses transformers' attention interface load with
+    ``attn_implementation="eager"`` (transformers 5's default ``sdpa`` kernels silently
+    return no attention weights) and are captured with ``output_attentions``.
+    ``dtype``: auto, float32, bfloat16 or float16. ``device_map="auto"`` spreads a model
+    too big for one GPU over the GPUs and the CPU (needs ``accelerate``).
     """
     resolved = resolve_model_spec(spec)
     chosen_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, chosen_device)
+    placement: dict[str, Any] = {}
+    if device_map is not None:
+        if device_map != "auto":
+            raise SelectionError(f"unknown device map '{device_map}'", hint="use --device-map auto")
+        try:
+            import accelerate  # noqa: F401
+        except ImportError as exc:
+            raise ModelLoadError(
+                "--device-map auto needs the 'accelerate' package, which is not installed",
+                hint="pip install accelerate",
+            ) from exc
+        placement["device_map"] = "auto"
     with quiet_libraries(verbose):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         config = load_config(resolved, revision, trust_remote_code)
         try:
@@ -453,12 +553,8 @@ def load_model(
                 hint="the model directory needs its tokenizer files (tokenizer.json or vocab)",
             ) from exc
         try:
-            model = _from_pretrained(
-                AutoModel,
-                resolved,
-                revision,
-                trust_remote_code,
-                attn_implementation="eager",
+            model, captured = _load_weights(
+                _model_class(config), resolved, revision, trust_remote_code, dtype=torch_dtype, **placement
             )
         except ModelLoadError:
             raise
@@ -468,6 +564,10 @@ def load_model(
                 hint="check that the directory holds model weights (model.safetensors)",
             ) from exc
     model.eval()
-    model.to(chosen_device)
+    if device_map is None:
+        model.to(chosen_device)
+    else:
+        chosen_device = str(next(model.parameters()).device)
     info = model_info_from_config(resolved.name, resolved.source, config, tokenizer)
-    return LoadedModel(spec=resolved, tokenizer=tokenizer, model=model, info=info, device=chosen_device)
+    return LoadedModel(spec=resolved, tokenizer=tokenizer, model=model, info=info, device=chosen_device,
+                       captured=captured)

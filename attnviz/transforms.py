@@ -7,7 +7,9 @@ saved data says what was done to the raw attention.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Union
 
 import numpy as np
 
@@ -16,19 +18,32 @@ from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
+#: A layer or head selection: ``None``/``"all"``, an int, a sequence of ints, a slice, or a
+#: string ``"3"``, ``"2-4"`` (inclusive), ``"0,3"``. Always 0-based.
+IndexSpec = Union[str, int, Sequence[int], slice, None]
 
-def parse_index_spec(spec: str | int | None, count: int, what: str = "layer") -> tuple[int, ...]:
-    """Parse ``all``, ``3``, ``2-4`` (inclusive) or a comma list of those, 0-based.
+
+def parse_index_spec(spec: IndexSpec, count: int, what: str = "layer") -> tuple[int, ...]:
+    """Parse ``all``, ``3``, ``2-4`` (inclusive) or a comma list of those, 0-based; from
+    Python also an int, a sequence of ints or a slice.
 
     Raises :class:`SelectionError` naming the valid range when an index is out of range.
     """
     valid = f"0-{count - 1}" if count > 1 else "0"
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in {"", "all"}):
         return tuple(range(count))
+    if isinstance(spec, slice):
+        return tuple(range(count))[spec]
+    if isinstance(spec, bool) or not isinstance(spec, (str, int, Sequence)):
+        raise SelectionError(f"--{what} must be an index, a range or 'all', not {type(spec).__name__}")
     if isinstance(spec, int):
         parts = [str(spec)]
-    else:
+    elif isinstance(spec, str):
         parts = [p for p in spec.split(",") if p.strip()]
+    else:
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in spec):
+            raise SelectionError(f"--{what} {list(spec)!r} must hold 0-based integer indices")
+        parts = [str(i) for i in spec]
     chosen: list[int] = []
     for part in parts:
         match = _RANGE.match(part)
@@ -52,7 +67,18 @@ def parse_index_spec(spec: str | int | None, count: int, what: str = "layer") ->
     return tuple(chosen)
 
 
-def select(result: AttentionResult, layers: str | int | None = None, heads: str | int | None = None) -> AttentionResult:
+def describe_index_spec(spec: IndexSpec) -> str:
+    """How a selection is recorded in ``transforms`` (``all``, ``2-4``, ``0,3``, ``1:3``)."""
+    if spec is None:
+        return "all"
+    if isinstance(spec, slice):
+        return f"{spec.start or 0}:{'' if spec.stop is None else spec.stop}"
+    if isinstance(spec, (str, int)):
+        return str(spec)
+    return ",".join(str(i) for i in spec)
+
+
+def select(result: AttentionResult, layers: IndexSpec = None, heads: IndexSpec = None) -> AttentionResult:
     """Keep only the chosen layers and heads (0-based specs, see :func:`parse_index_spec`),
     for every attention kind. Indices refer to the current arrays' positions."""
     if layers in (None, "all") and heads in (None, "all"):
@@ -65,7 +91,7 @@ def select(result: AttentionResult, layers: str | int | None = None, heads: str 
         attentions[kind] = np.ascontiguousarray(array[np.ix_(layer_index, head_index)])
         layer_ids[kind] = tuple(result.layer_ids[kind][i] for i in layer_index)
         head_ids[kind] = tuple(result.head_ids[kind][i] for i in head_index)
-    step = f"select(layers={layers or 'all'},heads={heads or 'all'})"
+    step = f"select(layers={describe_index_spec(layers)},heads={describe_index_spec(heads)})"
     return replace(result, attentions=attentions, layer_ids=layer_ids, head_ids=head_ids,
                    transforms=result.transforms + (step,))
 
@@ -195,8 +221,8 @@ def merge_words(result: AttentionResult) -> AttentionResult:
 def apply_transforms(
     result: AttentionResult,
     *,
-    layers: str | int | None = None,
-    heads: str | int | None = None,
+    layers: IndexSpec = None,
+    heads: IndexSpec = None,
     words: bool = False,
     no_special: bool = False,
 ) -> AttentionResult:

@@ -188,9 +188,14 @@ def test_bundled_model_matches_a_direct_eager_forward(bundled):
     result = extract("AI changes everything", model=bundled)
     assert result.tokens.tokens == ("[CLS]", "ai", "changes", "everything", "[SEP]")
     assert result.shape == {"encoder": (6, 12, 5, 5)}
+    from transformers import AutoModel
+
+    from attnviz.models import bundled_model_path
+
+    eager = AutoModel.from_pretrained(bundled_model_path(), attn_implementation="eager").eval()
     encoded = bundled.tokenizer("AI changes everything", return_tensors="pt")
     with torch.no_grad():
-        direct = bundled.model(**encoded, output_attentions=True).attentions
+        direct = eager(**encoded, output_attentions=True).attentions
     np.testing.assert_allclose(result.attentions["encoder"], torch.stack(direct, 1)[0].numpy(), atol=1e-6)
     # a real pretrained model: many heads put most of their weight on [CLS] or [SEP]
     special_mass = result.attentions["encoder"][..., [0, -1]].sum(-1).mean(-1)

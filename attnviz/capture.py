@@ -1,0 +1,390 @@
+"""Selective attention capture at transformers' attention function (runs torch).
+
+transformers 5 routes the attention of nearly every model through
+``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]``, calling it with the post-rotary
+queries, keys and values of one layer. We register an implementation named ``attnviz``
+that
+
+* computes the layer's output with a fast kernel (torch's ``scaled_dot_product_attention``),
+  or, for layers whose math sdpa cannot express (logit soft-capping, attention sinks),
+  with the model's own eager function chunked over query rows;
+* for the layers and heads a :class:`CaptureSession` asks for, recomputes the attention
+  probabilities by calling the model's *own* ``eager_attention_forward`` on just those
+  heads and a chunk of query rows at a time. The mask, sliding windows, scaling,
+  soft-capping, sinks and relative position bias are therefore exactly eager's; GQA is
+  handled by handing each selected head its own key-value group. Extra memory is about
+  ``chunk_rows x keys`` per selected head.
+
+Each chunk of probabilities is cut into one block per input of the batch (padding
+removed) and handed to the session's sinks: :class:`StoreHeads` keeps the selected heads
+as float32 arrays, :class:`MeanOverHeads` accumulates a layer's mean over all heads
+(for rollout) without holding ``[heads, T, T]``, and other sinks (head statistics) reduce
+the blocks as they pass.
+
+A model whose attention does not go through the interface (DeBERTa-v2, BLOOM, Falcon
+today) is detected by a probe forward pass and falls back to ``output_attentions``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMPLEMENTATION = "attnviz"
+#: Bytes of float32 probabilities computed at once per layer (all selected heads, whole batch).
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+_local = threading.local()
+_registered = False
+
+
+# -- registration ------------------------------------------------------------------------
+def register() -> str:
+    """Register the ``attnviz`` attention function and its (eager, additive float) mask
+    format with transformers; returns the implementation name for ``from_pretrained``."""
+    global _registered
+    if not _registered:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+        AttentionInterface.register(IMPLEMENTATION, attention_function)
+        AttentionMaskInterface.register(IMPLEMENTATION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+        _registered = True
+    return IMPLEMENTATION
+
+
+# -- what a session hands out --------------------------------------------------------------
+class Sink(Protocol):
+    """Receives attention probabilities block by block.
+
+    ``heads_for(kind, layer)``: the (original, 0-based) heads this sink needs of that layer,
+    empty when none. ``add(item, kind, layer, heads, row_start, block)``: ``block`` is
+    float32 ``[len(heads), rows, keys]`` for batch input ``item``, query rows
+    ``row_start .. row_start + rows`` of its real (unpadded) tokens, all of its keys.
+    """
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]: ...
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None: ...
+
+
+@dataclass
+class StoreHeads:
+    """Keeps the chosen layers and heads of each kind: ``arrays[item][kind]`` is float32
+    ``[len(layers), len(heads), query, key]`` in the order of ``layers[kind]``/``heads[kind]``."""
+
+    layers: dict[str, tuple[int, ...]]
+    heads: dict[str, tuple[int, ...]]
+    arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def allocate(self, shapes: Sequence[dict[str, tuple[int, int]]]) -> None:
+        """One buffer per input and kind; ``shapes[item][kind]`` = (queries, keys)."""
+        self.arrays = [
+            {
+                kind: np.zeros((len(self.layers[kind]), len(self.heads[kind]), q, k), dtype=np.float32)
+                for kind, (q, k) in item.items()
+                if kind in self.layers
+            }
+            for item in shapes
+        ]
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return self.heads.get(kind, ()) if layer in self.layers.get(kind, ()) else ()
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        position = self.layers[kind].index(layer)
+        rows = block.shape[1]
+        self.arrays[item][kind][position, :, row_start : row_start + rows] = block
+
+
+@dataclass
+class MeanOverHeads:
+    """Accumulates each layer's mean over *all* heads: ``arrays[item][kind]`` is float32
+    ``[layers, query, key]`` (every layer of the stack, in order)."""
+
+    heads: dict[str, int]  # number of heads per kind
+    layers: dict[str, int]  # number of layers per kind
+    arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def allocate(self, shapes: Sequence[dict[str, tuple[int, int]]]) -> None:
+        self.arrays = [
+            {kind: np.zeros((self.layers[kind], q, k), dtype=np.float32) for kind, (q, k) in item.items() if kind in self.heads}
+            for item in shapes
+        ]
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return tuple(range(self.heads[kind])) if kind in self.heads else ()
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        rows = block.shape[1]
+        self.arrays[item][kind][layer, row_start : row_start + rows] = block.mean(axis=0, dtype=np.float64)
+
+
+# -- the layout of calls -------------------------------------------------------------------
+@dataclass(frozen=True)
+class CallLayout:
+    """Which (kind, layer) each successive call of the attention function in one forward
+    pass belongs to. ``routed`` is False when the model's attention bypasses the interface
+    (or calls it in a way we cannot map onto its layers)."""
+
+    calls: tuple[tuple[str, int], ...]
+    routed: bool
+    reason: str = ""
+
+
+@dataclass
+class _Batch:
+    """Where each input's real tokens sit in the padded batch."""
+
+    query_offsets: dict[str, list[int]]  # per kind: first real query row of each input
+    query_lengths: dict[str, list[int]]
+    key_offsets: dict[str, list[int]]
+    key_lengths: dict[str, list[int]]
+
+
+class CaptureSession:
+    """Active for one forward pass: maps each attention call to its layer, computes the
+    probabilities the sinks need, and cuts them per input."""
+
+    def __init__(
+        self,
+        layout: CallLayout,
+        sinks: Sequence[Sink],
+        batch: _Batch | None = None,
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        on_call: Callable[[Any, torch.Tensor, torch.Tensor, torch.Tensor, Any], None] | None = None,
+    ) -> None:
+        self.layout = layout
+        self.sinks = list(sinks)
+        self.batch = batch
+        self.chunk_bytes = max(1, int(chunk_bytes))
+        self.on_call = on_call
+        self.calls = 0
+
+    def __enter__(self) -> CaptureSession:
+        if getattr(_local, "session", None) is not None:
+            raise RuntimeError("a capture session is already active in this thread")
+        _local.session = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _local.session = None
+
+    # called by attention_function
+    def observe(self, module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                mask: torch.Tensor | None, scaling: float | None, kwargs: dict[str, Any]) -> None:
+        index = self.calls
+        self.calls += 1
+        if self.on_call is not None:
+            self.on_call(module, query, key, value, mask)
+        if not self.layout.routed or index >= len(self.layout.calls) or self.batch is None:
+            return
+        kind, layer = self.layout.calls[index]
+        wanted = [(sink, sink.heads_for(kind, layer)) for sink in self.sinks]
+        union = sorted({h for _, heads in wanted for h in heads})
+        if not union:
+            return
+        position = {h: i for i, h in enumerate(union)}
+        batch_size, _, q_len, k_len = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
+        rows_per_chunk = max(1, self.chunk_bytes // max(1, batch_size * len(union) * k_len * 4))
+        for start in range(0, q_len, rows_per_chunk):
+            stop = min(q_len, start + rows_per_chunk)
+            probs = eager_probabilities(module, query, key, value, mask, scaling, kwargs, union, start, stop)
+            chunk = probs.float().cpu().numpy()  # [B, len(union), rows, keys]
+            self._dispatch(kind, layer, chunk, start, wanted, position)
+
+    def _dispatch(self, kind: str, layer: int, chunk: np.ndarray, start: int,
+                  wanted: list[tuple[Sink, tuple[int, ...]]], position: dict[int, int]) -> None:
+        assert self.batch is not None
+        rows = chunk.shape[2]
+        for item in range(chunk.shape[0]):
+            q0 = self.batch.query_offsets[kind][item]
+            qn = self.batch.query_lengths[kind][item]
+            k0 = self.batch.key_offsets[kind][item]
+            kn = self.batch.key_lengths[kind][item]
+            lo, hi = max(start, q0), min(start + rows, q0 + qn)
+            if lo >= hi:
+                continue
+            block = chunk[item, :, lo - start : hi - start, k0 : k0 + kn]
+            for sink, heads in wanted:
+                if heads:
+                    picked = block if len(heads) == len(position) else block[[position[h] for h in heads]]
+                    sink.add(item, kind, layer, heads, lo - q0, np.ascontiguousarray(picked))
+
+
+def active_session() -> CaptureSession | None:
+    return getattr(_local, "session", None)
+
+
+# -- the attention function ----------------------------------------------------------------
+class _HeadSlice:
+    """The attention module as its eager function sees it when only some heads are passed:
+    every query head comes with its own key-value head (no GQA repeat), and per-head
+    parameters (attention sinks) are sliced to the same heads."""
+
+    def __init__(self, module: Any, heads: Sequence[int]) -> None:
+        self._module = module
+        self.num_key_value_groups = 1
+        sinks = getattr(module, "sinks", None)
+        if isinstance(sinks, torch.Tensor) and sinks.ndim == 1:
+            self.sinks = sinks[list(heads)]
+        self.training = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+def _eager_function(module: Any) -> Callable[..., Any]:
+    """The eager attention of the module's own modeling file (so its extras apply)."""
+    modeling = sys.modules.get(type(module).__module__)
+    function = getattr(modeling, "eager_attention_forward", None)
+    if function is None:
+        from transformers.models.llama.modeling_llama import eager_attention_forward
+
+        function = eager_attention_forward
+    return function  # type: ignore[no-any-return]
+
+
+def _head_kwargs(kwargs: dict[str, Any], heads: Sequence[int], start: int, stop: int, n_heads: int) -> dict[str, Any]:
+    """The family's extras cut to the selected heads and query rows."""
+    out = dict(kwargs)
+    bias = out.get("position_bias")
+    if isinstance(bias, torch.Tensor) and bias.ndim == 4:
+        if bias.shape[1] == n_heads:
+            bias = bias[:, list(heads)]
+        out["position_bias"] = bias[:, :, start:stop] if bias.shape[2] > 1 else bias
+    sinks = out.get("s_aux")
+    if isinstance(sinks, torch.Tensor) and sinks.ndim == 1 and sinks.shape[0] == n_heads:
+        out["s_aux"] = sinks[list(heads)]
+    return out
+
+
+def _rows(mask: torch.Tensor | None, start: int, stop: int, keys: int) -> torch.Tensor | None:
+    if mask is None or mask.ndim != 4:
+        return mask
+    cut = mask[:, :, start:stop] if mask.shape[2] > 1 else mask
+    return cut[..., :keys]
+
+
+def eager_probabilities(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        mask: torch.Tensor | None, scaling: float | None, kwargs: dict[str, Any],
+                        heads: Sequence[int], start: int, stop: int) -> torch.Tensor:
+    """Eager's attention probabilities ``[batch, len(heads), stop - start, keys]`` of query
+    rows ``start:stop`` of the given heads, computed by the module's own eager function."""
+    n_heads = query.shape[1]
+    groups = n_heads // key.shape[1]
+    kv_index = torch.tensor([h // groups for h in heads], device=key.device)
+    head_index = torch.tensor(list(heads), device=query.device)
+    q = query.index_select(1, head_index)[:, :, start:stop]
+    k = key.index_select(1, kv_index)
+    v = value.index_select(1, kv_index)
+    extras = _head_kwargs(kwargs, heads, start, stop, n_heads)
+    _, probs = _eager_function(module)(
+        _HeadSlice(module, heads), q, k, v, _rows(mask, start, stop, k.shape[2]), scaling=scaling, dropout=0.0, **extras
+    )
+    return probs  # type: ignore[no-any-return]
+
+
+def _needs_eager_output(module: Any, kwargs: dict[str, Any]) -> bool:
+    """sdpa cannot soft-cap logits or add attention sinks."""
+    return (
+        kwargs.get("softcap") is not None
+        or kwargs.get("s_aux") is not None
+        or isinstance(getattr(module, "sinks", None), torch.Tensor)
+    )
+
+
+def fast_output(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                mask: torch.Tensor | None, scaling: float | None, dropout: float, kwargs: dict[str, Any],
+                chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
+    """The layer's attention output ``[batch, query, heads, head_dim]``."""
+    q_len, k_len = query.shape[2], key.shape[2]
+    if _needs_eager_output(module, kwargs):
+        eager = _eager_function(module)
+        rows = max(1, chunk_bytes // max(1, query.shape[0] * query.shape[1] * k_len * 4))
+        pieces = []
+        for start in range(0, q_len, rows):
+            stop = min(q_len, start + rows)
+            extras = _head_kwargs(kwargs, range(query.shape[1]), start, stop, query.shape[1])
+            out, _ = eager(module, query[:, :, start:stop], key, value, _rows(mask, start, stop, k_len),
+                           scaling=scaling, dropout=dropout, **extras)
+            pieces.append(out)
+        return torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    attn_mask = _rows(mask, 0, q_len, k_len)
+    bias = kwargs.get("position_bias")
+    if isinstance(bias, torch.Tensor):
+        attn_mask = bias if attn_mask is None else attn_mask + bias
+    if attn_mask is not None and attn_mask.dtype != torch.bool and attn_mask.dtype != query.dtype:
+        attn_mask = attn_mask.to(query.dtype)
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout, scale=scaling)
+    return out.transpose(1, 2).contiguous()
+
+
+def attention_function(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: torch.Tensor | None, scaling: float | None = None,
+                       dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """The ``attnviz`` attention implementation (see the module docstring)."""
+    session = active_session()
+    dropout = dropout if module.training else 0.0
+    if session is not None:
+        with torch.no_grad():
+            session.observe(module, query, key, value, attention_mask, scaling, kwargs)
+    chunk = session.chunk_bytes if session is not None else DEFAULT_CHUNK_BYTES
+    return fast_output(module, query, key, value, attention_mask, scaling, dropout, kwargs, chunk), None
+
+
+# -- probing a model's call order ----------------------------------------------------------
+def probe_layout(model: Any, family: str, layers: dict[str, int], device: str, pad_id: int = 0,
+                 start_id: int = 0) -> CallLayout:
+    """Run a 3-token (and, for encoder-decoders, 2-token target) forward pass and record
+    which attention calls belong to which kind and layer. Source and target lengths
+    differ, so the query and key lengths of each call tell encoder, decoder and cross
+    apart; layers count up in call order within a kind."""
+    if getattr(model.config, "_attn_implementation", None) != IMPLEMENTATION:
+        return CallLayout((), False, "the model was loaded with eager attention")
+    seen: list[tuple[int, int]] = []
+
+    def record(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any) -> None:
+        seen.append((int(query.shape[2]), int(key.shape[2])))
+
+    source, target = 3, 2
+    ids = torch.full((1, source), int(pad_id), dtype=torch.long, device=device)
+    inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if family == "encoder-decoder":
+        dec = torch.full((1, target), int(start_id), dtype=torch.long, device=device)
+        inputs["decoder_input_ids"] = dec
+        inputs["decoder_attention_mask"] = torch.ones_like(dec)
+    with CaptureSession(CallLayout((), False), [], on_call=record), torch.inference_mode():
+        model(**inputs, return_dict=True)
+    calls: list[tuple[str, int]] = []
+    counts: dict[str, int] = {}
+    for q_len, k_len in seen:
+        if family != "encoder-decoder":
+            kind = "decoder" if family == "decoder" else "encoder"
+        elif (q_len, k_len) == (source, source):
+            kind = "encoder"
+        elif (q_len, k_len) == (target, target):
+            kind = "decoder"
+        elif (q_len, k_len) == (target, source):
+            kind = "cross"
+        else:
+            return CallLayout((), False, f"an attention call of shape {q_len}x{k_len} matches no attention kind")
+        calls.append((kind, counts.get(kind, 0)))
+        counts[kind] = counts.get(kind, 0) + 1
+    if not calls:
+        return CallLayout((), False, "its attention does not go through transformers' attention interface")
+    if counts != layers:
+        return CallLayout((), False, f"its attention calls ({counts}) do not match its layers ({layers})")
+    return CallLayout(tuple(calls), True)
