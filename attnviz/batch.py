@@ -327,7 +327,9 @@ def export(
     out_dir = Path(options.out_dir)
     summary = ExportSummary(out_dir=str(out_dir))
     manifest = _Manifest(out_dir / MANIFEST)
-    extractor = Extractor(loaded, truncate=options.truncate)
+    extractor = Extractor(loaded, truncate=options.truncate, layers=options.layers, heads=options.heads)
+    if extractor.capture_note and on_warning:
+        on_warning(extractor.capture_note)
     workers = options.workers if options.workers is not None else (os.cpu_count() or 1)
     pool = None
     if workers > 0:
@@ -395,11 +397,8 @@ def export(
                 if on_warning:
                     on_warning(f"line {rec.line}: cut to {loaded.max_length} tokens ({outcome.truncated_tokens} dropped)")
             try:
-                result = apply_transforms(outcome, layers=options.layers, heads=options.heads,
-                                          words=options.words, no_special=options.no_special)
-            except SelectionError as exc:
-                if exc.message.startswith(("--layer", "--head")):
-                    raise  # the same for every text: a usage error, not a per-text failure
+                result = apply_transforms(outcome, words=options.words, no_special=options.no_special)
+            except SelectionError as exc:  # e.g. --no-special on a text of only special tokens
                 record_of(rec, "failed", [], exc.message, extra)
                 continue
             payload = (result, base_name(rec), str(out_dir), options.views, options.formats, options.kind, options.cmap)

@@ -106,25 +106,28 @@ class StoreHeads:
 
 @dataclass
 class MeanOverHeads:
-    """Accumulates each layer's mean over *all* heads: ``arrays[item][kind]`` is float32
-    ``[layers, query, key]`` (every layer of the stack, in order)."""
+    """Accumulates each chosen layer's mean over the chosen heads without holding them:
+    ``arrays[item][kind]`` is float32 ``[len(layers), query, key]`` in the order of
+    ``layers[kind]``."""
 
-    heads: dict[str, int]  # number of heads per kind
-    layers: dict[str, int]  # number of layers per kind
+    layers: dict[str, tuple[int, ...]]
+    heads: dict[str, tuple[int, ...]]
     arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
 
     def allocate(self, shapes: Sequence[dict[str, tuple[int, int]]]) -> None:
         self.arrays = [
-            {kind: np.zeros((self.layers[kind], q, k), dtype=np.float32) for kind, (q, k) in item.items() if kind in self.heads}
+            {kind: np.zeros((len(self.layers[kind]), q, k), dtype=np.float32) for kind, (q, k) in item.items()
+             if kind in self.layers}
             for item in shapes
         ]
 
     def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
-        return tuple(range(self.heads[kind])) if kind in self.heads else ()
+        return self.heads.get(kind, ()) if layer in self.layers.get(kind, ()) else ()
 
     def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        position = self.layers[kind].index(layer)
         rows = block.shape[1]
-        self.arrays[item][kind][layer, row_start : row_start + rows] = block.mean(axis=0, dtype=np.float64)
+        self.arrays[item][kind][position, row_start : row_start + rows] = block.mean(axis=0, dtype=np.float64)
 
 
 # -- the layout of calls -------------------------------------------------------------------

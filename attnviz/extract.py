@@ -408,6 +408,8 @@ class Extractor:
             attentions = {k: a[:, None] for k, a in attentions.items()}
         head_ids = {k: (MEAN_HEAD,) if selection.head_mean else selection.heads[k] for k in attentions}
         extra_meta: dict[str, Any] = {}
+        if selection.head_mean:
+            extra_meta["averaged_heads"] = {k: list(selection.heads[k]) for k in attentions}
         if self.loaded.attention_sinks:
             extra_meta["attention_sinks"] = True
         return AttentionResult(

@@ -60,7 +60,8 @@ def test_show_writes_npz_with_selection_recorded(tiny_models, tmp_path):
         assert data["encoder"].shape == (2, 4, 4, 4)
         meta = json.loads(str(data["meta"]))
     assert meta["layers"] == {"encoder": [1, 2]}
-    assert meta["transforms"][0] == "merge_words"
+    # selection happens during extraction, so it is recorded first
+    assert meta["transforms"] == ["select(layers=1-2,heads=all)", "merge_words"]
 
 
 def test_show_encoder_decoder_with_target_and_cross_kind(tiny_models, tmp_path):
@@ -73,7 +74,7 @@ def test_show_encoder_decoder_with_target_and_cross_kind(tiny_models, tmp_path):
 
 
 def _error_line(result):
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("note: ")]
     assert lines and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]

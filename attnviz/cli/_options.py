@@ -16,6 +16,14 @@ ModelOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+DtypeOpt = Annotated[
+    str,
+    typer.Option("--dtype", help="auto (the checkpoint's dtype on a GPU, float32 on CPU), float32, bfloat16 or float16."),
+]
+DeviceMapOpt = Annotated[
+    Optional[str],
+    typer.Option("--device-map", help="auto: spread a model too big for one GPU over the GPUs and CPU (needs accelerate)."),
+]
 RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit.")]
 TrustOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow the checkpoint's own Python code (off by default).")

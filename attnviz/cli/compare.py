@@ -58,6 +58,7 @@ def compare(
     with error_boundary():
         from attnviz.analysis.compare import compare_results
         from attnviz.cli._common import extract_all, gather_inputs, report_problems
+        from attnviz.cli._output import note
         from attnviz.errors import SelectionError
         from attnviz.extract import Extractor
         from attnviz.models import load_model
@@ -87,10 +88,12 @@ def compare(
         quiet_unless(verbose)
         for spec, revision in zip(models, revs):
             loaded = load_model(spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
-            extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
+            extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
+            if extractor.capture_note:
+                note(f"note: {extractor.capture_note}")
             model_problems: list[str] = []
             results = {
-                index: apply_transforms(result, layers=layer, heads=head, words=words, no_special=no_special)
+                index: apply_transforms(result, words=words, no_special=no_special)
                 for index, result in extract_all(extractor, items, model_problems, batch_size=batch_size)
             }
             problems.extend(model_problems)

@@ -12,7 +12,9 @@ import typer
 from attnviz.cli._errors import error_boundary
 from attnviz.cli._options import (
     CmapOpt,
+    DeviceMapOpt,
     DeviceOpt,
+    DtypeOpt,
     HeadOpt,
     JsonOpt,
     KindOpt,
@@ -57,6 +59,8 @@ def show(
     no_truncate: NoTruncateOpt = False,
     cmap: CmapOpt = "viridis",
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
     revision: RevisionOpt = None,
     trust_remote_code: TrustOpt = False,
     verbose: VerboseOpt = False,
@@ -82,13 +86,24 @@ def show(
             from attnviz.cli._output import quiet_unless
 
             quiet_unless(verbose)
-            loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
-        extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
+            loaded = load_model(model, device=device, dtype=dtype, device_map=device_map, revision=revision,
+                                trust_remote_code=trust_remote_code, verbose=verbose)
+        # Only what is shown is computed: the selected layers and heads, and for views that
+        # average heads (without --no-special, which renormalises each head first) only the mean.
+        # Data files and pages keep every selected head (they carry the raw attention).
+        from attnviz.outputs import output_kind
+
+        drawn = out is None or output_kind(out) == "image"
+        head_mean = drawn and view in ("mean", "rollout", "flow") and not no_special
+        extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head,
+                              head_mean=head_mean)
+        if extractor.capture_note:
+            note(f"note: {extractor.capture_note}")
         raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
         if raw.truncated_tokens:
             warn(f"the input was cut to the model's maximum of {loaded.max_length} tokens "
                  f"({raw.truncated_tokens} tokens dropped); use --no-truncate to fail instead")
-        present(raw, kind=kind, layer=layer, head=head, words=words, no_special=no_special,
+        present(raw, kind=kind, layer="all", head="all", words=words, no_special=no_special,
                 view=view, out=out, json_output=json_output, cmap=cmap)
 
 

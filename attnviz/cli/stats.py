@@ -81,9 +81,13 @@ def stats(
 
             quiet_unless(verbose)
             loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
-            extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose)
+            extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
+            if extractor.capture_note:
+                from attnviz.cli._output import note
+
+                note(f"note: {extractor.capture_note}")
             results = (
-                apply_transforms(r, layers=layer, heads=head, words=words, no_special=no_special)
+                apply_transforms(r, words=words, no_special=no_special)
                 for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
             )
             if not items:
