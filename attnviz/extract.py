@@ -60,8 +60,9 @@ class TextInput:
 
 
 @dataclass
-class _Encoded:
-    """Token ids of one input, before padding."""
+class EncodedInput:
+    """Token ids of one input, before padding (what :meth:`Extractor.encode` returns and
+    :meth:`Extractor.run_batch` takes)."""
 
     item: TextInput
     ids: list[int]
@@ -138,7 +139,8 @@ class Extractor:
         self.chunk_bytes = chunk_bytes
         tokenizer = loaded.tokenizer
         self.pad_id = next(
-            (v for v in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if v is not None), 0
+            (v for v in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0)
+             if v is not None), 0
         )
         self.input_names = set(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
 
@@ -165,7 +167,7 @@ class Extractor:
             cut = call(truncation=strategy, max_length=limit, **kwargs)
         return cut, length - len(cut["input_ids"])
 
-    def encode(self, item: TextInput) -> _Encoded:
+    def encode(self, item: TextInput) -> EncodedInput:
         tokenizer = self.loaded.tokenizer
         text = _validate_text(item.text)
         pair = _validate_text(item.pair, "pair text") if item.pair is not None else None
@@ -198,7 +200,23 @@ class Extractor:
         if family == "encoder-decoder":
             target_ids, target_tokens, cut = self._encode_target(item.target)
             truncated += cut
-        return _Encoded(item, ids, extra, tokens, target_ids, target_tokens, truncated)
+        return EncodedInput(item, ids, extra, tokens, target_ids, target_tokens, truncated)
+
+    def encode_ids(self, ids: Sequence[int], target_ids: Sequence[int] | None = None) -> EncodedInput:
+        """An input given as token ids (no tokenizer needed; tokens are named by the
+        tokenizer when there is one, else by their ids). ``target_ids``: the decoder input
+        ids of an encoder-decoder model."""
+        tokenizer = self.loaded.tokenizer
+
+        def sequence(values: Sequence[int]) -> TokenSequence:
+            names = tokenizer.convert_ids_to_tokens(list(values)) if tokenizer is not None else [str(i) for i in values]
+            special = _special_mask(tokenizer, list(values)) if tokenizer is not None else np.zeros(len(values), bool)
+            return TokenSequence.from_tokens(names, np.where(special, -1, np.arange(len(values))), special)
+
+        text = " ".join(str(i) for i in ids[:8]) + (" …" if len(ids) > 8 else "")
+        target = list(target_ids) if target_ids is not None else None
+        return EncodedInput(TextInput(text), list(ids), {}, sequence(ids), target,
+                            sequence(target) if target is not None else None, 0)
 
     def _encode_target(self, target: str | None) -> tuple[list[int], TokenSequence, int]:
         """Decoder inputs for teacher forcing: the decoder start token followed by the
@@ -236,7 +254,7 @@ class Extractor:
         return ids, tokens, cut
 
     # -- running ---------------------------------------------------------------------
-    def run_batch(self, encoded: Sequence[_Encoded]) -> list[AttentionResult]:
+    def run_batch(self, encoded: Sequence[EncodedInput]) -> list[AttentionResult]:
         """One forward pass over ``encoded`` (padded together); one result per input."""
         import torch
 
@@ -402,7 +420,7 @@ class Extractor:
             per_item.append(attentions)
         return per_item
 
-    def _result(self, encoded: _Encoded, attentions: dict[str, np.ndarray]) -> AttentionResult:
+    def _result(self, encoded: EncodedInput, attentions: dict[str, np.ndarray]) -> AttentionResult:
         selection = self.selection
         if selection.head_mean:  # [layers, q, k] -> [layers, 1, q, k]
             attentions = {k: a[:, None] for k, a in attentions.items()}
@@ -449,7 +467,7 @@ class Extractor:
 
     def _run_window(self, window: list[TextInput], batch_size: int) -> list[AttentionResult | InputError]:
         out: list[AttentionResult | InputError | None] = [None] * len(window)
-        encoded: list[tuple[int, _Encoded]] = []
+        encoded: list[tuple[int, EncodedInput]] = []
         for index, item in enumerate(window):
             try:
                 encoded.append((index, self.encode(item)))

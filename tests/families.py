@@ -64,6 +64,24 @@ _ROPE = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atte
              max_position_embeddings=4096, vocab_size=300, bos_token_id=0, eos_token_id=1, pad_token_id=2)
 
 
+def _gpt_oss() -> tuple[Any, Any]:
+    """Attention sinks: each head has a learned logit that takes part in the softmax and is
+    dropped afterwards, so rows sum to less than 1. Sinks start at zero; randomise them."""
+    import torch
+    import transformers as tf
+
+    config = tf.GptOssConfig(**{**_ROPE, "intermediate_size": 32, "max_position_embeddings": 256}, head_dim=8,
+                             num_local_experts=2, num_experts_per_tok=1, sliding_window=4,
+                             layer_types=["sliding_attention", "full_attention"],
+                             rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    model = tf.GptOssForCausalLM(config)
+    with torch.no_grad():
+        for module in model.modules():
+            if getattr(module, "sinks", None) is not None:
+                module.sinks.normal_(mean=1.0)
+    return model, _decoder_tokenizer()
+
+
 def _decoders() -> dict[str, Callable[[], tuple[Any, Any]]]:
     import transformers as tf
 
@@ -89,6 +107,7 @@ def _decoders() -> dict[str, Callable[[], tuple[Any, Any]]]:
                                                    max_position_embeddings=256, bos_token_id=0, eos_token_id=1)),
             _decoder_tokenizer(),
         ),
+        "gpt_oss": _gpt_oss,
         "gpt2": lambda: (
             tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=256, vocab_size=300,
                                              bos_token_id=0, eos_token_id=1)),
@@ -160,7 +179,7 @@ def builders() -> dict[str, Callable[[], tuple[Any, Any]]]:
     return {**_decoders(), **_encoders(), **_encoder_decoders()}
 
 
-DECODERS = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "gpt_neox", "gpt2")
+DECODERS = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "gpt_neox", "gpt_oss", "gpt2")
 ENCODERS = ("bert", "distilbert", "roberta", "modernbert", "deberta_v2")
 ENCODER_DECODERS = ("t5", "bart", "bert2bert")
 ALL = DECODERS + ENCODERS + ENCODER_DECODERS

@@ -1,0 +1,170 @@
+"""Selective capture at the attention function, checked family by family against
+transformers' own eager ``output_attentions`` on the same token ids."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import families
+from attnviz.extract import Extractor, TextInput
+
+TEXTS = ["the cat sat on the mat and the dog ran fast", "AI changes everything", "a bird sang"]
+TARGET = "the dog sat on a mat"
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("families")
+    return {name: families.build(name, root) for name in families.ALL}
+
+
+def _eager_reference(path: Path, loaded, encoded) -> list[dict[str, np.ndarray]]:
+    """Every layer's attention from transformers' eager implementation with
+    ``output_attentions``, one input at a time (no padding), as [layers, heads, q, k]."""
+    import torch
+
+    model = type(loaded.model).from_pretrained(str(path), attn_implementation="eager").eval()
+    out = []
+    for item in encoded:
+        inputs = {"input_ids": torch.tensor([item.ids])}
+        inputs.update({name: torch.tensor([values]) for name, values in item.extra.items()})
+        if loaded.family == "encoder-decoder":
+            inputs["decoder_input_ids"] = torch.tensor([item.target_ids])
+        with torch.no_grad():
+            result = model(**inputs, output_attentions=True, return_dict=True)
+        if loaded.family == "encoder-decoder":
+            fields = {"encoder": result.encoder_attentions, "decoder": result.decoder_attentions,
+                      "cross": result.cross_attentions}
+        else:
+            fields = {"decoder" if loaded.family == "decoder" else "encoder": result.attentions}
+        out.append({kind: torch.stack(list(layers), 1)[0].numpy() for kind, layers in fields.items()})
+    return out
+
+
+@pytest.mark.parametrize("name", families.ALL)
+def test_capture_equals_eager_output_attentions(name, family_models):
+    from attnviz.models import load_model
+
+    loaded = load_model(str(family_models[name]), device="cpu")
+    everything = Extractor(loaded)
+    items = [TextInput(t, target=TARGET if loaded.family == "encoder-decoder" else None) for t in TEXTS]
+    encoded = [everything.encode(item) for item in items]
+    reference = _eager_reference(family_models[name], loaded, encoded)
+
+    batched = everything.run_batch(encoded)
+    one_by_one = [everything.run_batch([e])[0] for e in encoded]
+    picked = Extractor(loaded, layers=1, heads=[0, 3]).run_batch(encoded)
+    for ref, full, single, chosen in zip(reference, batched, one_by_one, picked):
+        assert set(full.kinds) == set(ref)
+        for kind, expected in ref.items():
+            np.testing.assert_allclose(full.attentions[kind], expected, atol=1e-5, err_msg=f"{name} {kind} batched")
+            np.testing.assert_allclose(single.attentions[kind], expected, atol=1e-5, err_msg=f"{name} {kind} single")
+            np.testing.assert_allclose(chosen.attentions[kind], expected[1:2][:, [0, 3]], atol=1e-5,
+                                       err_msg=f"{name} {kind} layer 1 heads 0,3")
+            assert chosen.layer_ids[kind] == (1,) and chosen.head_ids[kind] == (0, 3)
+    # DeBERTa-v2 computes attention its own way: it falls back, and says so
+    assert (everything.capture_note is not None) == (name == "deberta_v2")
+
+
+def test_sliding_window_and_causality_are_eager_s(family_models):
+    """Mistral's window of 4: a query sees at most its 4 latest keys, none in the future."""
+    from attnviz.models import load_model
+
+    result = Extractor(load_model(str(family_models["mistral"]), device="cpu")).run_batch(
+        [Extractor(load_model(str(family_models["mistral"]), device="cpu")).encode(TextInput(TEXTS[0]))]
+    )[0]
+    array = result.attentions["decoder"]
+    n = array.shape[-1]
+    query, key = np.indices((n, n))
+    assert np.all(array[..., key > query] == 0)
+    assert np.all(array[..., query - key >= 4] == 0)
+    np.testing.assert_allclose(array.sum(-1), 1.0, atol=1e-5)
+
+
+def test_attention_sinks_leave_rows_below_one_and_say_so(family_models):
+    from attnviz.extract import extract
+    from attnviz.models import load_model
+
+    result = extract(TEXTS[0], model=load_model(str(family_models["gpt_oss"]), device="cpu"))
+    sums = result.attentions["decoder"].sum(-1)
+    assert np.all(sums < 1 - 1e-3) and np.all(sums > 0)
+    assert result.meta()["attention_sinks"] is True
+
+
+@pytest.mark.parametrize("name", ["llama", "t5", "bert"])
+def test_small_chunks_give_the_same_numbers(name, family_models):
+    """Chunking over query rows (here one row at a time) changes memory, not values."""
+    from attnviz.models import load_model
+
+    loaded = load_model(str(family_models[name]), device="cpu")
+    item = TextInput(TEXTS[0], target=TARGET if loaded.family == "encoder-decoder" else None)
+    whole = Extractor(loaded)
+    tiny = Extractor(loaded, chunk_bytes=1)
+    a = whole.run_batch([whole.encode(item)])[0]
+    b = tiny.run_batch([tiny.encode(item)])[0]
+    for kind in a.kinds:
+        np.testing.assert_allclose(a.attentions[kind], b.attentions[kind], atol=1e-6)
+
+
+def test_head_mean_is_the_mean_of_the_selected_heads(family_models):
+    from attnviz.extract import extract
+    from attnviz.models import load_model
+
+    loaded = load_model(str(family_models["qwen2"]), device="cpu")
+    full = extract(TEXTS[0], model=loaded)
+    mean = extract(TEXTS[0], model=loaded, layers=slice(0, 2), heads=[1, 2, 5], head_mean=True)
+    expected = full.attentions["decoder"][:, [1, 2, 5]].mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(mean.attentions["decoder"], expected, atol=1e-6)
+    assert mean.head_ids["decoder"] == (-1,)
+    assert mean.transforms == ("select(layers=0:2,heads=1,2,5)", "mean_heads")
+
+
+def test_python_selection_accepts_ints_sequences_slices_and_strings(family_models):
+    from attnviz.extract import extract
+    from attnviz.models import load_model
+
+    loaded = load_model(str(family_models["bert"]), device="cpu")
+    for layers, heads in [(1, 2), ([1], [2]), (slice(1, 2), slice(2, 3)), ("1", "2")]:
+        result = extract("the cat", model=loaded, layers=layers, heads=heads)
+        assert result.layer_ids["encoder"] == (1,) and result.head_ids["encoder"] == (2,)
+
+
+def test_bert2bert_loads_as_an_encoder_decoder(family_models):
+    from attnviz.models import describe_model
+
+    info = describe_model(str(family_models["bert2bert"]))
+    assert info.family == "encoder-decoder"
+    assert info.layers == {"encoder": 2, "decoder": 2, "cross": 2}
+
+
+@pytest.mark.slow
+def test_one_head_of_a_long_text_keeps_memory_bounded(tmp_path):
+    """Peak RSS in a fresh process: one head of 2,048 tokens on an 8-layer x 16-head Llama
+    against capturing every head. Everything is 8 x 16 x 2048^2 x 4 B = 2 GiB of output."""
+    script = textwrap.dedent(
+        """
+        import json, resource, sys
+        import torch, transformers as tf
+        from attnviz.capture import CallLayout
+        sys.path.insert(0, "benchmarks")
+        from bench_capture import build_llama, capture_ids
+        model = build_llama(layers=8, heads=16, kv_heads=4, hidden=128)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        arrays = capture_ids(model, 2048, layers=sys.argv[1], heads=sys.argv[2])
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({"before_kb": before, "after_kb": after, "shape": list(arrays.shape)}))
+        """
+    )
+    root = Path(__file__).resolve().parents[1]
+    one = json.loads(subprocess.run([sys.executable, "-c", script, "3", "5"], cwd=root, capture_output=True,
+                                    text=True, check=True).stdout)
+    assert one["shape"] == [1, 1, 2048, 2048]
+    # one head: 16 MiB of output; the model and activations are small. Everything would add 2 GiB.
+    assert one["after_kb"] - one["before_kb"] < 400 * 1024, one
