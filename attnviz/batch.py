@@ -23,7 +23,7 @@ from typing import Any
 
 from attnviz.errors import AttnvizError, InputError, OutputWriteError, SelectionError
 from attnviz.inputs import InputRecord, read_inputs
-from attnviz.io import atomic_write, ensure_directory
+from attnviz.io import DirectoryLock, atomic_write, ensure_directory
 from attnviz.result import AttentionResult
 
 MANIFEST = "manifest.jsonl"
@@ -244,7 +244,7 @@ class _Manifest:
 
     def append(self, record: dict[str, Any]) -> None:
         try:
-            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.handle.write(_manifest_line(record))
             self.handle.flush()
         except OSError as exc:
             raise OutputWriteError(f"cannot write {self.path}: {exc.strerror or exc}",
@@ -282,7 +282,7 @@ def _prepare_directory(options: ExportOptions, model: str) -> dict[int, dict[str
             for line, record in _read_manifest(manifest_path).items():
                 if record.get("status") == "ok" and all((out_dir / f).exists() for f in record.get("files", [])):
                     done[line] = record
-            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for _, r in sorted(done.items()))
+            text = "".join(_manifest_line(r) for _, r in sorted(done.items()))
             atomic_write(manifest_path, lambda handle: handle.write(text), binary=False, durable=True)
         elif options.overwrite:
             manifest_path.unlink()
@@ -309,8 +309,6 @@ def export(
     Returns the summary; raises :class:`OutputWriteError` after recording what finished if the
     directory stops being writable (disk full), and ``KeyboardInterrupt`` after a clean stop.
     """
-    from attnviz.extract import Extractor, TextInput
-    from attnviz.transforms import apply_transforms
 
     options.validate()
     if options.kind is not None and options.kind not in loaded.info.kinds:
@@ -323,6 +321,20 @@ def export(
         parse_index_spec(options.heads, loaded.info.heads[kind], "head")
     records = read_inputs(input_path, encoding_errors=options.encoding_errors)
     first = next(records)  # raises InputError for a missing, binary or empty file before any output
+    lock = DirectoryLock(ensure_directory(options.out_dir)).acquire()
+    try:
+        return _export_locked(first, records, loaded, options, on_progress=on_progress, on_warning=on_warning)
+    finally:
+        lock.release()
+
+
+def _export_locked(first: InputRecord, records: Iterator[InputRecord], loaded: Any, options: ExportOptions,
+                   *, on_progress: Callable[[ExportSummary], None] | None,
+                   on_warning: Callable[[str], None] | None) -> ExportSummary:
+    """The export itself, while this process holds the directory's lock."""
+    from attnviz.extract import Extractor, TextInput
+    from attnviz.transforms import apply_transforms
+
     done = _prepare_directory(options, loaded.name)
     out_dir = Path(options.out_dir)
     summary = ExportSummary(out_dir=str(out_dir))
@@ -442,6 +454,17 @@ def export(
     if summary.aborted:
         raise OutputWriteError(summary.aborted, hint="free some space or choose another -o, then run again with --resume")
     return summary
+
+
+def _manifest_line(record: dict[str, Any]) -> str:
+    """One JSON line, readable UTF-8 where possible; a text holding lone surrogates (not
+    encodable as UTF-8) is written with ASCII escapes, which read back to the same text."""
+    line = json.dumps(record, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(record)
+    return line + "\n"
 
 
 def _chain(first: InputRecord, rest: Iterator[InputRecord]) -> Iterator[InputRecord]:

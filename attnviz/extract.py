@@ -73,11 +73,19 @@ class EncodedInput:
     truncated: int
 
 
-def _validate_text(text: Any, what: str = "text") -> str:
+def validate_text(text: Any, what: str = "text") -> str:
+    """``text`` if it is a non-empty string of valid Unicode, else :class:`InputError`."""
     if not isinstance(text, str):
         raise InputError(f"the {what} must be a string, not {type(text).__name__}")
     if not text.strip():
         raise InputError(f"the {what} is empty", hint="give some text to look at")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: from bad UTF-8 argv, or \udc80 in JSON
+        raise InputError(
+            f"the {what} is not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start}",
+            hint="the input held bytes that are not UTF-8; fix the text or re-save it as UTF-8",
+        ) from exc
     return text
 
 
@@ -153,7 +161,11 @@ class Extractor:
             lambda **kw: tokenizer(text, pair, **kw)
         )
         with quiet_libraries(self.verbose):
-            full = call(**kwargs)
+            try:
+                full = call(**kwargs)
+            except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # what the tokenizer rejects
+                raise InputError(f"the tokenizer cannot take this text: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                                 hint="check the text for unusual characters") from exc
             length = len(full["input_ids"])
             if length <= limit:
                 return full, 0
@@ -169,8 +181,8 @@ class Extractor:
 
     def encode(self, item: TextInput) -> EncodedInput:
         tokenizer = self.loaded.tokenizer
-        text = _validate_text(item.text)
-        pair = _validate_text(item.pair, "pair text") if item.pair is not None else None
+        text = validate_text(item.text)
+        pair = validate_text(item.pair, "pair text") if item.pair is not None else None
         family = self.loaded.family
         if pair is not None and family != "encoder":
             raise InputError(
@@ -231,7 +243,7 @@ class Extractor:
         words: list[int] = [-1]
         cut = 0
         if target is not None:
-            _validate_text(target, "target text")
+            validate_text(target, "target text")
             encoding, cut = self._tokenize(target, None, target=True)
             target_ids = list(encoding["input_ids"])
             special = _special_mask(tokenizer, target_ids)

@@ -74,6 +74,20 @@ def _record_from_json(line_number: int, raw: str) -> InputRecord:
     )
 
 
+def _looks_binary(head: bytes) -> bool:
+    """A NUL byte in otherwise good UTF-8 text fails only its line (as it does further
+    down the file); a head that is not UTF-8 text, or is over 10% control bytes, is binary."""
+    if b"\x00" not in head:
+        return False
+    control = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sniffed head
+            return True
+    return control > len(head) // 10
+
+
 def read_inputs(
     path: str | os.PathLike[str],
     *,
@@ -91,7 +105,7 @@ def read_inputs(
     handle, name = open_input(path)
     try:
         head = handle.peek(_BINARY_SNIFF)[:_BINARY_SNIFF] if hasattr(handle, "peek") else b""
-        if b"\x00" in head:
+        if _looks_binary(head):
             raise InputError(f"{name} looks like a binary file (it contains NUL bytes)", hint="pass a UTF-8 text or JSONL file")
         seen_text = False
         mode: bool | None = jsonl

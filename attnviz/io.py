@@ -20,6 +20,53 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+LOCK_NAME = ".attnviz.lock"
+
+
+class DirectoryLock:
+    """An OS lock (``flock``; ``msvcrt.locking`` on Windows) on ``DIR/.attnviz.lock`` held
+    while an export writes to ``DIR``. The OS drops it when the process dies, however it
+    dies, so a crashed run never leaves the directory stuck (unlike a pid file)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.path = Path(directory) / LOCK_NAME
+        self._handle: IO[Any] | None = None
+
+    def acquire(self) -> DirectoryLock:
+        try:
+            handle = open(self.path, "a+b")  # noqa: SIM115 - held until release()
+        except OSError as exc:
+            raise OutputWriteError(f"cannot create the lock file {self.path}: {_describe(exc)}") from exc
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except ImportError:  # pragma: no cover - Windows
+                import msvcrt
+
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError as exc:
+            handle.close()
+            raise OutputWriteError(
+                f"another attnviz export is writing to {self.path.parent}",
+                hint="wait for it to finish, or export to another directory",
+            ) from exc
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file releases the lock
+            self._handle = None
+
+    def __enter__(self) -> DirectoryLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def ensure_directory(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` (and parents) or raise :class:`OutputWriteError` naming it."""
     directory = Path(path)

@@ -170,11 +170,12 @@ def _merge_display(sequence: TokenSequence, group: list[int]) -> str:
     return clean_token("".join(pieces))
 
 
-def _merge_matrix(groups: list[list[int]], n: int) -> np.ndarray:
-    matrix = np.zeros((len(groups), n), dtype=np.float64)
-    for row, group in enumerate(groups):
-        matrix[row, group] = 1.0
-    return matrix
+def _sum_groups(array: np.ndarray, groups: list[list[int]], axis: int) -> np.ndarray:
+    """Sum ``array`` over each group of positions along ``axis``: one gather and one
+    ``np.add.reduceat``, so the cost is linear in the array's size."""
+    order = np.fromiter((p for g in groups for p in g), dtype=np.intp)
+    starts = np.cumsum([0] + [len(g) for g in groups[:-1]], dtype=np.intp)
+    return np.add.reduceat(np.take(array, order, axis=axis), starts, axis=axis)
 
 
 def merge_words(result: AttentionResult) -> AttentionResult:
@@ -192,21 +193,18 @@ def merge_words(result: AttentionResult) -> AttentionResult:
             segment_ids=np.array([sequence.segment_ids[g[0]] for g in groups], dtype=np.int8),
         )
 
-    source_matrix = _merge_matrix(source_groups, len(result.tokens))
-    target_matrix = (
-        _merge_matrix(target_groups, len(result.target_tokens)) if target_groups is not None and result.target_tokens is not None else None
-    )
     attentions = {}
     for kind, array in result.attentions.items():
-        if kind == "encoder" or target_matrix is None:
-            query_m, key_m = source_matrix, source_matrix
+        if kind == "encoder" or target_groups is None:
+            query_groups, key_groups = source_groups, source_groups
         elif kind == "decoder":
-            query_m, key_m = target_matrix, target_matrix
+            query_groups, key_groups = target_groups, target_groups
         else:
-            query_m, key_m = target_matrix, source_matrix
-        query_mean = query_m / query_m.sum(axis=1, keepdims=True)
-        merged = np.einsum("wq,lhqk,vk->lhwv", query_mean, array.astype(np.float64), key_m)
-        attentions[kind] = merged.astype(np.float32)
+            query_groups, key_groups = target_groups, source_groups
+        to_words = _sum_groups(array.astype(np.float64), key_groups, axis=-1)  # TO a word: sum over its pieces
+        from_words = _sum_groups(to_words, query_groups, axis=-2)
+        sizes = np.array([len(g) for g in query_groups], dtype=np.float64)
+        attentions[kind] = (from_words / sizes[:, None]).astype(np.float32)  # FROM a word: mean over its pieces
     return replace(
         result,
         attentions=attentions,

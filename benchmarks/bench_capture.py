@@ -26,7 +26,7 @@ import numpy as np
 
 
 def build_llama(layers: int = 8, heads: int = 16, kv_heads: int = 4, hidden: int = 128, *, intermediate: int | None = None,
-                dtype: Any = None, device: str = "cpu", eager: bool = False) -> Any:
+                vocab: int = 1000, dtype: Any = None, device: str = "cpu", eager: bool = False) -> Any:
     """A random-weight Llama as a :class:`attnviz.models.LoadedModel` (no tokenizer)."""
     import torch
     import transformers as tf
@@ -36,7 +36,7 @@ def build_llama(layers: int = 8, heads: int = 16, kv_heads: int = 4, hidden: int
 
     torch.manual_seed(0)
     config = tf.LlamaConfig(hidden_size=hidden, intermediate_size=intermediate or 2 * hidden, num_hidden_layers=layers,
-                            num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=1000,
+                            num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
                             max_position_embeddings=16384)
     with torch.device(device):
         model = tf.AutoModel.from_config(config, attn_implementation="eager" if eager else register(),
@@ -106,12 +106,13 @@ def cpu_table(quick: bool) -> None:
 
 
 def gpu_check(tokens: int = 8192) -> None:
-    """A Llama with a 7B-size config (random weights, bf16, 32 layers x 32 heads, 8 KV
-    heads), ``tokens`` tokens, capturing every head of one layer."""
+    """A Llama with Llama-3-8B's config (random weights, bf16, 32 layers x 32 heads, 8 KV
+    heads, hidden 4096, MLP 14336, vocabulary 128,256), ``tokens`` tokens, capturing every
+    head of one layer, then one head."""
     import torch
 
-    loaded = build_llama(layers=32, heads=32, kv_heads=8, hidden=4096, intermediate=11008, dtype=torch.bfloat16,
-                         device="cuda")
+    loaded = build_llama(layers=32, heads=32, kv_heads=8, hidden=4096, intermediate=14336, vocab=128256,
+                         dtype=torch.bfloat16, device="cuda")
     params = sum(p.numel() for p in loaded.model.parameters())
     torch.cuda.synchronize()
     weights = torch.cuda.memory_allocated()

@@ -9,10 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import families
 import numpy as np
 import pytest
 
-import families
 from attnviz.extract import Extractor, TextInput
 
 TEXTS = ["the cat sat on the mat and the dog ran fast", "AI changes everything", "a bird sang"]

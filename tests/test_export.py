@@ -97,7 +97,8 @@ def test_export_jsonl_with_ids_pairs_and_a_bad_line(tiny_models, tmp_path):
     assert records[2]["status"] == "failed" and "line 2 is not valid JSON" in records[2]["error"]
     assert records[3]["status"] == "failed" and "'text'" in records[3]["error"]
     assert records[4]["files"] == ["000004-etc-passwd.npz"]
-    assert sorted(p.name for p in out.iterdir()) == ["000001-first.npz", "000004-etc-passwd.npz", "export.json", "manifest.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".attnviz.lock", "000001-first.npz", "000004-etc-passwd.npz",
+                                                    "export.json", "manifest.jsonl"]
     with np.load(out / "000001-first.npz") as data:
         assert json.loads(str(data["meta"]))["pair"] == "a dog ran"
 

@@ -18,9 +18,9 @@ def gather_inputs(text: str | None, file: Path | None, *, encoding_errors: str =
     if (text is None) == (file is None):
         raise InputError("give either TEXT or -f FILE", hint="e.g. attnviz stats 'some text' or attnviz stats -f texts.txt")
     if text is not None:
-        if not text.strip():
-            raise InputError("the text is empty", hint="give some text to look at")
-        return [TextInput(text)], []
+        from attnviz.extract import validate_text
+
+        return [TextInput(validate_text(text))], []
     items, problems = [], []
     for record in read_inputs(file, encoding_errors=encoding_errors):  # type: ignore[arg-type]
         if record.error is not None:

@@ -39,7 +39,13 @@ ViewOpt = Annotated[
 def read_text_argument(text: str) -> str:
     """``-`` reads the text from stdin."""
     if text == "-":
-        return sys.stdin.read().rstrip("\n")
+        from attnviz.errors import InputError
+
+        try:
+            return sys.stdin.buffer.read().decode("utf-8").rstrip("\n")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"standard input is not valid UTF-8 (byte {exc.start})",
+                             hint="re-save the text as UTF-8") from exc
     return text
 
 

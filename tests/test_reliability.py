@@ -1,0 +1,146 @@
+"""Hostile inputs: no text stops an export, bad bytes give one-line errors, one export per
+directory, and word merging that stays linear."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def manifest(out):
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_a_lone_surrogate_fails_its_line_and_the_rest_are_exported(tiny_models, tmp_path):
+    source = tmp_path / "in.jsonl"
+    lines = [json.dumps({"text": f"the cat sat {i}"}) for i in range(6)]
+    lines[2] = '{"text": "poison \\udc80 line"}'  # valid JSON, not valid Unicode
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    args = ["export", source, "-o", out, "-m", tiny_models["bert"], "--format", "npz", "--workers", "0"]
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output
+    records = {r["line"]: r for r in manifest(out)}
+    assert len(records) == 6
+    assert records[3]["status"] == "failed" and "lone surrogate U+DC80" in records[3]["error"]
+    assert all(records[i]["status"] == "ok" for i in (1, 2, 4, 5, 6))
+    again = invoke(*args, "--resume")  # resume finishes: the poisoned line fails again, alone
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert sorted(r["line"] for r in manifest(out)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_show_with_invalid_utf8_argument_or_stdin_exits_2(tiny_models):
+    # Python hands undecodable argv bytes over as lone surrogates (surrogateescape)
+    result = invoke("show", "bad \udcff byte", "-m", tiny_models["bert"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: the text is not valid Unicode")
+    piped = subprocess.run([sys.executable, "-m", "attnviz", "show", "-", "-m", str(tiny_models["bert"])],
+                           input=b"caf\xe9 au lait\n", capture_output=True)
+    assert piped.returncode == 2
+    assert piped.stderr.decode().startswith("error: standard input is not valid UTF-8")
+    assert b"Traceback" not in piped.stderr
+
+
+def test_stats_with_invalid_unicode_text_exits_2(tiny_models):
+    result = invoke("stats", "bad \udcff byte", "-m", tiny_models["bert"])
+    assert result.exit_code == 2, result.output
+    assert "not valid Unicode" in result.stderr
+
+
+def test_a_nul_byte_near_the_top_fails_only_its_line(tiny_models, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"the cat sat\nbad \x00 line\nthe dog ran\n")
+    out = tmp_path / "out"
+    result = invoke("export", source, "-o", out, "-m", tiny_models["bert"], "--format", "npz", "--workers", "0")
+    assert result.exit_code == 1, result.output
+    status = {r["line"]: r["status"] for r in manifest(out)}
+    assert status == {1: "ok", 2: "failed", 3: "ok"}
+
+
+def test_a_second_export_into_a_held_directory_is_refused(tiny_models, tmp_path):
+    from attnviz.io import DirectoryLock
+
+    source = tmp_path / "in.txt"
+    source.write_text("the cat sat\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["export", source, "-o", out, "-m", tiny_models["bert"], "--format", "npz", "--workers", "0"]
+    with DirectoryLock(out):  # a live run holds it
+        refused = invoke(*args)
+        assert refused.exit_code == 1
+        assert refused.stderr.startswith("error: another attnviz export is writing to")
+        assert not (out / "manifest.jsonl").exists()
+    assert invoke(*args).exit_code == 0  # released: the next run goes ahead
+
+
+@pytest.mark.slow
+def test_a_killed_export_leaves_no_stuck_lock(tiny_models, tmp_path):
+    """The OS drops the lock when the holder dies: a SIGKILLed holder blocks nothing."""
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from attnviz.io import DirectoryLock; "
+                               f"lock = DirectoryLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    from attnviz.errors import OutputWriteError
+    from attnviz.io import DirectoryLock
+
+    with pytest.raises(OutputWriteError):
+        DirectoryLock(out).acquire()
+    holder.kill()
+    holder.wait()
+    DirectoryLock(out).acquire().release()
+
+
+def _dense_merge(array, groups_q, groups_k):
+    """Clark et al. with explicit 0/1 matrices, the straightforward way."""
+    n_q, n_k = array.shape[-2], array.shape[-1]
+    mean_q = np.zeros((len(groups_q), n_q))
+    for row, group in enumerate(groups_q):
+        mean_q[row, group] = 1.0 / len(group)
+    sum_k = np.zeros((len(groups_k), n_k))
+    for row, group in enumerate(groups_k):
+        sum_k[row, group] = 1.0
+    return mean_q @ array.astype(np.float64) @ sum_k.T
+
+
+def test_word_merging_of_500_tokens_is_fast_and_exact():
+    from attnviz.result import AttentionResult, TokenSequence
+    from attnviz.transforms import merge_words
+
+    rng = np.random.default_rng(0)
+    n = 500
+    word_ids = np.repeat(np.arange(n // 2), 2)[:n].astype(np.int32)  # two pieces per word
+    word_ids[0] = word_ids[-1] = -1
+    special = word_ids < 0
+    tokens = TokenSequence.from_tokens([f"t{i}" for i in range(n)], word_ids, special)
+    raw = rng.random((6, 12, n, n)).astype(np.float32)
+    raw /= raw.sum(-1, keepdims=True)
+    result = AttentionResult(model="m", family="encoder", text="t", tokens=tokens, attentions={"encoder": raw},
+                             layer_ids={"encoder": tuple(range(6))}, head_ids={"encoder": tuple(range(12))})
+    start = time.perf_counter()
+    merged = merge_words(result)
+    seconds = time.perf_counter() - start
+    assert seconds < 5, seconds
+    groups: list[list[int]] = []
+    for position, word in enumerate(word_ids.tolist()):
+        if word < 0 or not groups or word_ids[groups[-1][0]] != word:
+            groups.append([position])
+        else:
+            groups[-1].append(position)
+    expected = _dense_merge(raw[:1, :2], groups, groups)
+    np.testing.assert_allclose(merged.attentions["encoder"][:1, :2], expected, atol=1e-5)
+    np.testing.assert_allclose(merged.attentions["encoder"].sum(-1), 1.0, atol=1e-4)
