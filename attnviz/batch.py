@@ -88,8 +88,14 @@ class ExportOptions:
     def settings(self, model: str) -> dict[str, Any]:
         """The choices a resumed run must share with the run it continues."""
         return {
-            "model": model, "views": list(self.views), "formats": list(self.formats), "kind": self.kind,
-            "layers": self.layers, "heads": self.heads, "words": self.words, "no_special": self.no_special,
+            "model": model,
+            "views": list(self.views),
+            "formats": list(self.formats),
+            "kind": self.kind,
+            "layers": self.layers,
+            "heads": self.heads,
+            "words": self.words,
+            "no_special": self.no_special,
             "cmap": self.cmap,
         }
 
@@ -140,8 +146,15 @@ def _view_results(result: AttentionResult, view: str, kind: str) -> Iterator[tup
         yield view, result
 
 
-def render_text(result: AttentionResult, base: str, out_dir: str, views: tuple[str, ...], formats: tuple[str, ...],
-                kind: str | None, cmap: str) -> list[str]:
+def render_text(
+    result: AttentionResult,
+    base: str,
+    out_dir: str,
+    views: tuple[str, ...],
+    formats: tuple[str, ...],
+    kind: str | None,
+    cmap: str,
+) -> list[str]:
     """Write every requested view and format of one text; return the file names written.
 
     Raises :class:`AttnvizError` (e.g. :class:`OutputWriteError`) on failure; files already
@@ -247,8 +260,9 @@ class _Manifest:
             self.handle.write(_manifest_line(record))
             self.handle.flush()
         except OSError as exc:
-            raise OutputWriteError(f"cannot write {self.path}: {exc.strerror or exc}",
-                                   hint="free some space, then run again with --resume") from exc
+            raise OutputWriteError(
+                f"cannot write {self.path}: {exc.strerror or exc}", hint="free some space, then run again with --resume"
+            ) from exc
 
     def close(self) -> None:
         try:
@@ -312,8 +326,10 @@ def export(
 
     options.validate()
     if options.kind is not None and options.kind not in loaded.info.kinds:
-        raise SelectionError(f"this {loaded.family} model has no '{options.kind}' attention",
-                             hint=f"choose one of: {', '.join(loaded.info.kinds)}")
+        raise SelectionError(
+            f"this {loaded.family} model has no '{options.kind}' attention",
+            hint=f"choose one of: {', '.join(loaded.info.kinds)}",
+        )
     from attnviz.transforms import parse_index_spec
 
     for kind in loaded.info.kinds:  # a bad --layer/--head is a usage error: fail before any output
@@ -328,9 +344,15 @@ def export(
         lock.release()
 
 
-def _export_locked(first: InputRecord, records: Iterator[InputRecord], loaded: Any, options: ExportOptions,
-                   *, on_progress: Callable[[ExportSummary], None] | None,
-                   on_warning: Callable[[str], None] | None) -> ExportSummary:
+def _export_locked(
+    first: InputRecord,
+    records: Iterator[InputRecord],
+    loaded: Any,
+    options: ExportOptions,
+    *,
+    on_progress: Callable[[ExportSummary], None] | None,
+    on_warning: Callable[[str], None] | None,
+) -> ExportSummary:
     """The export itself, while this process holds the directory's lock."""
     from attnviz.extract import Extractor, TextInput
     from attnviz.transforms import apply_transforms
@@ -347,16 +369,26 @@ def _export_locked(first: InputRecord, records: Iterator[InputRecord], loaded: A
     if workers > 0:
         import multiprocessing
 
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init)
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        )
     started = time.monotonic()
     fed: deque[InputRecord] = deque()
     inflight: dict[Future[Any], tuple[InputRecord, dict[str, Any]]] = {}
     max_inflight = max(2, workers * 4)
 
     def record_of(rec: InputRecord, status: str, files: list[str], error: str | None, extra: dict[str, Any]) -> None:
-        entry = {"line": rec.line, "id": rec.id, "text": rec.text, "pair": rec.pair, "target": rec.target,
-                 **extra, "files": files, "status": status, "error": error}
+        entry = {
+            "line": rec.line,
+            "id": rec.id,
+            "text": rec.text,
+            "pair": rec.pair,
+            "target": rec.target,
+            **extra,
+            "files": files,
+            "status": status,
+            "error": error,
+        }
         manifest.append(entry)
         if status == "ok":
             summary.exported += 1
@@ -407,7 +439,9 @@ def _export_locked(first: InputRecord, records: Iterator[InputRecord], loaded: A
             if outcome.truncated_tokens:
                 summary.truncated += 1
                 if on_warning:
-                    on_warning(f"line {rec.line}: cut to {loaded.max_length} tokens ({outcome.truncated_tokens} dropped)")
+                    on_warning(
+                        f"line {rec.line}: cut to {loaded.max_length} tokens ({outcome.truncated_tokens} dropped)"
+                    )
             try:
                 result = apply_transforms(outcome, words=options.words, no_special=options.no_special)
             except SelectionError as exc:  # e.g. --no-special on a text of only special tokens
@@ -452,7 +486,9 @@ def _export_locked(first: InputRecord, records: Iterator[InputRecord], loaded: A
             pool.shutdown(wait=True, cancel_futures=True)
         manifest.close()
     if summary.aborted:
-        raise OutputWriteError(summary.aborted, hint="free some space or choose another -o, then run again with --resume")
+        raise OutputWriteError(
+            summary.aborted, hint="free some space or choose another -o, then run again with --resume"
+        )
     return summary
 
 

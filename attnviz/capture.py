@@ -72,7 +72,9 @@ class Sink(Protocol):
 
     def heads_for(self, kind: str, layer: int) -> tuple[int, ...]: ...
 
-    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None: ...
+    def add(
+        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray
+    ) -> None: ...
 
 
 @dataclass
@@ -116,8 +118,11 @@ class MeanOverHeads:
 
     def allocate(self, shapes: Sequence[dict[str, tuple[int, int]]]) -> None:
         self.arrays = [
-            {kind: np.zeros((len(self.layers[kind]), q, k), dtype=np.float32) for kind, (q, k) in item.items()
-             if kind in self.layers}
+            {
+                kind: np.zeros((len(self.layers[kind]), q, k), dtype=np.float32)
+                for kind, (q, k) in item.items()
+                if kind in self.layers
+            }
             for item in shapes
         ]
 
@@ -182,8 +187,16 @@ class CaptureSession:
         _local.session = None
 
     # called by attention_function
-    def observe(self, module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                mask: torch.Tensor | None, scaling: float | None, kwargs: dict[str, Any]) -> None:
+    def observe(
+        self,
+        module: Any,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | None,
+        scaling: float | None,
+        kwargs: dict[str, Any],
+    ) -> None:
         index = self.calls
         self.calls += 1
         if self.on_call is not None:
@@ -204,8 +217,15 @@ class CaptureSession:
             chunk = probs.float().cpu().numpy()  # [B, len(union), rows, keys]
             self._dispatch(kind, layer, chunk, start, wanted, position)
 
-    def _dispatch(self, kind: str, layer: int, chunk: np.ndarray, start: int,
-                  wanted: list[tuple[Sink, tuple[int, ...]]], position: dict[int, int]) -> None:
+    def _dispatch(
+        self,
+        kind: str,
+        layer: int,
+        chunk: np.ndarray,
+        start: int,
+        wanted: list[tuple[Sink, tuple[int, ...]]],
+        position: dict[int, int],
+    ) -> None:
         assert self.batch is not None
         rows = chunk.shape[2]
         for item in range(chunk.shape[0]):
@@ -277,9 +297,18 @@ def _rows(mask: torch.Tensor | None, start: int, stop: int, keys: int) -> torch.
     return cut[..., :keys]
 
 
-def eager_probabilities(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                        mask: torch.Tensor | None, scaling: float | None, kwargs: dict[str, Any],
-                        heads: Sequence[int], start: int, stop: int) -> torch.Tensor:
+def eager_probabilities(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    scaling: float | None,
+    kwargs: dict[str, Any],
+    heads: Sequence[int],
+    start: int,
+    stop: int,
+) -> torch.Tensor:
     """Eager's attention probabilities ``[batch, len(heads), stop - start, keys]`` of query
     rows ``start:stop`` of the given heads, computed by the module's own eager function."""
     n_heads = query.shape[1]
@@ -305,9 +334,17 @@ def _needs_eager_output(module: Any, kwargs: dict[str, Any]) -> bool:
     )
 
 
-def fast_output(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                mask: torch.Tensor | None, scaling: float | None, dropout: float, kwargs: dict[str, Any],
-                chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
+def fast_output(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    scaling: float | None,
+    dropout: float,
+    kwargs: dict[str, Any],
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> torch.Tensor:
     """The layer's attention output ``[batch, query, heads, head_dim]``."""
     q_len, k_len = query.shape[2], key.shape[2]
     if _needs_eager_output(module, kwargs):
@@ -317,8 +354,16 @@ def fast_output(module: Any, query: torch.Tensor, key: torch.Tensor, value: torc
         for start in range(0, q_len, rows):
             stop = min(q_len, start + rows)
             extras = _head_kwargs(kwargs, range(query.shape[1]), start, stop, query.shape[1])
-            out, _ = eager(module, query[:, :, start:stop], key, value, _rows(mask, start, stop, k_len),
-                           scaling=scaling, dropout=dropout, **extras)
+            out, _ = eager(
+                module,
+                query[:, :, start:stop],
+                key,
+                value,
+                _rows(mask, start, stop, k_len),
+                scaling=scaling,
+                dropout=dropout,
+                **extras,
+            )
             pieces.append(out)
         return torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
     groups = query.shape[1] // key.shape[1]
@@ -335,9 +380,16 @@ def fast_output(module: Any, query: torch.Tensor, key: torch.Tensor, value: torc
     return out.transpose(1, 2).contiguous()
 
 
-def attention_function(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                       attention_mask: torch.Tensor | None, scaling: float | None = None,
-                       dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, None]:
+def attention_function(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """The ``attnviz`` attention implementation (see the module docstring)."""
     session = active_session()
     dropout = dropout if module.training else 0.0
@@ -349,8 +401,9 @@ def attention_function(module: Any, query: torch.Tensor, key: torch.Tensor, valu
 
 
 # -- probing a model's call order ----------------------------------------------------------
-def probe_layout(model: Any, family: str, layers: dict[str, int], device: str, pad_id: int = 0,
-                 start_id: int = 0) -> CallLayout:
+def probe_layout(
+    model: Any, family: str, layers: dict[str, int], device: str, pad_id: int = 0, start_id: int = 0
+) -> CallLayout:
     """Run a 3-token (and, for encoder-decoders, 2-token target) forward pass and record
     which attention calls belong to which kind and layer. Source and target lengths
     differ, so the query and key lengths of each call tell encoder, decoder and cross

@@ -147,8 +147,12 @@ class Extractor:
         self.chunk_bytes = chunk_bytes
         tokenizer = loaded.tokenizer
         self.pad_id = next(
-            (v for v in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0)
-             if v is not None), 0
+            (
+                v
+                for v in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0)
+                if v is not None
+            ),
+            0,
         )
         self.input_names = set(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
 
@@ -157,15 +161,17 @@ class Extractor:
         tokenizer = self.loaded.tokenizer
         limit = self.loaded.max_length
         kwargs: dict[str, Any] = {"add_special_tokens": True}
-        call = (lambda **kw: tokenizer(text_target=text, **kw)) if target else (
-            lambda **kw: tokenizer(text, pair, **kw)
+        call = (
+            (lambda **kw: tokenizer(text_target=text, **kw)) if target else (lambda **kw: tokenizer(text, pair, **kw))
         )
         with quiet_libraries(self.verbose):
             try:
                 full = call(**kwargs)
             except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # what the tokenizer rejects
-                raise InputError(f"the tokenizer cannot take this text: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                                 hint="check the text for unusual characters") from exc
+                raise InputError(
+                    f"the tokenizer cannot take this text: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                    hint="check the text for unusual characters",
+                ) from exc
             length = len(full["input_ids"])
             if length <= limit:
                 return full, 0
@@ -199,15 +205,11 @@ class Extractor:
         if not ids:
             raise InputError("the text produced no tokens", hint="give some text to look at")
         extra = {
-            name: list(encoding[name])
-            for name in ("token_type_ids",)
-            if name in encoding and name in self.input_names
+            name: list(encoding[name]) for name in ("token_type_ids",) if name in encoding and name in self.input_names
         }
         special = _special_mask(tokenizer, ids)
         word_ids, segment_ids = _word_and_segment_ids(encoding, len(ids), special)
-        tokens = TokenSequence.from_tokens(
-            tokenizer.convert_ids_to_tokens(ids), word_ids, special, segment_ids
-        )
+        tokens = TokenSequence.from_tokens(tokenizer.convert_ids_to_tokens(ids), word_ids, special, segment_ids)
         target_ids = target_tokens = None
         if family == "encoder-decoder":
             target_ids, target_tokens, cut = self._encode_target(item.target)
@@ -227,8 +229,9 @@ class Extractor:
 
         text = " ".join(str(i) for i in ids[:8]) + (" …" if len(ids) > 8 else "")
         target = list(target_ids) if target_ids is not None else None
-        return EncodedInput(TextInput(text), list(ids), {}, sequence(ids), target,
-                            sequence(target) if target is not None else None, 0)
+        return EncodedInput(
+            TextInput(text), list(ids), {}, sequence(ids), target, sequence(target) if target is not None else None, 0
+        )
 
     def _encode_target(self, target: str | None) -> tuple[list[int], TokenSequence, int]:
         """Decoder inputs for teacher forcing: the decoder start token followed by the
@@ -323,8 +326,12 @@ class Extractor:
             start = getattr(config, "decoder_start_token_id", None)
             with quiet_libraries(self.verbose):
                 layout = probe_layout(
-                    self.loaded.model, self.loaded.family, dict(self.loaded.info.layers), self.loaded.device,
-                    pad_id=self.pad_id, start_id=start if start is not None else self.pad_id,
+                    self.loaded.model,
+                    self.loaded.family,
+                    dict(self.loaded.info.layers),
+                    self.loaded.device,
+                    pad_id=self.pad_id,
+                    start_id=start if start is not None else self.pad_id,
                 )
                 if not layout.routed and getattr(config, "_attn_implementation", None) != "eager":
                     set_implementation = getattr(self.loaded.model, "set_attn_implementation", None)
@@ -342,11 +349,21 @@ class Extractor:
         layout = self.layout()
         if layout.routed:
             return None
-        return (f"'{self.loaded.name}' cannot be captured selectively ({layout.reason}); "
-                "every layer's attention is computed with output_attentions")
+        return (
+            f"'{self.loaded.name}' cannot be captured selectively ({layout.reason}); "
+            "every layer's attention is computed with output_attentions"
+        )
 
-    def _run_captured(self, inputs: dict[str, Any], layout: Any, lengths: list[int], target_lengths: list[int],
-                      width: int, left: bool, shapes: list[dict[str, tuple[int, int]]]) -> list[dict[str, np.ndarray]]:
+    def _run_captured(
+        self,
+        inputs: dict[str, Any],
+        layout: Any,
+        lengths: list[int],
+        target_lengths: list[int],
+        width: int,
+        left: bool,
+        shapes: list[dict[str, tuple[int, int]]],
+    ) -> list[dict[str, np.ndarray]]:
         import torch
 
         from attnviz.capture import DEFAULT_CHUNK_BYTES, CaptureSession, MeanOverHeads, StoreHeads, _Batch
@@ -374,7 +391,7 @@ class Extractor:
         with quiet_libraries(self.verbose), torch.inference_mode(), session:
             self.loaded.model(**inputs, return_dict=True)
         if session.calls != len(layout.calls):
-            missing = ", ".join(dict.fromkeys(kind for kind, _ in layout.calls[session.calls:])) or "expected"
+            missing = ", ".join(dict.fromkeys(kind for kind, _ in layout.calls[session.calls :])) or "expected"
             raise NoAttentionError(
                 f"'{self.loaded.name}' returned no {missing} attention weights: its attention function ran "
                 f"{session.calls} times in a forward pass, where {len(layout.calls)} were expected",
@@ -382,8 +399,9 @@ class Extractor:
             )
         return sink.arrays
 
-    def _run_output_attentions(self, inputs: dict[str, Any], lengths: list[int], target_lengths: list[int],
-                               width: int, left: bool) -> list[dict[str, np.ndarray]]:
+    def _run_output_attentions(
+        self, inputs: dict[str, Any], lengths: list[int], target_lengths: list[int], width: int, left: bool
+    ) -> list[dict[str, np.ndarray]]:
         """The fallback for models whose attention bypasses the interface: every layer's
         attention from ``output_attentions``, then cut to the selection."""
         import torch
@@ -519,8 +537,14 @@ def extract(
     ``model`` is an alias (default ``minilm``, bundled), a hub id, a local directory or an
     already :func:`~attnviz.models.load_model`-ed model (reuse it for many texts).
     """
-    extractor = Extractor(_as_loaded(model, device, verbose), truncate=truncate, verbose=verbose,
-                          layers=layers, heads=heads, head_mean=head_mean)
+    extractor = Extractor(
+        _as_loaded(model, device, verbose),
+        truncate=truncate,
+        verbose=verbose,
+        layers=layers,
+        heads=heads,
+        head_mean=head_mean,
+    )
     return extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
 
 
@@ -539,8 +563,14 @@ def extract_many(
     """Extract many texts with batched forward passes; raises on the first bad input.
     ``layers``, ``heads`` and ``head_mean`` as for :func:`extract`."""
     results = []
-    extractor = Extractor(_as_loaded(model, device, verbose), truncate=truncate, verbose=verbose,
-                          layers=layers, heads=heads, head_mean=head_mean)
+    extractor = Extractor(
+        _as_loaded(model, device, verbose),
+        truncate=truncate,
+        verbose=verbose,
+        layers=layers,
+        heads=heads,
+        head_mean=head_mean,
+    )
     for outcome in extractor.extract_many(texts, batch_size=batch_size):
         if isinstance(outcome, InputError):
             raise outcome

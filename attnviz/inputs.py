@@ -58,7 +58,9 @@ def _record_from_json(line_number: int, raw: str) -> InputRecord:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        return InputRecord(line_number, None, error=f"line {line_number} is not valid JSON: {exc.msg} at column {exc.colno}")
+        return InputRecord(
+            line_number, None, error=f"line {line_number} is not valid JSON: {exc.msg} at column {exc.colno}"
+        )
     if not isinstance(value, dict) or not isinstance(value.get("text"), str):
         return InputRecord(line_number, None, error=f"line {line_number}: a JSONL record needs a string field 'text'")
     fields = {}
@@ -69,7 +71,10 @@ def _record_from_json(line_number: int, raw: str) -> InputRecord:
         fields[name] = item
     record_id = value.get("id")
     return InputRecord(
-        line_number, value["text"], fields["pair"], fields["target"],
+        line_number,
+        value["text"],
+        fields["pair"],
+        fields["target"],
         id=None if record_id is None else str(record_id),
     )
 
@@ -106,7 +111,9 @@ def read_inputs(
     try:
         head = handle.peek(_BINARY_SNIFF)[:_BINARY_SNIFF] if hasattr(handle, "peek") else b""
         if _looks_binary(head):
-            raise InputError(f"{name} looks like a binary file (it contains NUL bytes)", hint="pass a UTF-8 text or JSONL file")
+            raise InputError(
+                f"{name} looks like a binary file (it contains NUL bytes)", hint="pass a UTF-8 text or JSONL file"
+            )
         seen_text = False
         mode: bool | None = jsonl
         for line_number, raw_bytes in enumerate(handle, start=1):
@@ -121,7 +128,8 @@ def read_inputs(
                 raw = stripped.decode("utf-8", errors=encoding_errors)
             except UnicodeDecodeError as exc:
                 yield InputRecord(
-                    line_number, None,
+                    line_number,
+                    None,
                     error=f"line {line_number} is not valid UTF-8 (byte 0x{stripped[exc.start]:02x} at column {exc.start + 1}); "
                     "use --encoding-errors replace",
                 )

@@ -315,9 +315,7 @@ def model_info_from_config(name: str, source: str, config: Any, tokenizer: Any |
     if parts is not None:
         return _composite_info(name, source, config, parts, tokenizer)
     enc_layers = _first_attr(config, ("encoder_layers", "num_layers", "num_hidden_layers", "n_layer"))
-    enc_heads = _first_attr(
-        config, ("encoder_attention_heads", "num_heads", "num_attention_heads", "n_head")
-    )
+    enc_heads = _first_attr(config, ("encoder_attention_heads", "num_heads", "num_attention_heads", "n_head"))
     if enc_layers is None or enc_heads is None:
         raise ModelLoadError(
             f"cannot tell the number of layers and heads of '{name}' from its config",
@@ -326,12 +324,11 @@ def model_info_from_config(name: str, source: str, config: Any, tokenizer: Any |
     layers: dict[str, int]
     heads: dict[str, int]
     if family == "encoder-decoder":
-        dec_layers = _first_attr(
-            config, ("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers")
-        ) or enc_layers
-        dec_heads = _first_attr(
-            config, ("decoder_attention_heads", "num_heads", "num_attention_heads")
-        ) or enc_heads
+        dec_layers = (
+            _first_attr(config, ("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers"))
+            or enc_layers
+        )
+        dec_heads = _first_attr(config, ("decoder_attention_heads", "num_heads", "num_attention_heads")) or enc_heads
         layers = {"encoder": enc_layers, "decoder": dec_layers, "cross": dec_layers}
         heads = {"encoder": enc_heads, "decoder": dec_heads, "cross": dec_heads}
     elif family == "decoder":
@@ -444,11 +441,15 @@ def pick_device(device: str = "auto") -> str:
             return "mps"
         return "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SelectionError("--device cuda was asked for, but no CUDA GPU is available", hint="use --device cpu or auto")
+        raise SelectionError(
+            "--device cuda was asked for, but no CUDA GPU is available", hint="use --device cpu or auto"
+        )
     if device == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise SelectionError("--device mps was asked for, but MPS is not available", hint="use --device cpu or auto")
+            raise SelectionError(
+                "--device mps was asked for, but MPS is not available", hint="use --device cpu or auto"
+            )
     if device != "cpu" and not device.startswith(("cuda", "mps")):
         raise SelectionError(f"unknown device '{device}'", hint="use auto, cpu, cuda, cuda:N or mps")
     return device
@@ -488,14 +489,17 @@ def pick_dtype(dtype: str, device: str) -> Any:
     return getattr(torch, dtype)
 
 
-def _load_weights(loader: Any, resolved: ModelSpec, revision: str | None, trust_remote_code: bool,
-                  **kwargs: Any) -> tuple[Any, bool]:
+def _load_weights(
+    loader: Any, resolved: ModelSpec, revision: str | None, trust_remote_code: bool, **kwargs: Any
+) -> tuple[Any, bool]:
     """Load with the ``attnviz`` capture implementation when the architecture supports
     transformers' attention interface, else with eager attention. Returns (model, captured)."""
     from attnviz.capture import register
 
     try:
-        return _from_pretrained(loader, resolved, revision, trust_remote_code, attn_implementation=register(), **kwargs), True
+        return _from_pretrained(
+            loader, resolved, revision, trust_remote_code, attn_implementation=register(), **kwargs
+        ), True
     except ModelLoadError:
         raise
     except (ValueError, KeyError) as exc:
@@ -569,5 +573,6 @@ def load_model(
     else:
         chosen_device = str(next(model.parameters()).device)
     info = model_info_from_config(resolved.name, resolved.source, config, tokenizer)
-    return LoadedModel(spec=resolved, tokenizer=tokenizer, model=model, info=info, device=chosen_device,
-                       captured=captured)
+    return LoadedModel(
+        spec=resolved, tokenizer=tokenizer, model=model, info=info, device=chosen_device, captured=captured
+    )

@@ -195,10 +195,14 @@ class AttentionResult:
     # -- npz -------------------------------------------------------------------------
     def _token_fields(self) -> dict[str, np.ndarray]:
         fields: dict[str, np.ndarray] = {}
-        sides = [("", self.tokens)] if self.target_tokens is None else [
-            ("source_", self.tokens),
-            ("target_", self.target_tokens),
-        ]
+        sides = (
+            [("", self.tokens)]
+            if self.target_tokens is None
+            else [
+                ("source_", self.tokens),
+                ("target_", self.target_tokens),
+            ]
+        )
         for prefix, seq in sides:
             fields[f"{prefix}tokens"] = np.array(seq.tokens, dtype=np.str_)
             fields[f"{prefix}word_ids"] = seq.word_ids.astype(np.int32)
@@ -288,11 +292,25 @@ class AttentionResult:
         else:
             tokens, target_tokens = sequence("", "display_tokens"), None
         attentions = {k: np.asarray(fields[k], dtype=np.float32) for k in KINDS if k in fields}
-        derived: dict[str, np.ndarray] = {k: np.asarray(fields[k], dtype=np.float32) for k in ("rollout", "flow") if k in fields}
+        derived: dict[str, np.ndarray] = {
+            k: np.asarray(fields[k], dtype=np.float32) for k in ("rollout", "flow") if k in fields
+        }
         known = {
-            "schema", "model", "family", "text", "pair", "target", "attnviz", "transformers",
-            "transforms", "truncated_tokens", "layers", "heads", "pair_start",
-            "display_tokens", "target_display_tokens",
+            "schema",
+            "model",
+            "family",
+            "text",
+            "pair",
+            "target",
+            "attnviz",
+            "transformers",
+            "transforms",
+            "truncated_tokens",
+            "layers",
+            "heads",
+            "pair_start",
+            "display_tokens",
+            "target_display_tokens",
         }
         return cls(
             model=meta["model"],

@@ -55,7 +55,9 @@ def parse_index_spec(spec: IndexSpec, count: int, what: str = "layer") -> tuple[
         start = int(match.group(1))
         stop = int(match.group(2)) if match.group(2) is not None else start
         if stop < start:
-            raise SelectionError(f"--{what} range '{part.strip()}' runs backwards", hint=f"write it low-high, e.g. {stop}-{start}")
+            raise SelectionError(
+                f"--{what} range '{part.strip()}' runs backwards", hint=f"write it low-high, e.g. {stop}-{start}"
+            )
         for index in range(start, stop + 1):
             if index >= count:
                 raise SelectionError(
@@ -92,13 +94,16 @@ def select(result: AttentionResult, layers: IndexSpec = None, heads: IndexSpec =
         layer_ids[kind] = tuple(result.layer_ids[kind][i] for i in layer_index)
         head_ids[kind] = tuple(result.head_ids[kind][i] for i in head_index)
     step = f"select(layers={describe_index_spec(layers)},heads={describe_index_spec(heads)})"
-    return replace(result, attentions=attentions, layer_ids=layer_ids, head_ids=head_ids,
-                   transforms=result.transforms + (step,))
+    return replace(
+        result, attentions=attentions, layer_ids=layer_ids, head_ids=head_ids, transforms=result.transforms + (step,)
+    )
 
 
 def mean_heads(result: AttentionResult) -> AttentionResult:
     """Average over heads: each array becomes ``[layers, 1, query, key]`` with head id -1."""
-    attentions = {k: a.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32) for k, a in result.attentions.items()}
+    attentions = {
+        k: a.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32) for k, a in result.attentions.items()
+    }
     head_ids: dict[str, tuple[int, ...]] = {k: (MEAN_HEAD,) for k in result.kinds}
     return replace(result, attentions=attentions, head_ids=head_ids, transforms=result.transforms + ("mean_heads",))
 
@@ -116,8 +121,7 @@ def drop_special(result: AttentionResult) -> AttentionResult:
     keep_source = ~result.tokens.special_mask
     keep_target = ~result.target_tokens.special_mask if result.target_tokens is not None else None
     if not keep_source.any() or (keep_target is not None and result.target is not None and not keep_target.any()):
-        raise SelectionError("the text has only special tokens; nothing is left without them",
-                             hint="drop --no-special")
+        raise SelectionError("the text has only special tokens; nothing is left without them", hint="drop --no-special")
     if keep_target is not None and not keep_target.any():
         # No --target: the decoder holds only its start token; keep it so every kind has a map.
         keep_target = np.ones_like(keep_target)
@@ -137,7 +141,9 @@ def drop_special(result: AttentionResult) -> AttentionResult:
     )
 
 
-def _axis_masks(result: AttentionResult, kind: str, source: np.ndarray, target: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _axis_masks(
+    result: AttentionResult, kind: str, source: np.ndarray, target: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     if kind == "encoder" or target is None:
         return source, source
     if kind == "decoder":

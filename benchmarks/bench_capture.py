@@ -25,8 +25,18 @@ from typing import Any
 import numpy as np
 
 
-def build_llama(layers: int = 8, heads: int = 16, kv_heads: int = 4, hidden: int = 128, *, intermediate: int | None = None,
-                vocab: int = 1000, dtype: Any = None, device: str = "cpu", eager: bool = False) -> Any:
+def build_llama(
+    layers: int = 8,
+    heads: int = 16,
+    kv_heads: int = 4,
+    hidden: int = 128,
+    *,
+    intermediate: int | None = None,
+    vocab: int = 1000,
+    dtype: Any = None,
+    device: str = "cpu",
+    eager: bool = False,
+) -> Any:
     """A random-weight Llama as a :class:`attnviz.models.LoadedModel` (no tokenizer)."""
     import torch
     import transformers as tf
@@ -35,12 +45,19 @@ def build_llama(layers: int = 8, heads: int = 16, kv_heads: int = 4, hidden: int
     from attnviz.models import LoadedModel, ModelSpec, model_info_from_config
 
     torch.manual_seed(0)
-    config = tf.LlamaConfig(hidden_size=hidden, intermediate_size=intermediate or 2 * hidden, num_hidden_layers=layers,
-                            num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
-                            max_position_embeddings=16384)
+    config = tf.LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=intermediate or 2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        vocab_size=vocab,
+        max_position_embeddings=16384,
+    )
     with torch.device(device):
-        model = tf.AutoModel.from_config(config, attn_implementation="eager" if eager else register(),
-                                         dtype=dtype or torch.float32)
+        model = tf.AutoModel.from_config(
+            config, attn_implementation="eager" if eager else register(), dtype=dtype or torch.float32
+        )
     model.eval()
     spec = ModelSpec(name=f"random-llama-{layers}x{heads}", source="", is_local=True)
     info = model_info_from_config(spec.name, "", config)
@@ -68,14 +85,22 @@ def _measure(tokens: int, selection: str) -> dict[str, Any]:
     start = time.perf_counter()
     array = capture_ids(loaded, tokens, layers=layers, heads=heads)
     seconds = time.perf_counter() - start
-    return {"tokens": tokens, "selection": selection, "seconds": round(seconds, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "stored_mb": round(array.nbytes / 2**20, 1)}
+    return {
+        "tokens": tokens,
+        "selection": selection,
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "stored_mb": round(array.nbytes / 2**20, 1),
+    }
 
 
 def _run(tokens: int, selection: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--one", str(tokens), selection], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", str(tokens), selection],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     if out.returncode != 0:
         return {"tokens": tokens, "selection": selection, "error": out.stderr.strip().splitlines()[-1:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -90,8 +115,11 @@ def cpu_table(quick: bool) -> None:
         for selection in ("one head", "one layer", "everything"):
             row = _run(tokens, selection)
             rows.append(row)
-            print(f"| {tokens} | {selection} | {row.get('seconds', '-')} | {row.get('peak_rss_mb', '-')} | "
-                  f"{row.get('stored_mb', row.get('error'))} |", flush=True)
+            print(
+                f"| {tokens} | {selection} | {row.get('seconds', '-')} | {row.get('peak_rss_mb', '-')} | "
+                f"{row.get('stored_mb', row.get('error'))} |",
+                flush=True,
+            )
     by = {(r["tokens"], r["selection"]): r for r in rows}
     if (2048, "one head") in by and "peak_rss_mb" in by[(2048, "one head")]:
         ratio = by[(2048, "one head")]["peak_rss_mb"] / by[(2048, "everything")]["peak_rss_mb"]
@@ -111,8 +139,16 @@ def gpu_check(tokens: int = 8192) -> None:
     head of one layer, then one head."""
     import torch
 
-    loaded = build_llama(layers=32, heads=32, kv_heads=8, hidden=4096, intermediate=14336, vocab=128256,
-                         dtype=torch.bfloat16, device="cuda")
+    loaded = build_llama(
+        layers=32,
+        heads=32,
+        kv_heads=8,
+        hidden=4096,
+        intermediate=14336,
+        vocab=128256,
+        dtype=torch.bfloat16,
+        device="cuda",
+    )
     params = sum(p.numel() for p in loaded.model.parameters())
     torch.cuda.synchronize()
     weights = torch.cuda.memory_allocated()
@@ -127,10 +163,21 @@ def gpu_check(tokens: int = 8192) -> None:
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated()
         sums = array.astype(np.float64).sum(-1)
-        print(json.dumps({"tokens": tokens, "capture": label, "seconds": round(seconds, 2),
-                          "peak_gpu_gib": round(peak / 2**30, 2), "peak_over_weights_gib": round((peak - weights) / 2**30, 2),
-                          "shape": list(array.shape), "row_sum_error": float(np.abs(sums - 1).max()),
-                          "causal_zero_above_diagonal": bool(np.all(np.triu(array[0, 0], 1) == 0))}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "tokens": tokens,
+                    "capture": label,
+                    "seconds": round(seconds, 2),
+                    "peak_gpu_gib": round(peak / 2**30, 2),
+                    "peak_over_weights_gib": round((peak - weights) / 2**30, 2),
+                    "shape": list(array.shape),
+                    "row_sum_error": float(np.abs(sums - 1).max()),
+                    "causal_zero_above_diagonal": bool(np.all(np.triu(array[0, 0], 1) == 0)),
+                }
+            ),
+            flush=True,
+        )
     full = tokens * tokens * 32 * 32 * 4 / 2**30
     print(f"capturing everything would hold {full:.0f} GiB of float32 attention")
 

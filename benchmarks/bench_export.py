@@ -80,7 +80,9 @@ def floor(texts: list[str], images_per_text: int) -> float:
     from attnviz.models import load_model
 
     extractor = Extractor(load_model("minilm", device="cpu"))
-    list(extractor.extract_many(texts[:16], batch_size=16))  # warm-up, as export's own run is warm after its first batch
+    list(
+        extractor.extract_many(texts[:16], batch_size=16)
+    )  # warm-up, as export's own run is warm after its first batch
     start = time.perf_counter()
     for result in extractor.extract_many(texts, batch_size=16):
         array = result.attentions["encoder"].reshape(-1, *result.attentions["encoder"].shape[2:])
@@ -141,14 +143,20 @@ def main() -> None:
     naive_s = report["naive_head_s_per_text"]
     head_s = report["export_head_s_per_text"]
     print(f"naive seaborn loop, 72 heads:   {naive_s:8.3f} s/text")
-    print(f"attnviz export --view head:     {head_s:8.3f} s/text   {naive_s / head_s:6.1f}x faster than naive "
-          f"(target >= 30x); floor {report['floor_head_s_per_text']:.3f} s/text ({head_s / report['floor_head_s_per_text']:.1f}x the floor)")
+    print(
+        f"attnviz export --view head:     {head_s:8.3f} s/text   {naive_s / head_s:6.1f}x faster than naive "
+        f"(target >= 30x); floor {report['floor_head_s_per_text']:.3f} s/text ({head_s / report['floor_head_s_per_text']:.1f}x the floor)"
+    )
     grid_s = report["export_grid_s_per_text"]
-    print(f"attnviz export --view grid:     {1 / grid_s:8.1f} texts/s (target >= 10); floor {1 / report['floor_grid_s_per_text']:.1f} texts/s")
+    print(
+        f"attnviz export --view grid:     {1 / grid_s:8.1f} texts/s (target >= 10); floor {1 / report['floor_grid_s_per_text']:.1f} texts/s"
+    )
     print(f"attnviz export --format npz:    {1 / report['export_npz_s_per_text']:8.1f} texts/s (target >= 100)")
     small_rss, large_rss = (v for k, v in report.items() if k.startswith("peak_rss"))
-    print(f"peak memory, grid export:       {small_rss:.0f} MB for {small} lines, {large_rss:.0f} MB for {large} lines "
-          f"({(large_rss / small_rss - 1) * 100:+.1f}%; target within 10%)")
+    print(
+        f"peak memory, grid export:       {small_rss:.0f} MB for {small} lines, {large_rss:.0f} MB for {large} lines "
+        f"({(large_rss / small_rss - 1) * 100:+.1f}%; target within 10%)"
+    )
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     (results / "bench_export.json").write_text(json.dumps(report, indent=2))

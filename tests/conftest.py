@@ -65,37 +65,80 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
     bert_tok = tf.BertTokenizer(vocab=bert_vocab())
     size = len(bert_tok)
-    config = tf.BertConfig(vocab_size=size, hidden_size=16, num_hidden_layers=3, num_attention_heads=4,
-                           intermediate_size=32, max_position_embeddings=48)
+    config = tf.BertConfig(
+        vocab_size=size,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=32,
+        max_position_embeddings=48,
+    )
     out["bert"] = _save(tf.BertModel(config), bert_tok, root / "bert")
 
     distil_tok = tf.DistilBertTokenizer(vocab=bert_vocab())
-    config = tf.DistilBertConfig(vocab_size=size, dim=16, n_layers=2, n_heads=2, hidden_dim=32, max_position_embeddings=48)
+    config = tf.DistilBertConfig(
+        vocab_size=size, dim=16, n_layers=2, n_heads=2, hidden_dim=32, max_position_embeddings=48
+    )
     out["distilbert"] = _save(tf.DistilBertModel(config), distil_tok, root / "distilbert")
 
     vocab, merges = byte_level_vocab()
     roberta_tok = tf.RobertaTokenizer(vocab=vocab, merges=merges)
-    config = tf.RobertaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                              intermediate_size=32, max_position_embeddings=50, pad_token_id=vocab["<pad>"])
+    config = tf.RobertaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=50,
+        pad_token_id=vocab["<pad>"],
+    )
     out["roberta"] = _save(tf.RobertaModel(config), roberta_tok, root / "roberta")
 
     gpt_tok = tf.GPT2Tokenizer(vocab=vocab, merges=merges)
-    config = tf.GPT2Config(vocab_size=len(vocab), n_embd=16, n_layer=2, n_head=2, n_positions=64,
-                           bos_token_id=vocab["<|endoftext|>"], eos_token_id=vocab["<|endoftext|>"])
+    config = tf.GPT2Config(
+        vocab_size=len(vocab),
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        n_positions=64,
+        bos_token_id=vocab["<|endoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+    )
     model = tf.GPT2LMHeadModel(config)
     out["gpt2"] = _save(model, gpt_tok, root / "gpt2")
 
     bart_tok = tf.BartTokenizer(vocab=vocab, merges=merges)
-    config = tf.BartConfig(vocab_size=len(vocab), d_model=16, encoder_layers=2, decoder_layers=2,
-                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                           decoder_ffn_dim=32, max_position_embeddings=64, pad_token_id=vocab["<pad>"],
-                           bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"],
-                           decoder_start_token_id=vocab["</s>"], forced_eos_token_id=None)
+    config = tf.BartConfig(
+        vocab_size=len(vocab),
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=vocab["<pad>"],
+        bos_token_id=vocab["<s>"],
+        eos_token_id=vocab["</s>"],
+        decoder_start_token_id=vocab["</s>"],
+        forced_eos_token_id=None,
+    )
     out["bart"] = _save(tf.BartModel(config), bart_tok, root / "bart")
 
     t5_tok = tf.T5Tokenizer(vocab=t5_vocab(), extra_ids=0)
-    config = tf.T5Config(vocab_size=len(t5_tok), d_model=16, d_kv=8, d_ff=32, num_layers=2, num_decoder_layers=2,
-                         num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    config = tf.T5Config(
+        vocab_size=len(t5_tok),
+        d_model=16,
+        d_kv=8,
+        d_ff=32,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     out["t5"] = _save(tf.T5Model(config), t5_tok, root / "t5")
     return out
 

@@ -21,10 +21,15 @@ def _stochastic(rng, shape):
 
 def _result(array, tokens, special=None, model="m"):
     seq = TokenSequence.from_tokens(tokens, None, special if special is not None else [False] * len(tokens))
-    return AttentionResult(model=model, family="encoder", text=" ".join(tokens), tokens=seq,
-                           attentions={"encoder": np.asarray(array, dtype=np.float32)},
-                           layer_ids={"encoder": tuple(range(array.shape[0]))},
-                           head_ids={"encoder": tuple(range(array.shape[1]))})
+    return AttentionResult(
+        model=model,
+        family="encoder",
+        text=" ".join(tokens),
+        tokens=seq,
+        attentions={"encoder": np.asarray(array, dtype=np.float32)},
+        layer_ids={"encoder": tuple(range(array.shape[0]))},
+        head_ids={"encoder": tuple(range(array.shape[1]))},
+    )
 
 
 # -- rollout ------------------------------------------------------------------------------
@@ -103,13 +108,15 @@ def test_flow_refuses_long_inputs_with_the_limit_stated():
 # -- statistics ---------------------------------------------------------------------------
 def test_statistics_on_a_hand_made_map():
     tokens = ["[CLS]", "a", ",", "b", "[SEP]"]
-    a = np.array([
-        [1.0, 0.0, 0.0, 0.0, 0.0],
-        [0.5, 0.5, 0.0, 0.0, 0.0],
-        [0.0, 1.0, 0.0, 0.0, 0.0],
-        [0.0, 0.0, 0.25, 0.25, 0.5],
-        [0.2, 0.2, 0.2, 0.2, 0.2],
-    ])
+    a = np.array(
+        [
+            [1.0, 0.0, 0.0, 0.0, 0.0],
+            [0.5, 0.5, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.25, 0.25, 0.5],
+            [0.2, 0.2, 0.2, 0.2, 0.2],
+        ]
+    )
     stats = head_statistics([_result(a[None, None], tokens, [True, False, False, False, True])])
     row = stats.rows()[0]
     ln = np.log
@@ -124,13 +131,16 @@ def test_statistics_on_a_hand_made_map():
     assert row["next"] == pytest.approx((0 + 0 + 0 + 0.5) / 4, abs=1e-6)
 
 
-@pytest.mark.parametrize("builder,label", [
-    (lambda n: np.eye(n), "diagonal"),
-    (lambda n: np.eye(n, k=-1) + np.diag([1.0] + [0.0] * (n - 1)), "previous"),
-    (lambda n: np.eye(n, k=1) + np.diag([0.0] * (n - 1) + [1.0]), "next"),
-    (lambda n: np.tile(np.eye(n)[0], (n, 1)), "vertical"),
-    (lambda n: np.full((n, n), 1.0 / n), "broad"),
-])
+@pytest.mark.parametrize(
+    "builder,label",
+    [
+        (lambda n: np.eye(n), "diagonal"),
+        (lambda n: np.eye(n, k=-1) + np.diag([1.0] + [0.0] * (n - 1)), "previous"),
+        (lambda n: np.eye(n, k=1) + np.diag([0.0] * (n - 1) + [1.0]), "next"),
+        (lambda n: np.tile(np.eye(n)[0], (n, 1)), "vertical"),
+        (lambda n: np.full((n, n), 1.0 / n), "broad"),
+    ],
+)
 def test_pattern_labels(builder, label):
     n = 12
     a = builder(n)

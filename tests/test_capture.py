@@ -40,8 +40,11 @@ def _eager_reference(path: Path, loaded, encoded) -> list[dict[str, np.ndarray]]
         with torch.no_grad():
             result = model(**inputs, output_attentions=True, return_dict=True)
         if loaded.family == "encoder-decoder":
-            fields = {"encoder": result.encoder_attentions, "decoder": result.decoder_attentions,
-                      "cross": result.cross_attentions}
+            fields = {
+                "encoder": result.encoder_attentions,
+                "decoder": result.decoder_attentions,
+                "cross": result.cross_attentions,
+            }
         else:
             fields = {"decoder" if loaded.family == "decoder" else "encoder": result.attentions}
         out.append({kind: torch.stack(list(layers), 1)[0].numpy() for kind, layers in fields.items()})
@@ -66,8 +69,9 @@ def test_capture_equals_eager_output_attentions(name, family_models):
         for kind, expected in ref.items():
             np.testing.assert_allclose(full.attentions[kind], expected, atol=1e-5, err_msg=f"{name} {kind} batched")
             np.testing.assert_allclose(single.attentions[kind], expected, atol=1e-5, err_msg=f"{name} {kind} single")
-            np.testing.assert_allclose(chosen.attentions[kind], expected[1:2][:, [0, 3]], atol=1e-5,
-                                       err_msg=f"{name} {kind} layer 1 heads 0,3")
+            np.testing.assert_allclose(
+                chosen.attentions[kind], expected[1:2][:, [0, 3]], atol=1e-5, err_msg=f"{name} {kind} layer 1 heads 0,3"
+            )
             assert chosen.layer_ids[kind] == (1,) and chosen.head_ids[kind] == (0, 3)
     # DeBERTa-v2 computes attention its own way: it falls back, and says so
     assert (everything.capture_note is not None) == (name == "deberta_v2")
@@ -163,8 +167,11 @@ def test_one_head_of_a_long_text_keeps_memory_bounded(tmp_path):
         """
     )
     root = Path(__file__).resolve().parents[1]
-    one = json.loads(subprocess.run([sys.executable, "-c", script, "3", "5"], cwd=root, capture_output=True,
-                                    text=True, check=True).stdout)
+    one = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", script, "3", "5"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert one["shape"] == [1, 1, 2048, 2048]
     # one head: 16 MiB of output; the model and activations are small. Everything would add 2 GiB.
     assert one["after_kb"] - one["before_kb"] < 400 * 1024, one

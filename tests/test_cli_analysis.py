@@ -50,7 +50,9 @@ def test_stats_json_has_every_head(tiny_models):
     assert len(document["heads"]) == 3 * 4
     first = document["heads"][0]
     assert (first["layer"], first["head"]) == (0, 0)
-    assert {"entropy", "distance", "first", "separator", "punctuation", "self", "previous", "next", "label"} <= set(first)
+    assert {"entropy", "distance", "first", "separator", "punctuation", "self", "previous", "next", "label"} <= set(
+        first
+    )
 
 
 def test_stats_json_matches_npz_arrays(tiny_models, tmp_path):
@@ -105,7 +107,9 @@ def test_stats_merge_of_different_models_is_refused(tiny_models, tmp_path):
 
 
 def test_compare_a_model_with_itself_is_zero(tiny_models, corpus):
-    result = invoke("compare", "-f", corpus, "-m", tiny_models["bert"], "-m", tiny_models["bert"], "--json", "--fail-above", "0")
+    result = invoke(
+        "compare", "-f", corpus, "-m", tiny_models["bert"], "-m", tiny_models["bert"], "--json", "--fail-above", "0"
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["texts"] == 3
@@ -122,7 +126,9 @@ def test_compare_shows_change_only_in_the_altered_layer(tiny_models, altered_ber
 
 def test_compare_fail_above_exits_3(tiny_models, altered_bert, tmp_path):
     out = tmp_path / "drift.png"
-    result = invoke("compare", "the cat sat", "-m", tiny_models["bert"], "-m", altered_bert, "--fail-above", "1e-6", "-o", out)
+    result = invoke(
+        "compare", "the cat sat", "-m", tiny_models["bert"], "-m", altered_bert, "--fail-above", "1e-6", "-o", out
+    )
     assert result.exit_code == 3
     assert "head(s) over --fail-above" in result.stderr
     assert out.exists()  # the report is written before the gate fails
@@ -166,7 +172,9 @@ def test_rollout_and_flow_views_as_data_and_images(tiny_models, tmp_path):
 
 
 def test_rollout_of_cross_attention_is_refused(tiny_models):
-    result = invoke("show", "the cat", "-m", tiny_models["t5"], "--target", "a dog", "--kind", "cross", "--view", "rollout")
+    result = invoke(
+        "show", "the cat", "-m", tiny_models["t5"], "--target", "a dog", "--kind", "cross", "--view", "rollout"
+    )
     assert result.exit_code == 2
     assert "cross attention" in result.stderr
 

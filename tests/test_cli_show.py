@@ -218,7 +218,11 @@ def test_info_bundled_default():
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert (document["family"], document["layers"], document["heads"], document["max_length"]) == (
-        "encoder", {"encoder": 6}, {"encoder": 12}, 512)
+        "encoder",
+        {"encoder": 6},
+        {"encoder": 12},
+        512,
+    )
 
 
 def test_debug_variable_shows_the_traceback(tiny_models, monkeypatch):

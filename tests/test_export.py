@@ -67,8 +67,24 @@ def test_export_grid_pngs_with_manifest(tiny_models, texts, tmp_path):
 
 def test_export_head_view_and_several_formats(tiny_models, texts, tmp_path):
     out = tmp_path / "out"
-    result = invoke("export", texts, "-o", out, "-m", tiny_models["bert"], "--view", "head",
-                    "--format", "png,npz", "--format", "svg", "--layer", "1-2", "--workers", "0")
+    result = invoke(
+        "export",
+        texts,
+        "-o",
+        out,
+        "-m",
+        tiny_models["bert"],
+        "--view",
+        "head",
+        "--format",
+        "png,npz",
+        "--format",
+        "svg",
+        "--layer",
+        "1-2",
+        "--workers",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     record = next(r for r in manifest(out) if r["line"] == 3)
     pngs = [f for f in record["files"] if f.endswith(".png")]
@@ -97,16 +113,32 @@ def test_export_jsonl_with_ids_pairs_and_a_bad_line(tiny_models, tmp_path):
     assert records[2]["status"] == "failed" and "line 2 is not valid JSON" in records[2]["error"]
     assert records[3]["status"] == "failed" and "'text'" in records[3]["error"]
     assert records[4]["files"] == ["000004-etc-passwd.npz"]
-    assert sorted(p.name for p in out.iterdir()) == [".attnviz.lock", "000001-first.npz", "000004-etc-passwd.npz",
-                                                    "export.json", "manifest.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".attnviz.lock",
+        "000001-first.npz",
+        "000004-etc-passwd.npz",
+        "export.json",
+        "manifest.jsonl",
+    ]
     with np.load(out / "000001-first.npz") as data:
         assert json.loads(str(data["meta"]))["pair"] == "a dog ran"
 
 
 def test_export_from_stdin(tiny_models, tmp_path):
     out = tmp_path / "out"
-    result = invoke("export", "-", "-o", out, "-m", tiny_models["gpt2"], "--format", "json", "--workers", "0",
-                    input="the cat\nthe dog sat\n")
+    result = invoke(
+        "export",
+        "-",
+        "-o",
+        out,
+        "-m",
+        tiny_models["gpt2"],
+        "--format",
+        "json",
+        "--workers",
+        "0",
+        input="the cat\nthe dog sat\n",
+    )
     assert result.exit_code == 0, result.output
     assert len(manifest(out)) == 2
     document = json.loads((out / "000002-the-dog-sat.json").read_text())
@@ -121,19 +153,35 @@ def test_invalid_utf8_line_is_named_and_replace_recovers(tiny_models, tmp_path):
     assert result.exit_code == 1
     failed = [r for r in manifest(out) if r["status"] == "failed"]
     assert len(failed) == 1 and "line 2 is not valid UTF-8" in failed[0]["error"]
-    again = invoke("export", source, "-o", out, "-m", tiny_models["bert"], "--format", "npz", "--workers", "0",
-                   "--encoding-errors", "replace", "--resume")
+    again = invoke(
+        "export",
+        source,
+        "-o",
+        out,
+        "-m",
+        tiny_models["bert"],
+        "--format",
+        "npz",
+        "--workers",
+        "0",
+        "--encoding-errors",
+        "replace",
+        "--resume",
+    )
     assert again.exit_code == 0, again.output
     records = {r["line"]: r for r in manifest(out)}
     assert len(records) == 2 and records[2]["status"] == "ok" and "\ufffd" in records[2]["text"]
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda p: p / "missing.txt", "no such file"),
-    (lambda p: p, "is a directory"),
-    (lambda p: (p / "empty.txt", (p / "empty.txt").write_text("\n  \n"))[0], "has no text"),
-    (lambda p: (p / "junk.bin", (p / "junk.bin").write_bytes(os.urandom(2000) + b"\x00" * 10))[0], "binary"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p / "missing.txt", "no such file"),
+        (lambda p: p, "is a directory"),
+        (lambda p: (p / "empty.txt", (p / "empty.txt").write_text("\n  \n"))[0], "has no text"),
+        (lambda p: (p / "junk.bin", (p / "junk.bin").write_bytes(os.urandom(2000) + b"\x00" * 10))[0], "binary"),
+    ],
+)
 def test_unusable_input_files_exit_2(tiny_models, tmp_path, make, message):
     source = make(tmp_path)
     out = tmp_path / "out"
@@ -152,18 +200,37 @@ def test_line_far_over_the_maximum(tiny_models, tmp_path):
     assert result.exit_code == 0
     records = {r["line"]: r for r in manifest(out)}
     assert records[2]["tokens"] == 48 and records[2]["truncated"] == 5002 - 48
-    strict = invoke("export", source, "-o", tmp_path / "strict", "-m", tiny_models["bert"], "--format", "npz",
-                    "--workers", "0", "--no-truncate")
+    strict = invoke(
+        "export",
+        source,
+        "-o",
+        tmp_path / "strict",
+        "-m",
+        tiny_models["bert"],
+        "--format",
+        "npz",
+        "--workers",
+        "0",
+        "--no-truncate",
+    )
     assert strict.exit_code == 1
     records = {r["line"]: r for r in manifest(tmp_path / "strict")}
     assert records[1]["status"] == "ok" and records[2]["status"] == "failed"
     assert "more than the model's maximum of 48" in records[2]["error"]
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("../../x", "x"), ("CON", "con-text"), ("nul", "nul-text"), ("a/b\\c:d*e?", "a-b-c-d-e"),
-    ("....", "text"), ("Ünïcödé façade", "unicode-facade"), ("x" * 500, "x" * 40),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("../../x", "x"),
+        ("CON", "con-text"),
+        ("nul", "nul-text"),
+        ("a/b\\c:d*e?", "a-b-c-d-e"),
+        ("....", "text"),
+        ("Ünïcödé façade", "unicode-facade"),
+        ("x" * 500, "x" * 40),
+    ],
+)
 def test_slugs_are_safe_file_names(text, expected):
     assert slugify(text) == expected
 
@@ -235,8 +302,21 @@ def test_ctrl_c_then_resume_exports_each_text_exactly_once(tiny_models, tmp_path
     source = tmp_path / "many.txt"
     source.write_text("".join(f"the cat sat on the mat {i} and the dog ran\n" for i in range(200)))
     out = tmp_path / "out"
-    command = [os.path.join(os.path.dirname(sys.executable), "attnviz"), "export", str(source), "-o", str(out),
-               "-m", str(tiny_models["bert"]), "--view", "head", "--workers", "2", "--batch-size", "8"]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "attnviz"),
+        "export",
+        str(source),
+        "-o",
+        str(out),
+        "-m",
+        str(tiny_models["bert"]),
+        "--view",
+        "head",
+        "--workers",
+        "2",
+        "--batch-size",
+        "8",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -261,8 +341,20 @@ def test_ctrl_c_then_resume_exports_each_text_exactly_once(tiny_models, tmp_path
 
 def test_export_html_pages_and_rollout_images(tiny_models, texts, tmp_path):
     out = tmp_path / "out"
-    result = invoke("export", texts, "-o", out, "-m", tiny_models["bert"], "--format", "html,png",
-                    "--view", "rollout", "--workers", "0")
+    result = invoke(
+        "export",
+        texts,
+        "-o",
+        out,
+        "-m",
+        tiny_models["bert"],
+        "--format",
+        "html,png",
+        "--view",
+        "rollout",
+        "--workers",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     record = next(r for r in manifest(out) if r["line"] == 3)
     assert record["files"] == ["000003-a-dog-ran-fast.html", "000003-a-dog-ran-fast.rollout.png"]
@@ -283,12 +375,22 @@ def test_progress_bar_on_a_terminal_and_silent_otherwise(tiny_models, texts, tmp
     """stderr on a pseudo-terminal gets the bar (done/total, rate); a pipe gets none."""
     import pty
 
-    command = [os.path.join(os.path.dirname(sys.executable), "attnviz"), "export", str(texts),
-               "-m", str(tiny_models["bert"]), "--format", "npz", "--workers", "0"]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "attnviz"),
+        "export",
+        str(texts),
+        "-m",
+        str(tiny_models["bert"]),
+        "--format",
+        "npz",
+        "--workers",
+        "0",
+    ]
     leader, follower = pty.openpty()
     env = dict(os.environ, COLUMNS="100", TERM="xterm")
-    process = subprocess.Popen(command + ["-o", str(tmp_path / "tty")], stdout=subprocess.PIPE,
-                               stderr=follower, env=env)
+    process = subprocess.Popen(
+        command + ["-o", str(tmp_path / "tty")], stdout=subprocess.PIPE, stderr=follower, env=env
+    )
     os.close(follower)
     chunks = []
     while True:

@@ -83,7 +83,9 @@ def test_kinds_and_shapes_per_family(loaded_models):
 def test_batched_extraction_equals_single(loaded_models, name):
     loaded = loaded_models[name]
     seq2seq = loaded.family == "encoder-decoder"
-    items = [TextInput(t, target=("the dog sat on " * (i + 1)).strip() if seq2seq else None) for i, t in enumerate(TEXTS)]
+    items = [
+        TextInput(t, target=("the dog sat on " * (i + 1)).strip() if seq2seq else None) for i, t in enumerate(TEXTS)
+    ]
     extractor = Extractor(loaded)
     batched = list(extractor.extract_many(items, batch_size=3))
     assert [r.text for r in batched] == TEXTS

@@ -52,7 +52,9 @@ def open_page(browser, tmp_path):
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         contexts.append(context)
         requests, errors = [], []
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
+        context.route(
+            "**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort()
+        )
         page = context.new_page()
         page.on("request", lambda request: requests.append(request.url))
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -143,7 +145,11 @@ def test_grid_thumbnail_opens_that_head(loaded_models, open_page):
     page.select_option("#view", "grid")
     assert page.locator("#grid button").count() == 3 * 4
     page.click("button[aria-label='open layer 1 head 2']")
-    assert page.evaluate("[document.body.dataset.view, document.body.dataset.layer, document.body.dataset.head]") == ["matrix", "1", "2"]
+    assert page.evaluate("[document.body.dataset.view, document.body.dataset.layer, document.body.dataset.head]") == [
+        "matrix",
+        "1",
+        "2",
+    ]
     assert not page.locator("#matrix-view").is_hidden()
 
 

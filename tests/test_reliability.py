@@ -46,8 +46,11 @@ def test_show_with_invalid_utf8_argument_or_stdin_exits_2(tiny_models):
     result = invoke("show", "bad \udcff byte", "-m", tiny_models["bert"])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: the text is not valid Unicode")
-    piped = subprocess.run([sys.executable, "-m", "attnviz", "show", "-", "-m", str(tiny_models["bert"])],
-                           input=b"caf\xe9 au lait\n", capture_output=True)
+    piped = subprocess.run(
+        [sys.executable, "-m", "attnviz", "show", "-", "-m", str(tiny_models["bert"])],
+        input=b"caf\xe9 au lait\n",
+        capture_output=True,
+    )
     assert piped.returncode == 2
     assert piped.stderr.decode().startswith("error: standard input is not valid UTF-8")
     assert b"Traceback" not in piped.stderr
@@ -90,10 +93,16 @@ def test_a_killed_export_leaves_no_stuck_lock(tiny_models, tmp_path):
     """The OS drops the lock when the holder dies: a SIGKILLed holder blocks nothing."""
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; from attnviz.io import DirectoryLock; "
-                               f"lock = DirectoryLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from attnviz.io import DirectoryLock; "
+            f"lock = DirectoryLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     from attnviz.errors import OutputWriteError
     from attnviz.io import DirectoryLock
@@ -129,8 +138,15 @@ def test_word_merging_of_500_tokens_is_fast_and_exact():
     tokens = TokenSequence.from_tokens([f"t{i}" for i in range(n)], word_ids, special)
     raw = rng.random((6, 12, n, n)).astype(np.float32)
     raw /= raw.sum(-1, keepdims=True)
-    result = AttentionResult(model="m", family="encoder", text="t", tokens=tokens, attentions={"encoder": raw},
-                             layer_ids={"encoder": tuple(range(6))}, head_ids={"encoder": tuple(range(12))})
+    result = AttentionResult(
+        model="m",
+        family="encoder",
+        text="t",
+        tokens=tokens,
+        attentions={"encoder": raw},
+        layer_ids={"encoder": tuple(range(6))},
+        head_ids={"encoder": tuple(range(12))},
+    )
     start = time.perf_counter()
     merged = merge_words(result)
     seconds = time.perf_counter() - start

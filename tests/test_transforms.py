@@ -20,7 +20,10 @@ def _random_rows(rng, shape):
 def _result(tokens, word_ids, special, array):
     seq = TokenSequence.from_tokens(tokens, word_ids, special)
     return AttentionResult(
-        model="test", family="encoder", text=" ".join(tokens), tokens=seq,
+        model="test",
+        family="encoder",
+        text=" ".join(tokens),
+        tokens=seq,
         attentions={"encoder": array},
         layer_ids={"encoder": tuple(range(array.shape[0]))},
         head_ids={"encoder": tuple(range(array.shape[1]))},
@@ -72,21 +75,33 @@ def test_select_keeps_original_indices(pieces):
     np.testing.assert_array_equal(chosen.attentions["encoder"][0, 1], pieces.attentions["encoder"][1, 2])
 
 
-@pytest.mark.parametrize("spec,expected", [
-    ("all", (0, 1, 2, 3, 4, 5)), (None, (0, 1, 2, 3, 4, 5)), ("3", (3,)), (3, (3,)),
-    ("2-4", (2, 3, 4)), ("0,5", (0, 5)), ("1-2,4", (1, 2, 4)), (" 0 - 1 ", (0, 1)),
-])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("all", (0, 1, 2, 3, 4, 5)),
+        (None, (0, 1, 2, 3, 4, 5)),
+        ("3", (3,)),
+        (3, (3,)),
+        ("2-4", (2, 3, 4)),
+        ("0,5", (0, 5)),
+        ("1-2,4", (1, 2, 4)),
+        (" 0 - 1 ", (0, 1)),
+    ],
+)
 def test_parse_index_spec(spec, expected):
     assert parse_index_spec(spec, 6) == expected
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("6", "--layer 6 is out of range: this model has 6 layers (0-5)"),
-    ("4-9", "--layer 6 is out of range"),
-    ("x", "is not an index"),
-    ("-1", "is not an index"),
-    ("4-2", "runs backwards"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("6", "--layer 6 is out of range: this model has 6 layers (0-5)"),
+        ("4-9", "--layer 6 is out of range"),
+        ("x", "is not an index"),
+        ("-1", "is not an index"),
+        ("4-2", "runs backwards"),
+    ],
+)
 def test_parse_index_spec_errors_name_the_valid_range(spec, message):
     with pytest.raises(SelectionError, match=re.escape(message)):
         parse_index_spec(spec, 6)

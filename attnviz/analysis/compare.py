@@ -56,8 +56,7 @@ class Comparison:
             )
         if x.shape[2:] != y.shape[2:] or _labels(a, self.kind) != _labels(b, self.kind):
             raise InputError(
-                f"the models tokenize '{_short(a.text)}' differently "
-                f"({x.shape[-1]} vs {y.shape[-1]} tokens)",
+                f"the models tokenize '{_short(a.text)}' differently ({x.shape[-1]} vs {y.shape[-1]} tokens)",
                 hint="compare models with the same tokenizer, or pass --words to compare word by word",
             )
         js = js_divergence_rows(x, y).sum(-1)
@@ -81,7 +80,12 @@ class Comparison:
     def heads(self) -> list[dict[str, Any]]:
         js, l1 = self.js, self.l1
         return [
-            {"layer": int(layer), "head": int(head), "js": round(float(js[li, hi]), 8), "l1": round(float(l1[li, hi]), 8)}
+            {
+                "layer": int(layer),
+                "head": int(head),
+                "js": round(float(js[li, hi]), 8),
+                "l1": round(float(l1[li, hi]), 8),
+            }
             for li, layer in enumerate(self.layer_ids)
             for hi, head in enumerate(self.head_ids)
         ]
@@ -126,7 +130,9 @@ def compare_results(pairs: list[tuple[AttentionResult, AttentionResult]], kind: 
         raise InputError("no texts to compare")
     first_a, first_b = pairs[0]
     kind = kind or first_a.default_kind
-    comparison = Comparison(first_a.model, first_b.model, kind, list(first_a.layer_ids[kind]), list(first_a.head_ids[kind]))
+    comparison = Comparison(
+        first_a.model, first_b.model, kind, list(first_a.layer_ids[kind]), list(first_a.head_ids[kind])
+    )
     for a, b in pairs:
         comparison.add(a, b)
     return comparison

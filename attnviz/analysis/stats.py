@@ -44,11 +44,11 @@ STATS_SCHEMA = "attnviz-stats/1"
 #: vertical/previous/next values follow Clark et al.'s code; broad uses their 3.8 nats, or,
 #: for short texts where ln(n) < 3.8 makes that unreachable, 80% of the maximum entropy.
 THRESHOLDS: dict[str, float] = {
-    "vertical": 0.6,   # first + separator mass: attention parked on special tokens
-    "diagonal": 0.5,   # self mass
-    "previous": 0.5,   # previous-token mass
-    "next": 0.5,       # next-token mass
-    "block": 0.7,      # mass within +-2 positions, no single offset above its threshold
+    "vertical": 0.6,  # first + separator mass: attention parked on special tokens
+    "diagonal": 0.5,  # self mass
+    "previous": 0.5,  # previous-token mass
+    "next": 0.5,  # next-token mass
+    "block": 0.7,  # mass within +-2 positions, no single offset above its threshold
     "broad_nats": 3.8,  # entropy
     "broad_relative": 0.8,  # entropy / ln(number of keys)
 }
@@ -126,13 +126,20 @@ class HeadStatistics:
 
     def merge(self, other: HeadStatistics) -> HeadStatistics:
         """Exact combination of two shards (same model, kind, layers and heads)."""
-        if (self.model, self.kind, self.layer_ids, self.head_ids) != (other.model, other.kind, other.layer_ids, other.head_ids):
+        if (self.model, self.kind, self.layer_ids, self.head_ids) != (
+            other.model,
+            other.kind,
+            other.layer_ids,
+            other.head_ids,
+        ):
             raise InputError(
                 f"cannot merge statistics of {other.model} ({other.kind}, {len(other.layer_ids)}x{len(other.head_ids)}) "
                 f"into {self.model} ({self.kind}, {len(self.layer_ids)}x{len(self.head_ids)})",
                 hint="merge shards computed with the same model, --kind, --layer and --head",
             )
-        merged = HeadStatistics(self.model, self.kind, list(self.layer_ids), list(self.head_ids), self.texts + other.texts)
+        merged = HeadStatistics(
+            self.model, self.kind, list(self.layer_ids), list(self.head_ids), self.texts + other.texts
+        )
         for name in set(self.sums) | set(other.sums):
             merged.sums[name] = np.asarray(self.sums.get(name, 0) + other.sums.get(name, 0), dtype=np.float64)
             merged.counts[name] = np.asarray(self.counts.get(name, 0) + other.counts.get(name, 0), dtype=np.float64)
@@ -143,7 +150,11 @@ class HeadStatistics:
         out = {}
         for name in STATISTICS:
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[name] = np.where(self.counts[name] > 0, self.sums[name] / np.where(self.counts[name] > 0, self.counts[name], 1), np.nan)
+                out[name] = np.where(
+                    self.counts[name] > 0,
+                    self.sums[name] / np.where(self.counts[name] > 0, self.counts[name], 1),
+                    np.nan,
+                )
         return out
 
     def labels(self) -> np.ndarray:
@@ -200,8 +211,10 @@ class HeadStatistics:
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> HeadStatistics:
         if document.get("schema") != STATS_SCHEMA:
-            raise InputError(f"not an attnviz statistics document (schema {document.get('schema')!r})",
-                             hint="write one with attnviz stats --json > shard.json")
+            raise InputError(
+                f"not an attnviz statistics document (schema {document.get('schema')!r})",
+                hint="write one with attnviz stats --json > shard.json",
+            )
         return cls(
             model=document["model"],
             kind=document["kind"],

@@ -10,13 +10,17 @@ from attnviz.cli._output import warn
 from attnviz.errors import InputError
 
 
-def gather_inputs(text: str | None, file: Path | None, *, encoding_errors: str = "strict") -> tuple[list[Any], list[str]]:
+def gather_inputs(
+    text: str | None, file: Path | None, *, encoding_errors: str = "strict"
+) -> tuple[list[Any], list[str]]:
     """TEXT or the records of FILE as ``TextInput`` items, plus one message per bad line."""
     from attnviz.extract import TextInput
     from attnviz.inputs import read_inputs
 
     if (text is None) == (file is None):
-        raise InputError("give either TEXT or -f FILE", hint="e.g. attnviz stats 'some text' or attnviz stats -f texts.txt")
+        raise InputError(
+            "give either TEXT or -f FILE", hint="e.g. attnviz stats 'some text' or attnviz stats -f texts.txt"
+        )
     if text is not None:
         from attnviz.extract import validate_text
 
@@ -39,7 +43,9 @@ def extract_all(extractor: Any, items: list[Any], problems: list[str], *, batch_
             problems.append(f"'{item.text[:40]}': {outcome.message}")
             continue
         if outcome.truncated_tokens:
-            warn(f"'{item.text[:40]}…' was cut to {extractor.loaded.max_length} tokens ({outcome.truncated_tokens} dropped)")
+            warn(
+                f"'{item.text[:40]}…' was cut to {extractor.loaded.max_length} tokens ({outcome.truncated_tokens} dropped)"
+            )
         yield index, outcome
 
 

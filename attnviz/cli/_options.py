@@ -10,7 +10,8 @@ import typer
 ModelOpt = Annotated[
     str,
     typer.Option(
-        "--model", "-m",
+        "--model",
+        "-m",
         help="Alias (minilm = bundled offline default; bert, distilbert, roberta, gpt2, t5, bart), "
         "Hugging Face hub id, or local directory.",
     ),
@@ -18,20 +19,22 @@ ModelOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 DtypeOpt = Annotated[
     str,
-    typer.Option("--dtype", help="auto (the checkpoint's dtype on a GPU, float32 on CPU), float32, bfloat16 or float16."),
+    typer.Option(
+        "--dtype", help="auto (the checkpoint's dtype on a GPU, float32 on CPU), float32, bfloat16 or float16."
+    ),
 ]
 DeviceMapOpt = Annotated[
     Optional[str],
-    typer.Option("--device-map", help="auto: spread a model too big for one GPU over the GPUs and CPU (needs accelerate)."),
+    typer.Option(
+        "--device-map", help="auto: spread a model too big for one GPU over the GPUs and CPU (needs accelerate)."
+    ),
 ]
 RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit.")]
 TrustOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow the checkpoint's own Python code (off by default).")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the libraries' logs and progress bars.")]
-LayerOpt = Annotated[
-    str, typer.Option("--layer", "-l", help="0-based layer: index, range (2-4), list (0,3) or all.")
-]
+LayerOpt = Annotated[str, typer.Option("--layer", "-l", help="0-based layer: index, range (2-4), list (0,3) or all.")]
 HeadOpt = Annotated[str, typer.Option("--head", "-H", help="0-based head: index, range (2-4), list (0,3) or all.")]
 WordsOpt = Annotated[bool, typer.Option("--words", help="Merge sub-word tokens into words (sum to, mean from).")]
 NoSpecialOpt = Annotated[

@@ -30,8 +30,12 @@ FAIL_EXIT_CODE = CompareThresholdExceeded.exit_code
 def compare(
     text: Annotated[Optional[str], typer.Argument(help="One text (or use -f FILE).")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Text or JSONL file ('-' = stdin).")] = None,
-    models: Annotated[list[str], typer.Option("--model", "-m", help="Give exactly two: -m A -m B (alias, hub id, dir).")] = [],  # noqa: B006
-    revisions: Annotated[Optional[list[str]], typer.Option("--revision", help="Revision per model, in -m order.")] = None,
+    models: Annotated[
+        list[str], typer.Option("--model", "-m", help="Give exactly two: -m A -m B (alias, hub id, dir).")
+    ] = [],  # noqa: B006
+    revisions: Annotated[
+        Optional[list[str]], typer.Option("--revision", help="Revision per model, in -m order.")
+    ] = None,
     kind: KindOpt = None,
     layer: LayerOpt = "all",
     head: HeadOpt = "all",
@@ -39,7 +43,9 @@ def compare(
     no_special: NoSpecialOpt = False,
     fail_above: Annotated[
         Optional[float],
-        typer.Option("--fail-above", help=f"Exit {FAIL_EXIT_CODE} when any head's Jensen-Shannon divergence exceeds this."),
+        typer.Option(
+            "--fail-above", help=f"Exit {FAIL_EXIT_CODE} when any head's Jensen-Shannon divergence exceeds this."
+        ),
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows in the most-changed table.")] = 10,
     out: OutOpt = None,
@@ -75,7 +81,9 @@ def compare(
             from attnviz.outputs import output_kind
 
             if output_kind(out) != "image":
-                raise SelectionError(f"compare -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
+                raise SelectionError(
+                    f"compare -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf"
+                )
             check_writable(out)
         items, problems = gather_inputs(text, file)
         if not items:
@@ -87,7 +95,9 @@ def compare(
 
         quiet_unless(verbose)
         for spec, revision in zip(models, revs):
-            loaded = load_model(spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+            loaded = load_model(
+                spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
+            )
             extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
             if extractor.capture_note:
                 note(f"note: {extractor.capture_note}")
@@ -98,7 +108,9 @@ def compare(
             }
             problems.extend(model_problems)
             per_model.append(results)
-        pairs = [(per_model[0][i], per_model[1][i]) for i in range(len(items)) if i in per_model[0] and i in per_model[1]]
+        pairs = [
+            (per_model[0][i], per_model[1][i]) for i in range(len(items)) if i in per_model[0] and i in per_model[1]
+        ]
         comparison = compare_results(pairs, kind)
         report_problems(problems)
         if words:
@@ -108,9 +120,12 @@ def compare(
             from attnviz.render.matrix import head_matrix_figure
 
             fig = head_matrix_figure(
-                comparison.js, comparison.layer_ids, comparison.head_ids,
+                comparison.js,
+                comparison.layer_ids,
+                comparison.head_ids,
                 title=f"{comparison.model_a} vs {comparison.model_b} · {comparison.kind} · JS divergence per head",
-                colorbar_label="Jensen-Shannon divergence (bits)", cmap="magma",
+                colorbar_label="Jensen-Shannon divergence (bits)",
+                cmap="magma",
             )
             save_figure(fig, out)
             from attnviz.cli._output import note
@@ -150,4 +165,6 @@ def _print_table(comparison, top: int) -> None:  # type: ignore[no-untyped-def]
         table.add_row(str(row["layer"]), str(row["head"]), f"{row['js']:.4f}", f"{row['l1']:.4f}")
     console = stdout_console()
     console.print(table)
-    console.print(f"max JS {comparison.js.max():.4f}, mean JS {comparison.js.mean():.4f} over {comparison.js.size} heads")
+    console.print(
+        f"max JS {comparison.js.max():.4f}, mean JS {comparison.js.mean():.4f} over {comparison.js.size} heads"
+    )

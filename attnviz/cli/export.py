@@ -36,10 +36,17 @@ def _split(values: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+_DEFAULT_VIEWS = ["grid"]  # read by Typer, never mutated
+
+
 def export(
-    file: Annotated[str, typer.Argument(help="Text file (one text per line), JSONL (text/pair/target/id), or - for stdin.")],
+    file: Annotated[
+        str, typer.Argument(help="Text file (one text per line), JSONL (text/pair/target/id), or - for stdin.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created if missing).")],
-    view: Annotated[list[str], typer.Option("--view", help="head, layer, grid, mean, rollout, flow (repeatable).")] = ["grid"],  # noqa: B006
+    view: Annotated[
+        list[str], typer.Option("--view", help="head, layer, grid, mean, rollout, flow (repeatable).")
+    ] = _DEFAULT_VIEWS,
     fmt: Annotated[list[str], typer.Option("--format", help="png, svg, pdf, npz, json, html (repeatable).")] = ["png"],  # noqa: B006
     model: ModelOpt = "minilm",
     kind: KindOpt = None,
@@ -48,10 +55,15 @@ def export(
     words: WordsOpt = False,
     no_special: NoSpecialOpt = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")] = 16,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Rendering processes (default: CPU cores; 0 = in-process).")] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", min=0, help="Rendering processes (default: CPU cores; 0 = in-process)."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted or failed export in DIR.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in a DIR that holds an export.")] = False,
-    encoding_errors: Annotated[str, typer.Option("--encoding-errors", help="strict (bad UTF-8 lines fail) or replace.")] = "strict",
+    encoding_errors: Annotated[
+        str, typer.Option("--encoding-errors", help="strict (bad UTF-8 lines fail) or replace.")
+    ] = "strict",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-line warnings.")] = False,
     json_output: JsonOpt = False,
     no_truncate: NoTruncateOpt = False,
@@ -71,9 +83,21 @@ def export(
         from attnviz.batch import export as run_export
 
         options = ExportOptions(
-            out_dir=out, views=_split(view), formats=_split(fmt), kind=kind, layers=layer, heads=head,
-            words=words, no_special=no_special, cmap=cmap, batch_size=batch_size, workers=workers,
-            resume=resume, overwrite=overwrite, truncate=not no_truncate, encoding_errors=encoding_errors,
+            out_dir=out,
+            views=_split(view),
+            formats=_split(fmt),
+            kind=kind,
+            layers=layer,
+            heads=head,
+            words=words,
+            no_special=no_special,
+            cmap=cmap,
+            batch_size=batch_size,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            truncate=not no_truncate,
+            encoding_errors=encoding_errors,
         )
         options.validate()
         if file != "-":
@@ -84,7 +108,9 @@ def export(
         from attnviz.models import load_model
 
         quiet_unless(verbose)
-        loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+        loaded = load_model(
+            model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
+        )
         show_progress = not quiet and sys.stderr.isatty()
         warnings: list[str] = []
 
@@ -106,21 +132,29 @@ def export(
             else:
                 summary = run_export(file, loaded, options, on_warning=on_warning)
         except KeyboardInterrupt:
-            print(f"interrupted: finished texts are in {out}/manifest.jsonl; run again with --resume to finish",
-                  file=sys.stderr)
+            print(
+                f"interrupted: finished texts are in {out}/manifest.jsonl; run again with --resume to finish",
+                file=sys.stderr,
+            )
             raise typer.Exit(code=130) from None
         for message in warnings[:20]:
             print(f"warning: {message}", file=sys.stderr)
         if len(warnings) > 20:
-            print(f"warning: … {len(warnings) - 20} more texts were cut (see 'truncated' in the manifest)", file=sys.stderr)
+            print(
+                f"warning: … {len(warnings) - 20} more texts were cut (see 'truncated' in the manifest)",
+                file=sys.stderr,
+            )
         if json_output:
             print(json.dumps(summary.to_dict()))
         if not quiet:
             resumed = f", {summary.resumed} already done" if summary.resumed else ""
             failed = f", {summary.failed} failed (see {out}/manifest.jsonl)" if summary.failed else ""
             rate = summary.exported / summary.seconds if summary.seconds else 0.0
-            print(f"exported {summary.exported} texts ({summary.files} files){resumed}{failed} "
-                  f"in {summary.seconds:.1f} s ({rate:.1f} texts/s) to {out}", file=sys.stderr)
+            print(
+                f"exported {summary.exported} texts ({summary.files} files){resumed}{failed} "
+                f"in {summary.seconds:.1f} s ({rate:.1f} texts/s) to {out}",
+                file=sys.stderr,
+            )
             for failure in summary.failures[:5]:
                 print(f"  line {failure['line']}: {failure['error']}", file=sys.stderr)
         if summary.failed:
@@ -139,9 +173,13 @@ class _progress:
         from attnviz.cli._output import stderr_console
 
         self.progress = Progress(
-            TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-            console=stderr_console(), transient=False,
+            TextColumn("exporting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=stderr_console(),
+            transient=False,
         )
         self.progress.__enter__()
         task = self.progress.add_task("export", total=self.total, rate="")

@@ -33,5 +33,15 @@ def render(
 
         check_output_path(out, view)
         loaded = AttentionResult.load(saved)
-        present(loaded, kind=kind, layer=layer, head=head, words=words, no_special=no_special,
-                view=view, out=out, json_output=json_output, cmap=cmap)
+        present(
+            loaded,
+            kind=kind,
+            layer=layer,
+            head=head,
+            words=words,
+            no_special=no_special,
+            view=view,
+            out=out,
+            json_output=json_output,
+            cmap=cmap,
+        )

@@ -44,8 +44,9 @@ def read_text_argument(text: str) -> str:
         try:
             return sys.stdin.buffer.read().decode("utf-8").rstrip("\n")
         except UnicodeDecodeError as exc:
-            raise InputError(f"standard input is not valid UTF-8 (byte {exc.start})",
-                             hint="re-save the text as UTF-8") from exc
+            raise InputError(
+                f"standard input is not valid UTF-8 (byte {exc.start})", hint="re-save the text as UTF-8"
+            ) from exc
     return text
 
 
@@ -92,8 +93,15 @@ def show(
             from attnviz.cli._output import quiet_unless
 
             quiet_unless(verbose)
-            loaded = load_model(model, device=device, dtype=dtype, device_map=device_map, revision=revision,
-                                trust_remote_code=trust_remote_code, verbose=verbose)
+            loaded = load_model(
+                model,
+                device=device,
+                dtype=dtype,
+                device_map=device_map,
+                revision=revision,
+                trust_remote_code=trust_remote_code,
+                verbose=verbose,
+            )
         # Only what is shown is computed: the selected layers and heads, and for views that
         # average heads (without --no-special, which renormalises each head first) only the mean.
         # Data files and pages keep every selected head (they carry the raw attention).
@@ -101,16 +109,29 @@ def show(
 
         drawn = out is None or output_kind(out) == "image"
         head_mean = drawn and view in ("mean", "rollout", "flow") and not no_special
-        extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head,
-                              head_mean=head_mean)
+        extractor = Extractor(
+            loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head, head_mean=head_mean
+        )
         if extractor.capture_note:
             note(f"note: {extractor.capture_note}")
         raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
         if raw.truncated_tokens:
-            warn(f"the input was cut to the model's maximum of {loaded.max_length} tokens "
-                 f"({raw.truncated_tokens} tokens dropped); use --no-truncate to fail instead")
-        present(raw, kind=kind, layer="all", head="all", words=words, no_special=no_special,
-                view=view, out=out, json_output=json_output, cmap=cmap)
+            warn(
+                f"the input was cut to the model's maximum of {loaded.max_length} tokens "
+                f"({raw.truncated_tokens} tokens dropped); use --no-truncate to fail instead"
+            )
+        present(
+            raw,
+            kind=kind,
+            layer="all",
+            head="all",
+            words=words,
+            no_special=no_special,
+            view=view,
+            out=out,
+            json_output=json_output,
+            cmap=cmap,
+        )
 
 
 def check_output_path(out: Any, view: str) -> None:
@@ -125,8 +146,19 @@ def check_output_path(out: Any, view: str) -> None:
         check_writable(out)
 
 
-def present(raw: Any, *, kind: str | None, layer: str, head: str, words: bool, no_special: bool,
-            view: str, out: Any, json_output: bool, cmap: str) -> None:
+def present(
+    raw: Any,
+    *,
+    kind: str | None,
+    layer: str,
+    head: str,
+    words: bool,
+    no_special: bool,
+    view: str,
+    out: Any,
+    json_output: bool,
+    cmap: str,
+) -> None:
     """Transform a result as asked, then write -o, print --json, or draw in the terminal
     (shared by `show` and `render`)."""
     from attnviz.render.views import resolve_view
@@ -193,7 +225,13 @@ def print_terminal(result: Any, kind: str, view: str) -> None:
     else:
         layers = result.layer_ids[kind]
         matrix = array.mean(axis=(0, 1), dtype=np.float64)
-        where = f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers[0]}-{layers[-1]}" if list(layers) == list(range(layers[0], layers[-1] + 1)) else f"layers {','.join(map(str, layers))}"
+        where = (
+            f"layer {layers[0]}"
+            if len(layers) == 1
+            else f"layers {layers[0]}-{layers[-1]}"
+            if list(layers) == list(range(layers[0], layers[-1] + 1))
+            else f"layers {','.join(map(str, layers))}"
+        )
         title = f"{short_model_name(result.model)} · {kind} attention{describe_transforms(result)} · {where}, mean over {array.shape[1]} heads"
         if array.shape[0] > 1:
             title += "  (pick one with --layer N, one head with --head M)"

@@ -25,20 +25,26 @@ from attnviz.cli._options import (
     WordsOpt,
 )
 
-FileOpt = Annotated[Optional[Path], typer.Option("--file", "-f", help="Text or JSONL file, one text per line ('-' = stdin).")]
+FileOpt = Annotated[
+    Optional[Path], typer.Option("--file", "-f", help="Text or JSONL file, one text per line ('-' = stdin).")
+]
 
 
 def stats(
     text: Annotated[Optional[str], typer.Argument(help="One text (or use -f FILE, or --merge).")] = None,
     file: FileOpt = None,
-    merge: Annotated[Optional[list[Path]], typer.Option("--merge", help="Merge statistics JSON shards (repeatable).")] = None,
+    merge: Annotated[
+        Optional[list[Path]], typer.Option("--merge", help="Merge statistics JSON shards (repeatable).")
+    ] = None,
     model: ModelOpt = "minilm",
     kind: KindOpt = None,
     layer: LayerOpt = "all",
     head: HeadOpt = "all",
     words: WordsOpt = False,
     no_special: NoSpecialOpt = False,
-    statistic: Annotated[str, typer.Option("--stat", help="Statistic drawn by -o (entropy, distance, first, ...).")] = "entropy",
+    statistic: Annotated[
+        str, typer.Option("--stat", help="Statistic drawn by -o (entropy, distance, first, ...).")
+    ] = "entropy",
     out: OutOpt = None,
     json_output: JsonOpt = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
@@ -64,7 +70,9 @@ def stats(
             from attnviz.outputs import output_kind
 
             if output_kind(out) != "image":
-                raise SelectionError(f"stats -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
+                raise SelectionError(
+                    f"stats -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf"
+                )
             check_writable(out)
         problems: list[str] = []
         if merge:
@@ -80,7 +88,9 @@ def stats(
             from attnviz.cli._output import quiet_unless
 
             quiet_unless(verbose)
-            loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+            loaded = load_model(
+                model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
+            )
             extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
             if extractor.capture_note:
                 from attnviz.cli._output import note
@@ -99,9 +109,12 @@ def stats(
             from attnviz.render.matrix import head_matrix_figure
 
             fig = head_matrix_figure(
-                result.means()[statistic], result.layer_ids, result.head_ids,
+                result.means()[statistic],
+                result.layer_ids,
+                result.head_ids,
                 title=f"{result.model} · {result.kind} · {statistic} per head ({result.texts} text{'s' if result.texts != 1 else ''})",
-                colorbar_label=statistic + (" (nats)" if statistic == "entropy" else " (tokens)" if statistic == "distance" else " (mass)"),
+                colorbar_label=statistic
+                + (" (nats)" if statistic == "entropy" else " (tokens)" if statistic == "distance" else " (mass)"),
             )
             save_figure(fig, out)
             from attnviz.cli._output import note
@@ -122,16 +135,34 @@ def _print_table(result) -> None:  # type: ignore[no-untyped-def]
     from attnviz.analysis.stats import STATISTICS
     from attnviz.cli._output import stdout_console
 
-    short = {"entropy": "entropy", "distance": "dist", "first": "first", "separator": "sep", "punctuation": "punct",
-             "self": "self", "previous": "prev", "next": "next", "local": "local"}
-    table = Table(title=f"{result.model} · {result.kind} attention · {result.texts} text(s) · means over query positions",
-                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    short = {
+        "entropy": "entropy",
+        "distance": "dist",
+        "first": "first",
+        "separator": "sep",
+        "punctuation": "punct",
+        "self": "self",
+        "previous": "prev",
+        "next": "next",
+        "local": "local",
+    }
+    table = Table(
+        title=f"{result.model} · {result.kind} attention · {result.texts} text(s) · means over query positions",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+    )
     table.add_column("L", justify="right", no_wrap=True)
     table.add_column("H", justify="right", no_wrap=True)
     for name in STATISTICS:
         table.add_column(short[name], justify="right", no_wrap=True)
     table.add_column("pattern", no_wrap=True)
     for row in result.rows():
-        table.add_row(str(row["layer"]), str(row["head"]),
-                      *("-" if row[n] is None else f"{row[n]:.2f}" for n in STATISTICS), row["label"])
+        table.add_row(
+            str(row["layer"]),
+            str(row["head"]),
+            *("-" if row[n] is None else f"{row[n]:.2f}" for n in STATISTICS),
+            row["label"],
+        )
     stdout_console(min_width=110).print(table)

@@ -133,8 +133,17 @@ class FastRenderer:
         self._frames: dict[Any, tuple[_Layout, Any]] = {}
 
     def _frame(self, data: ViewData) -> tuple[_Layout, Any]:
-        key = (data.view, data.rows, data.cols, len(data.panels), tuple(data.query_labels), tuple(data.key_labels),
-               tuple(data.row_labels or ()), tuple(data.col_labels or ()), data.value_label)
+        key = (
+            data.view,
+            data.rows,
+            data.cols,
+            len(data.panels),
+            tuple(data.query_labels),
+            tuple(data.key_labels),
+            tuple(data.row_labels or ()),
+            tuple(data.col_labels or ()),
+            data.value_label,
+        )
         cached = self._frames.get(key)
         if cached is not None:
             return cached
@@ -155,7 +164,9 @@ class FastRenderer:
                 for i, label in enumerate(data.query_labels):
                     text = _fit(label)
                     w = _text_width(layout.label_font, text)
-                    draw.text((x0 - GAP - w, y0 + i * cell + cell / 2), text, fill=INK, font=layout.label_font, anchor="lm")
+                    draw.text(
+                        (x0 - GAP - w, y0 + i * cell + cell / 2), text, fill=INK, font=layout.label_font, anchor="lm"
+                    )
             if layout.show_tokens and last_row:
                 for j, label in enumerate(data.key_labels):
                     text = _fit(label)
@@ -166,11 +177,25 @@ class FastRenderer:
                     rotated = strip.rotate(90, expand=True)
                     image.paste(rotated, (int(x0 + j * cell + cell / 2 - h / 2), y0 + layout.panel_h + GAP // 2))
             if data.row_labels and col == 0:
-                draw.text((GAP, y0 + layout.panel_h / 2), data.row_labels[row], fill=INK, font=layout.small, anchor="lm")
+                draw.text(
+                    (GAP, y0 + layout.panel_h / 2), data.row_labels[row], fill=INK, font=layout.small, anchor="lm"
+                )
             if data.col_labels and row == 0:
-                draw.text((x0 + layout.panel_w / 2, layout.title_h + 2), data.col_labels[col], fill=INK, font=layout.small, anchor="mt")
+                draw.text(
+                    (x0 + layout.panel_w / 2, layout.title_h + 2),
+                    data.col_labels[col],
+                    fill=INK,
+                    font=layout.small,
+                    anchor="mt",
+                )
         if single:
-            draw.text((layout.left + layout.grid_w / 2, layout.height - GAP), "key (attended to)", fill=MUTED, font=layout.small, anchor="mb")
+            draw.text(
+                (layout.left + layout.grid_w / 2, layout.height - GAP),
+                "key (attended to)",
+                fill=MUTED,
+                font=layout.small,
+                anchor="mb",
+            )
             caption = "query (attending)"
             w, h = _text_width(layout.small, caption) + 4, self.font_size + 4
             strip = Image.new("RGB", (w, h), BACKGROUND)
@@ -180,7 +205,9 @@ class FastRenderer:
         bar = np.repeat(self.lut[::-1][:, None, :], BAR_WIDTH, axis=1)
         bar_image = Image.fromarray(bar, "RGB").resize((BAR_WIDTH, layout.grid_h), Image.Resampling.BILINEAR)
         image.paste(bar_image, (layout.bar_x, layout.top))
-        draw.rectangle([layout.bar_x - 1, layout.top - 1, layout.bar_x + BAR_WIDTH, layout.top + layout.grid_h], outline=MUTED)
+        draw.rectangle(
+            [layout.bar_x - 1, layout.top - 1, layout.bar_x + BAR_WIDTH, layout.top + layout.grid_h], outline=MUTED
+        )
         self._frames[key] = (layout, image)
         return layout, image
 
@@ -207,7 +234,9 @@ class FastRenderer:
         draw.text((layout.width / 2, GAP), data.title, fill=INK, font=layout.font, anchor="mt")
         for fraction in (0.0, 0.5, 1.0):
             y = layout.top + layout.grid_h * (1 - fraction)
-            draw.text((layout.bar_x + BAR_WIDTH + 4, y), f"{vmax * fraction:.3f}", fill=INK, font=layout.small, anchor="lm")
+            draw.text(
+                (layout.bar_x + BAR_WIDTH + 4, y), f"{vmax * fraction:.3f}", fill=INK, font=layout.small, anchor="lm"
+            )
         buffer = io.BytesIO()
         image.quantize(palette=self.palette, dither=Image.Dither.NONE).save(buffer, format="PNG", compress_level=1)
         return buffer.getvalue()

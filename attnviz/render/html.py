@@ -103,7 +103,13 @@ def page_data(result: AttentionResult) -> dict[str, Any]:
 def _json_for_script(document: dict[str, Any]) -> str:
     """JSON safe inside <script>: no '<', '>' or '&' can close the element or open a comment."""
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(char, escape)
     return text
 

@@ -37,8 +37,15 @@ def head_matrix_figure(
             for j in range(heads):
                 value = values[i, j]
                 if np.isfinite(value):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                            color="black" if value > middle else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="black" if value > middle else "white",
+                    )
     fig.colorbar(image, ax=ax).set_label(colorbar_label)
     ax.set_title(title, fontsize=10)
     return fig

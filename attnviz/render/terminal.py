@@ -16,8 +16,16 @@ from attnviz.result import AttentionResult
 SHADES = " ░▒▓█"
 # viridis at 9 stops: readable on dark and light terminals
 _RAMP = [
-    (68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142),
-    (31, 158, 137), (53, 183, 121), (109, 205, 89), (180, 222, 44), (253, 231, 37),
+    (68, 1, 84),
+    (72, 40, 120),
+    (62, 74, 137),
+    (49, 104, 142),
+    (38, 130, 142),
+    (31, 158, 137),
+    (53, 183, 121),
+    (109, 205, 89),
+    (180, 222, 44),
+    (253, 231, 37),
 ]
 
 
@@ -102,7 +110,12 @@ def print_heatmap(
         legend = f"rows: queries, columns: keys (0-{n_key - 1}); '{SHADES[1]}' low … '{SHADES[-1]}' = {scale:.3f}"
     console.print(Text(legend, style="dim"))
     if shown < n_key:
-        console.print(Text(f"keys {shown}-{n_key - 1} cut to fit {console.width} columns; widen the terminal or use -o", style="yellow"))
+        console.print(
+            Text(
+                f"keys {shown}-{n_key - 1} cut to fit {console.width} columns; widen the terminal or use -o",
+                style="yellow",
+            )
+        )
     keys_line = " ".join(f"{j}:{_fit(key_labels[j], 12)}" for j in range(n_key))
     if key_labels != query_labels:
         console.print(Text("keys: " + keys_line, style="dim"))
@@ -119,14 +132,16 @@ def top_keys_per_head(result: AttentionResult, kind: str | None = None, top: int
     for li, layer in enumerate(result.layer_ids[kind]):
         for hi, head in enumerate(result.head_ids[kind]):
             order = np.argsort(-received[li, hi], kind="stable")[:top]
-            out.append({
-                "layer": int(layer),
-                "head": int(head),
-                "top": [
-                    {"index": int(j), "token": keys.display[j], "weight": round(float(received[li, hi, j]), 6)}
-                    for j in order
-                ],
-            })
+            out.append(
+                {
+                    "layer": int(layer),
+                    "head": int(head),
+                    "top": [
+                        {"index": int(j), "token": keys.display[j], "weight": round(float(received[li, hi, j]), 6)}
+                        for j in order
+                    ],
+                }
+            )
     return out
 
 

@@ -130,7 +130,9 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
         cols = min(4, count) if count != 6 else 3
         rows = -(-count // cols)
         panels = [Panel(array[0, h], f"head {head_name(head_ids[h])}", layer, head_ids[h]) for h in range(count)]
-        return ViewData(resolved, kind, panels, rows, cols, q_labels, k_labels, f"{base} · layer {layer}, heads {_span(head_ids)}")
+        return ViewData(
+            resolved, kind, panels, rows, cols, q_labels, k_labels, f"{base} · layer {layer}, heads {_span(head_ids)}"
+        )
 
     if resolved == "mean":
         means = array.mean(axis=1, dtype=np.float64).astype(np.float32)
@@ -152,7 +154,13 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
         for h in range(array.shape[1])
     ]
     return ViewData(
-        resolved, kind, panels, array.shape[0], array.shape[1], q_labels, k_labels,
+        resolved,
+        kind,
+        panels,
+        array.shape[0],
+        array.shape[1],
+        q_labels,
+        k_labels,
         f"{base} · layers {_span(layer_ids)} x heads {_span(head_ids)}",
         row_labels=[f"layer {layer}" for layer in layer_ids],
         col_labels=[f"head {head_name(h)}" for h in head_ids],
