@@ -160,3 +160,42 @@ def test_word_merging_of_500_tokens_is_fast_and_exact():
     expected = _dense_merge(raw[:1, :2], groups, groups)
     np.testing.assert_allclose(merged.attentions["encoder"][:1, :2], expected, atol=1e-5)
     np.testing.assert_allclose(merged.attentions["encoder"].sum(-1), 1.0, atol=1e-4)
+
+
+HOSTILE = "evil \x1b]0;pwned\x07 \x1b[2J [red]markup[/red] \u202egnp.exe"
+
+
+def _assert_harmless(output: str) -> None:
+    assert "\x1b]0;" not in output and "\x1b[2J" not in output and "\x07" not in output
+    assert "\u202e" not in output
+
+
+def test_printable_escapes_controls_bidi_and_surrogates():
+    from attnviz.safety import printable
+
+    assert printable("a\x1b[2Jb\x07") == "a\\x1b[2Jb\\x07"
+    assert printable("abc\u202edef") == "abc\\u202edef"
+    assert printable("lone \udc80") == "lone \\udc80"
+    assert printable("café ünïcode 日本") == "café ünïcode 日本"
+
+
+def test_show_prints_hostile_text_and_tokens_escaped(tiny_models):
+    result = invoke("show", HOSTILE, "-m", tiny_models["gpt2"])
+    assert result.exit_code == 0, result.output
+    _assert_harmless(result.stdout)
+    assert "\\x1b]0;pwned\\x07" in result.stdout
+    assert "[red]markup[/red]" in result.stdout  # shown literally, not read as rich markup
+
+
+def test_errors_repeating_hostile_options_are_escaped(tiny_models, tmp_path):
+    for args in (
+        ["show", "x", "--layer", HOSTILE],
+        ["show", "x", "--view", HOSTILE],
+        ["show", "x", "-m", HOSTILE],
+        ["show", "x", "-o", str(tmp_path / "a\x1b[2J.xyz")],
+        ["render", str(tmp_path / "n\x07pe.npz")],
+    ):
+        result = invoke(*args)
+        assert result.exit_code != 0
+        assert result.stderr.startswith("error: "), result.stderr
+        _assert_harmless(result.stderr)

@@ -20,9 +20,11 @@ def debug_enabled() -> bool:
 
 def report(error: AttnvizError) -> None:
     """Print ``error: ...`` and ``hint: ...`` on stderr."""
-    print(f"error: {error.message}", file=sys.stderr)
+    from attnviz.safety import printable
+
+    print(f"error: {printable(error.message)}", file=sys.stderr)
     if error.hint:
-        print(f"hint: {error.hint}", file=sys.stderr)
+        print(f"hint: {printable(error.hint)}", file=sys.stderr)
 
 
 @contextlib.contextmanager

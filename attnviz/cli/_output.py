@@ -27,12 +27,16 @@ def stdout_console(min_width: int = 0) -> Any:
 
 def warn(message: str) -> None:
     """A warning on stderr: the run goes on."""
-    print(f"warning: {message}", file=sys.stderr)
+    from attnviz.safety import printable
+
+    print(f"warning: {printable(message)}", file=sys.stderr)
 
 
 def note(message: str) -> None:
     """A progress note on stderr (what was written), never mixed into stdout data."""
-    print(message, file=sys.stderr)
+    from attnviz.safety import printable
+
+    print(printable(message), file=sys.stderr)
 
 
 def quiet_unless(verbose: bool) -> None:

@@ -36,9 +36,13 @@ def info(
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("model", described.name)
-        table.add_row("source", described.source)
-        table.add_row("architecture", f"{described.architecture} ({described.model_type})")
+        from rich.text import Text
+
+        from attnviz.safety import printable
+
+        table.add_row("model", Text(printable(described.name)))
+        table.add_row("source", Text(printable(described.source)))
+        table.add_row("architecture", Text(printable(f"{described.architecture} ({described.model_type})")))
         table.add_row("family", described.family)
         for kind in described.kinds:
             table.add_row(f"{kind} attention", f"{described.layers[kind]} layers x {described.heads[kind]} heads")

@@ -12,6 +12,7 @@ import numpy as np
 
 from attnviz.render.views import head_name
 from attnviz.result import AttentionResult
+from attnviz.safety import printable
 
 SHADES = " ░▒▓█"
 # viridis at 9 stops: readable on dark and light terminals
@@ -46,17 +47,21 @@ def _fit(label: str, width: int) -> str:
 def print_summary(result: AttentionResult, console: Any) -> None:
     """Model, text, tokens and array shapes."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("model", f"{result.model} ({result.family})")
-    table.add_row("text", result.text)
+    # Text objects, not str: rich would read "[red]" in a text as markup
+    table.add_row("model", Text(printable(f"{result.model} ({result.family})")))
+    table.add_row("text", Text(printable(result.text)))
     if result.pair is not None:
-        table.add_row("pair", f"{result.pair}  (segment B starts at token {result.tokens.pair_start})")
-    table.add_row("tokens", " ".join(f"{i}:{t}" for i, t in enumerate(result.tokens.display)))
+        table.add_row("pair", Text(printable(f"{result.pair}  (segment B starts at token {result.tokens.pair_start})")))
+    table.add_row("tokens", Text(" ".join(f"{i}:{printable(t)}" for i, t in enumerate(result.tokens.display))))
     if result.target_tokens is not None:
-        table.add_row("target", " ".join(f"{i}:{t}" for i, t in enumerate(result.target_tokens.display)))
+        table.add_row(
+            "target", Text(" ".join(f"{i}:{printable(t)}" for i, t in enumerate(result.target_tokens.display)))
+        )
     for kind in result.kinds:
         layers, heads, q, k = result.shape[kind]
         table.add_row(kind, f"{layers} layers x {heads} heads x {q} queries x {k} keys")
@@ -79,6 +84,9 @@ def print_heatmap(
     from rich.text import Text
 
     n_query, n_key = matrix.shape
+    query_labels = [printable(label) for label in query_labels]
+    key_labels = [printable(label) for label in key_labels]
+    title = printable(title)
     label_width = min(14, max((len(s) for s in query_labels), default=1))
     prefix = label_width + 5  # "NNN label "
     room = max(1, console.width - prefix)
@@ -148,6 +156,7 @@ def top_keys_per_head(result: AttentionResult, kind: str | None = None, top: int
 def print_top_keys(result: AttentionResult, console: Any, kind: str | None = None, *, limit: int = 24) -> None:
     """A table of the most-attended keys per head (at most ``limit`` rows, the cut stated)."""
     from rich.table import Table
+    from rich.text import Text
 
     rows = top_keys_per_head(result, kind)
     table = Table(title="most-attended tokens per head (mean weight over queries)", title_justify="left")
@@ -158,7 +167,7 @@ def print_top_keys(result: AttentionResult, console: Any, kind: str | None = Non
         table.add_row(
             str(row["layer"]),
             head_name(row["head"]),
-            "   ".join(f"{t['token']} {t['weight']:.2f}" for t in row["top"]),
+            Text("   ".join(f"{printable(t['token'])} {t['weight']:.2f}" for t in row["top"])),
         )
     console.print(table)
     if len(rows) > limit:
