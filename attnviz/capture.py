@@ -80,17 +80,23 @@ class Sink(Protocol):
 @dataclass
 class StoreHeads:
     """Keeps the chosen layers and heads of each kind: ``arrays[item][kind]`` is float32
-    ``[len(layers), len(heads), query, key]`` in the order of ``layers[kind]``/``heads[kind]``."""
+    ``[len(layers), len(heads), query, key]`` in the order of ``layers[kind]``/``heads[kind]``.
+    With ``mean``, each layer's mean over the chosen heads is accumulated instead, without
+    holding the heads: ``[len(layers), query, key]``."""
 
     layers: dict[str, tuple[int, ...]]
     heads: dict[str, tuple[int, ...]]
+    mean: bool = False
     arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
 
     def allocate(self, shapes: Sequence[dict[str, tuple[int, int]]]) -> None:
         """One buffer per input and kind; ``shapes[item][kind]`` = (queries, keys)."""
         self.arrays = [
             {
-                kind: np.zeros((len(self.layers[kind]), len(self.heads[kind]), q, k), dtype=np.float32)
+                kind: np.zeros(
+                    (len(self.layers[kind]),) + (() if self.mean else (len(self.heads[kind]),)) + (q, k),
+                    dtype=np.float32,
+                )
                 for kind, (q, k) in item.items()
                 if kind in self.layers
             }
@@ -101,38 +107,12 @@ class StoreHeads:
         return self.heads.get(kind, ()) if layer in self.layers.get(kind, ()) else ()
 
     def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
-        position = self.layers[kind].index(layer)
-        rows = block.shape[1]
-        self.arrays[item][kind][position, :, row_start : row_start + rows] = block
-
-
-@dataclass
-class MeanOverHeads:
-    """Accumulates each chosen layer's mean over the chosen heads without holding them:
-    ``arrays[item][kind]`` is float32 ``[len(layers), query, key]`` in the order of
-    ``layers[kind]``."""
-
-    layers: dict[str, tuple[int, ...]]
-    heads: dict[str, tuple[int, ...]]
-    arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
-
-    def allocate(self, shapes: Sequence[dict[str, tuple[int, int]]]) -> None:
-        self.arrays = [
-            {
-                kind: np.zeros((len(self.layers[kind]), q, k), dtype=np.float32)
-                for kind, (q, k) in item.items()
-                if kind in self.layers
-            }
-            for item in shapes
-        ]
-
-    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
-        return self.heads.get(kind, ()) if layer in self.layers.get(kind, ()) else ()
-
-    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
-        position = self.layers[kind].index(layer)
-        rows = block.shape[1]
-        self.arrays[item][kind][position, row_start : row_start + rows] = block.mean(axis=0, dtype=np.float64)
+        rows = slice(row_start, row_start + block.shape[1])
+        target = self.arrays[item][kind][self.layers[kind].index(layer)]
+        if self.mean:
+            target[rows] = block.mean(axis=0, dtype=np.float64)
+        else:
+            target[:, rows] = block
 
 
 # -- the layout of calls -------------------------------------------------------------------
@@ -148,7 +128,7 @@ class CallLayout:
 
 
 @dataclass
-class _Batch:
+class BatchLayout:
     """Where each input's real tokens sit in the padded batch."""
 
     query_offsets: dict[str, list[int]]  # per kind: first real query row of each input
@@ -165,7 +145,7 @@ class CaptureSession:
         self,
         layout: CallLayout,
         sinks: Sequence[Sink],
-        batch: _Batch | None = None,
+        batch: BatchLayout | None = None,
         *,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         on_call: Callable[[Any, torch.Tensor, torch.Tensor, torch.Tensor, Any], None] | None = None,
@@ -211,9 +191,10 @@ class CaptureSession:
         position = {h: i for i, h in enumerate(union)}
         batch_size, _, q_len, k_len = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
         rows_per_chunk = max(1, self.chunk_bytes // max(1, batch_size * len(union) * k_len * 4))
+        selected = select_heads(query, key, value, union)  # gathered once, chunked below
         for start in range(0, q_len, rows_per_chunk):
             stop = min(q_len, start + rows_per_chunk)
-            probs = eager_probabilities(module, query, key, value, mask, scaling, kwargs, union, start, stop)
+            probs = eager_probabilities(module, *selected, mask, scaling, kwargs, union, query.shape[1], start, stop)
             chunk = probs.float().cpu().numpy()  # [B, len(union), rows, keys]
             self._dispatch(kind, layer, chunk, start, wanted, position)
 
@@ -276,16 +257,19 @@ def _eager_function(module: Any) -> Callable[..., Any]:
     return function  # type: ignore[no-any-return]
 
 
-def _head_kwargs(kwargs: dict[str, Any], heads: Sequence[int], start: int, stop: int, n_heads: int) -> dict[str, Any]:
-    """The family's extras cut to the selected heads and query rows."""
+def _head_kwargs(
+    kwargs: dict[str, Any], heads: Sequence[int] | None, start: int, stop: int, n_heads: int
+) -> dict[str, Any]:
+    """The family's extras cut to the query rows and, unless ``heads`` is None (all of
+    them), to the selected heads."""
     out = dict(kwargs)
     bias = out.get("position_bias")
     if isinstance(bias, torch.Tensor) and bias.ndim == 4:
-        if bias.shape[1] == n_heads:
+        if heads is not None and bias.shape[1] == n_heads:
             bias = bias[:, list(heads)]
         out["position_bias"] = bias[:, :, start:stop] if bias.shape[2] > 1 else bias
     sinks = out.get("s_aux")
-    if isinstance(sinks, torch.Tensor) and sinks.ndim == 1 and sinks.shape[0] == n_heads:
+    if heads is not None and isinstance(sinks, torch.Tensor) and sinks.ndim == 1 and sinks.shape[0] == n_heads:
         out["s_aux"] = sinks[list(heads)]
     return out
 
@@ -297,6 +281,17 @@ def _rows(mask: torch.Tensor | None, start: int, stop: int, keys: int) -> torch.
     return cut[..., :keys]
 
 
+def select_heads(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The queries of ``heads`` and, for each, the keys and values of its key-value group
+    (GQA): ``[batch, len(heads), tokens, head_dim]`` each."""
+    groups = query.shape[1] // key.shape[1]
+    head_index = torch.tensor(list(heads), device=query.device)
+    kv_index = torch.tensor([h // groups for h in heads], device=key.device)
+    return query.index_select(1, head_index), key.index_select(1, kv_index), value.index_select(1, kv_index)
+
+
 def eager_probabilities(
     module: Any,
     query: torch.Tensor,
@@ -306,21 +301,24 @@ def eager_probabilities(
     scaling: float | None,
     kwargs: dict[str, Any],
     heads: Sequence[int],
+    n_heads: int,
     start: int,
     stop: int,
 ) -> torch.Tensor:
     """Eager's attention probabilities ``[batch, len(heads), stop - start, keys]`` of query
-    rows ``start:stop`` of the given heads, computed by the module's own eager function."""
-    n_heads = query.shape[1]
-    groups = n_heads // key.shape[1]
-    kv_index = torch.tensor([h // groups for h in heads], device=key.device)
-    head_index = torch.tensor(list(heads), device=query.device)
-    q = query.index_select(1, head_index)[:, :, start:stop]
-    k = key.index_select(1, kv_index)
-    v = value.index_select(1, kv_index)
+    rows ``start:stop``, computed by the module's own eager function. ``query``, ``key``
+    and ``value`` are already cut to ``heads`` (see :func:`select_heads`); ``n_heads`` is
+    the layer's number of query heads."""
     extras = _head_kwargs(kwargs, heads, start, stop, n_heads)
     _, probs = _eager_function(module)(
-        _HeadSlice(module, heads), q, k, v, _rows(mask, start, stop, k.shape[2]), scaling=scaling, dropout=0.0, **extras
+        _HeadSlice(module, heads),
+        query[:, :, start:stop],
+        key,
+        value,
+        _rows(mask, start, stop, key.shape[2]),
+        scaling=scaling,
+        dropout=0.0,
+        **extras,
     )
     return probs  # type: ignore[no-any-return]
 
@@ -353,7 +351,7 @@ def fast_output(
         pieces = []
         for start in range(0, q_len, rows):
             stop = min(q_len, start + rows)
-            extras = _head_kwargs(kwargs, range(query.shape[1]), start, stop, query.shape[1])
+            extras = _head_kwargs(kwargs, None, start, stop, query.shape[1])
             out, _ = eager(
                 module,
                 query[:, :, start:stop],

@@ -366,12 +366,12 @@ class Extractor:
     ) -> list[dict[str, np.ndarray]]:
         import torch
 
-        from attnviz.capture import DEFAULT_CHUNK_BYTES, CaptureSession, MeanOverHeads, StoreHeads, _Batch
+        from attnviz.capture import DEFAULT_CHUNK_BYTES, BatchLayout, CaptureSession, StoreHeads
 
         family = self.loaded.family
         source_offsets = [width - n if left else 0 for n in lengths]
         zeros = [0] * len(lengths)
-        batch = _Batch({}, {}, {}, {})
+        batch = BatchLayout({}, {}, {}, {})
         for kind in self.selection.layers:
             if kind == "cross":
                 q_off, q_len, k_off, k_len = zeros, target_lengths, zeros, lengths
@@ -381,11 +381,9 @@ class Extractor:
                 q_off, q_len, k_off, k_len = source_offsets, lengths, source_offsets, lengths
             batch.query_offsets[kind], batch.query_lengths[kind] = q_off, q_len
             batch.key_offsets[kind], batch.key_lengths[kind] = k_off, k_len
-        sink: StoreHeads | MeanOverHeads
-        if self.selection.head_mean:
-            sink = MeanOverHeads(layers=dict(self.selection.layers), heads=dict(self.selection.heads))
-        else:
-            sink = StoreHeads(layers=dict(self.selection.layers), heads=dict(self.selection.heads))
+        sink = StoreHeads(
+            layers=dict(self.selection.layers), heads=dict(self.selection.heads), mean=self.selection.head_mean
+        )
         sink.allocate(shapes)
         session = CaptureSession(layout, [sink], batch, chunk_bytes=self.chunk_bytes or DEFAULT_CHUNK_BYTES)
         with quiet_libraries(self.verbose), torch.inference_mode(), session:
@@ -511,9 +509,12 @@ class Extractor:
         return [r for r in out if r is not None]
 
 
-def _as_loaded(model: str | os.PathLike[str] | LoadedModel | None, device: str, verbose: bool) -> LoadedModel:
-    """Reuse an already loaded model, or load the one named."""
-    return model if isinstance(model, LoadedModel) else load_model(model, device=device, verbose=verbose)
+def _extractor(
+    model: str | os.PathLike[str] | LoadedModel | None, device: str, verbose: bool, **options: Any
+) -> Extractor:
+    """An :class:`Extractor` over an already loaded model, or over the one named."""
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, verbose=verbose)
+    return Extractor(loaded, verbose=verbose, **options)
 
 
 def extract(
@@ -537,14 +538,7 @@ def extract(
     ``model`` is an alias (default ``minilm``, bundled), a hub id, a local directory or an
     already :func:`~attnviz.models.load_model`-ed model (reuse it for many texts).
     """
-    extractor = Extractor(
-        _as_loaded(model, device, verbose),
-        truncate=truncate,
-        verbose=verbose,
-        layers=layers,
-        heads=heads,
-        head_mean=head_mean,
-    )
+    extractor = _extractor(model, device, verbose, truncate=truncate, layers=layers, heads=heads, head_mean=head_mean)
     return extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
 
 
@@ -563,14 +557,7 @@ def extract_many(
     """Extract many texts with batched forward passes; raises on the first bad input.
     ``layers``, ``heads`` and ``head_mean`` as for :func:`extract`."""
     results = []
-    extractor = Extractor(
-        _as_loaded(model, device, verbose),
-        truncate=truncate,
-        verbose=verbose,
-        layers=layers,
-        heads=heads,
-        head_mean=head_mean,
-    )
+    extractor = _extractor(model, device, verbose, truncate=truncate, layers=layers, heads=heads, head_mean=head_mean)
     for outcome in extractor.extract_many(texts, batch_size=batch_size):
         if isinstance(outcome, InputError):
             raise outcome

@@ -17,6 +17,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ class LoadedModel:
     #: which attention call of a forward pass is which kind and layer (probed on first use)
     layout: Any = None
 
-    @property
+    @cached_property
     def attention_sinks(self) -> bool:
         """Whether some attention layer has learned sinks (gpt-oss): its rows then sum to
         less than 1, the rest of the mass going to the sink."""
