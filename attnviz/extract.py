@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.errors import InputError, NoAttentionError
+from attnviz.errors import InputError, NoAttentionError, SelectionError
 from attnviz.models import LoadedModel, load_model, quiet_libraries
 from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence
 from attnviz.transforms import IndexSpec, describe_index_spec, parse_index_spec
@@ -33,13 +33,26 @@ class Selection:
     transforms: tuple[str, ...] = ()
 
     @classmethod
-    def resolve(cls, loaded: LoadedModel, layers: IndexSpec, heads: IndexSpec, head_mean: bool) -> Selection:
+    def resolve(
+        cls,
+        loaded: LoadedModel,
+        layers: IndexSpec,
+        heads: IndexSpec,
+        head_mean: bool,
+        kinds: Sequence[str] | None = None,
+    ) -> Selection:
         info = loaded.info
-        chosen_layers = {k: parse_index_spec(layers, n, "layer") for k, n in info.layers.items()}
-        chosen_heads = {k: parse_index_spec(heads, info.heads[k], "head") for k in info.layers}
+        wanted = [k for k in info.layers if kinds is None or k in kinds]
+        if not wanted:
+            raise SelectionError(
+                f"this {info.family} model has no {' or '.join(kinds or [])} attention",
+                hint=f"choose one of: {', '.join(info.layers)}",
+            )
+        chosen_layers = {k: parse_index_spec(layers, info.layers[k], "layer") for k in wanted}
+        chosen_heads = {k: parse_index_spec(heads, info.heads[k], "head") for k in wanted}
         everything = all(
             chosen_layers[k] == tuple(range(info.layers[k])) and chosen_heads[k] == tuple(range(info.heads[k]))
-            for k in info.layers
+            for k in wanted
         )
         steps: tuple[str, ...] = ()
         if not everything:
@@ -122,6 +135,18 @@ def _special_mask(tokenizer: Any, ids: list[int]) -> np.ndarray:
     return np.array([i in special_ids for i in ids], dtype=bool)
 
 
+@dataclass
+class _Batch:
+    """Padded model inputs of one batch, and where each input's real tokens sit."""
+
+    inputs: dict[str, Any]
+    lengths: list[int]
+    target_lengths: list[int]
+    width: int
+    left: bool
+    shapes: list[dict[str, tuple[int, int]]]
+
+
 class Extractor:
     """Tokenizes, batches and runs texts through one loaded model.
 
@@ -139,11 +164,12 @@ class Extractor:
         heads: IndexSpec = None,
         head_mean: bool = False,
         chunk_bytes: int | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> None:
         self.loaded = loaded
         self.truncate = truncate
         self.verbose = verbose
-        self.selection = Selection.resolve(loaded, layers, heads, head_mean)
+        self.selection = Selection.resolve(loaded, layers, heads, head_mean, kinds)
         self.chunk_bytes = chunk_bytes
         tokenizer = loaded.tokenizer
         self.pad_id = next(
@@ -271,6 +297,36 @@ class Extractor:
     # -- running ---------------------------------------------------------------------
     def run_batch(self, encoded: Sequence[EncodedInput]) -> list[AttentionResult]:
         """One forward pass over ``encoded`` (padded together); one result per input."""
+        batch = self._batch(encoded)
+        layout = self.layout()
+        if layout.routed:
+            sink = self._store_sink()
+            sink.allocate(batch.shapes)
+            self._run_captured(batch, layout, [sink])
+            per_item = sink.arrays
+        else:
+            per_item = self._run_output_attentions(batch)
+        return [self._result(item, attentions) for item, attentions in zip(encoded, per_item)]
+
+    def reduce_batch(self, encoded: Sequence[EncodedInput], sink: Any) -> None:
+        """One forward pass over ``encoded`` whose probabilities go only to ``sink`` (a
+        :class:`~attnviz.capture.Sink`), block by block: nothing ``[heads, T, T]`` is kept
+        when the model is captured selectively. ``sink.begin(encoded)`` is called first."""
+        batch = self._batch(encoded)
+        sink.begin(list(encoded))
+        layout = self.layout()
+        if layout.routed:
+            self._run_captured(batch, layout, [sink])
+            return
+        for item, attentions in enumerate(self._run_output_attentions(batch, sink_heads=sink)):
+            for kind, array in attentions.items():
+                for position, layer in enumerate(self.selection.layers[kind]):
+                    heads = sink.heads_for(kind, layer)
+                    if heads:
+                        picked = [self.selection.heads[kind].index(h) for h in heads]
+                        sink.add(item, kind, layer, heads, 0, np.ascontiguousarray(array[position, picked]))
+
+    def _batch(self, encoded: Sequence[EncodedInput]) -> _Batch:
         import torch
 
         family = self.loaded.family
@@ -309,12 +365,14 @@ class Extractor:
                 t = target_lengths[b]
                 shape.update({"decoder": (t, t), "cross": (t, n)})
             shapes.append(shape)
-        layout = self.layout()
-        if layout.routed:
-            per_item = self._run_captured(inputs, layout, lengths, target_lengths, width, left, shapes)
-        else:
-            per_item = self._run_output_attentions(inputs, lengths, target_lengths, width, left)
-        return [self._result(item, attentions) for item, attentions in zip(encoded, per_item)]
+        return _Batch(inputs, lengths, target_lengths, width, left, shapes)
+
+    def _store_sink(self) -> Any:
+        from attnviz.capture import StoreHeads
+
+        return StoreHeads(
+            layers=dict(self.selection.layers), heads=dict(self.selection.heads), mean=self.selection.head_mean
+        )
 
     # -- capture -----------------------------------------------------------------------
     def layout(self) -> Any:
@@ -354,24 +412,16 @@ class Extractor:
             "every layer's attention is computed with output_attentions"
         )
 
-    def _run_captured(
-        self,
-        inputs: dict[str, Any],
-        layout: Any,
-        lengths: list[int],
-        target_lengths: list[int],
-        width: int,
-        left: bool,
-        shapes: list[dict[str, tuple[int, int]]],
-    ) -> list[dict[str, np.ndarray]]:
+    def _run_captured(self, batch: _Batch, layout: Any, sinks: list[Any]) -> None:
         import torch
 
-        from attnviz.capture import DEFAULT_CHUNK_BYTES, BatchLayout, CaptureSession, StoreHeads
+        from attnviz.capture import DEFAULT_CHUNK_BYTES, BatchLayout, CaptureSession
 
         family = self.loaded.family
-        source_offsets = [width - n if left else 0 for n in lengths]
+        lengths, target_lengths = batch.lengths, batch.target_lengths
+        source_offsets = [batch.width - n if batch.left else 0 for n in lengths]
         zeros = [0] * len(lengths)
-        batch = BatchLayout({}, {}, {}, {})
+        offsets = BatchLayout({}, {}, {}, {})
         for kind in self.selection.layers:
             if kind == "cross":
                 q_off, q_len, k_off, k_len = zeros, target_lengths, zeros, lengths
@@ -379,15 +429,11 @@ class Extractor:
                 q_off, q_len, k_off, k_len = zeros, target_lengths, zeros, target_lengths
             else:
                 q_off, q_len, k_off, k_len = source_offsets, lengths, source_offsets, lengths
-            batch.query_offsets[kind], batch.query_lengths[kind] = q_off, q_len
-            batch.key_offsets[kind], batch.key_lengths[kind] = k_off, k_len
-        sink = StoreHeads(
-            layers=dict(self.selection.layers), heads=dict(self.selection.heads), mean=self.selection.head_mean
-        )
-        sink.allocate(shapes)
-        session = CaptureSession(layout, [sink], batch, chunk_bytes=self.chunk_bytes or DEFAULT_CHUNK_BYTES)
+            offsets.query_offsets[kind], offsets.query_lengths[kind] = q_off, q_len
+            offsets.key_offsets[kind], offsets.key_lengths[kind] = k_off, k_len
+        session = CaptureSession(layout, sinks, offsets, chunk_bytes=self.chunk_bytes or DEFAULT_CHUNK_BYTES)
         with quiet_libraries(self.verbose), torch.inference_mode(), session:
-            self.loaded.model(**inputs, return_dict=True)
+            self.loaded.model(**batch.inputs, return_dict=True)
         if session.calls != len(layout.calls):
             missing = ", ".join(dict.fromkeys(kind for kind, _ in layout.calls[session.calls :])) or "expected"
             raise NoAttentionError(
@@ -395,18 +441,17 @@ class Extractor:
                 f"{session.calls} times in a forward pass, where {len(layout.calls)} were expected",
                 hint="the model's forward pass changed after it was loaded; load it again",
             )
-        return sink.arrays
 
-    def _run_output_attentions(
-        self, inputs: dict[str, Any], lengths: list[int], target_lengths: list[int], width: int, left: bool
-    ) -> list[dict[str, np.ndarray]]:
+    def _run_output_attentions(self, batch: _Batch, sink_heads: Any = None) -> list[dict[str, np.ndarray]]:
         """The fallback for models whose attention bypasses the interface: every layer's
-        attention from ``output_attentions``, then cut to the selection."""
+        attention from ``output_attentions``, then cut to the selection (per head, also
+        when ``head_mean`` is set, if ``sink_heads`` is given)."""
         import torch
 
         family = self.loaded.family
+        lengths, target_lengths, width, left = batch.lengths, batch.target_lengths, batch.width, batch.left
         with quiet_libraries(self.verbose), torch.inference_mode():
-            outputs = self.loaded.model(**inputs, output_attentions=True, return_dict=True)
+            outputs = self.loaded.model(**batch.inputs, output_attentions=True, return_dict=True)
 
         if family == "encoder-decoder":
             fields = {
@@ -418,6 +463,8 @@ class Extractor:
             fields = {"decoder" if family == "decoder" else "encoder": getattr(outputs, "attentions", None)}
         stacked: dict[str, np.ndarray] = {}
         for kind, layers in fields.items():
+            if kind not in self.selection.layers:
+                continue
             if not layers or any(layer is None for layer in layers):
                 raise NoAttentionError(
                     f"'{self.loaded.name}' returned no {kind} attention weights",
@@ -427,7 +474,7 @@ class Extractor:
             chosen = [layers[i] for i in self.selection.layers[kind]]
             # [batch, layers, heads, query, key]
             array = torch.stack(chosen, dim=1)[:, :, list(self.selection.heads[kind])].float().cpu().numpy()
-            if self.selection.head_mean:
+            if self.selection.head_mean and sink_heads is None:
                 array = array.mean(axis=2, dtype=np.float64).astype(np.float32)
             stacked[kind] = array
 
@@ -484,17 +531,19 @@ class Extractor:
         yields its :class:`InputError` instead of a result, so one bad text never loses the
         others' work. Memory stays bounded by the window, however long ``items`` is.
         """
-        buffer: list[TextInput] = []
-        for item in items:
-            buffer.append(item if isinstance(item, TextInput) else TextInput(item))
-            if len(buffer) >= window:
-                yield from self._run_window(buffer, batch_size)
-                buffer = []
-        if buffer:
-            yield from self._run_window(buffer, batch_size)
+        for buffer in _windows(items, window):
+            yield from self._run_window(buffer, batch_size, None)
 
-    def _run_window(self, window: list[TextInput], batch_size: int) -> list[AttentionResult | InputError]:
-        out: list[AttentionResult | InputError | None] = [None] * len(window)
+    def reduce_many(
+        self, items: Iterable[TextInput | str], sink: Any, *, batch_size: int = 16, window: int = 256
+    ) -> Iterator[EncodedInput | InputError]:
+        """Like :meth:`extract_many`, but the probabilities go only to ``sink`` (see
+        :meth:`reduce_batch`); yields each input's encoding (or its error) in input order."""
+        for buffer in _windows(items, window):
+            yield from self._run_window(buffer, batch_size, sink)
+
+    def _run_window(self, window: list[TextInput], batch_size: int, sink: Any) -> list[Any]:
+        out: list[Any] = [None] * len(window)
         encoded: list[tuple[int, EncodedInput]] = []
         for index, item in enumerate(window):
             try:
@@ -504,9 +553,25 @@ class Extractor:
         encoded.sort(key=lambda pair: (len(pair[1].ids), len(pair[1].target_ids or [])))
         for start in range(0, len(encoded), max(1, batch_size)):
             chunk = encoded[start : start + batch_size]
-            for (index, _), result in zip(chunk, self.run_batch([e for _, e in chunk])):
-                out[index] = result
+            if sink is None:
+                for (index, _), result in zip(chunk, self.run_batch([e for _, e in chunk])):
+                    out[index] = result
+            else:
+                self.reduce_batch([e for _, e in chunk], sink)
+                for index, e in chunk:
+                    out[index] = e
         return [r for r in out if r is not None]
+
+
+def _windows(items: Iterable[TextInput | str], size: int) -> Iterator[list[TextInput]]:
+    buffer: list[TextInput] = []
+    for item in items:
+        buffer.append(item if isinstance(item, TextInput) else TextInput(item))
+        if len(buffer) >= size:
+            yield buffer
+            buffer = []
+    if buffer:
+        yield buffer
 
 
 def _extractor(

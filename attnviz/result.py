@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from attnviz.errors import InputError, SelectionError
 
 SCHEMA = "attnviz/1"
 KINDS = ("encoder", "decoder", "cross")
+Kind = Literal["encoder", "decoder", "cross"]
 MEAN_HEAD = -1  # head index that stands for "mean over heads"
 
 
@@ -40,6 +41,19 @@ def clean_token(token: str) -> str:
     text = text.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\\n").replace("ĉ", "\\t")
     text = text.strip()
     return text if text else "␣"
+
+
+def kind_axes(kind: str, source: Any, target: Any) -> tuple[Any, Any]:
+    """(query axis, key axis) of attention ``kind``, given what runs along the source side
+    (the text: ``tokens``) and the target side (an encoder-decoder's decoder text:
+    ``target_tokens``, None otherwise). The one place this rule is written: encoder
+    attention and a decoder-only model's attention are source x source, an
+    encoder-decoder's decoder attention target x target, cross attention target x source."""
+    if kind == "encoder" or target is None:
+        return source, source
+    if kind == "decoder":
+        return target, target
+    return target, source
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,11 +168,7 @@ class AttentionResult:
         """(query tokens, key tokens) of ``kind``."""
         kind = kind or self.default_kind
         self.array(kind)
-        if kind == "encoder" or self.target_tokens is None:
-            return self.tokens, self.tokens
-        if kind == "decoder":
-            return self.target_tokens, self.target_tokens
-        return self.target_tokens, self.tokens
+        return kind_axes(kind, self.tokens, self.target_tokens)
 
     @property
     def shape(self) -> dict[str, tuple[int, ...]]:

@@ -14,7 +14,7 @@ from typing import Union
 import numpy as np
 
 from attnviz.errors import SelectionError
-from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence
+from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence, kind_axes
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
@@ -127,7 +127,7 @@ def drop_special(result: AttentionResult) -> AttentionResult:
         keep_target = np.ones_like(keep_target)
     attentions = {}
     for kind, array in result.attentions.items():
-        query_keep, key_keep = _axis_masks(result, kind, keep_source, keep_target)
+        query_keep, key_keep = kind_axes(kind, keep_source, keep_target)
         sliced = array[:, :, query_keep][:, :, :, key_keep]
         attentions[kind] = _renormalise_rows(sliced)
     return replace(
@@ -139,16 +139,6 @@ def drop_special(result: AttentionResult) -> AttentionResult:
         else None,
         transforms=result.transforms + ("drop_special",),
     )
-
-
-def _axis_masks(
-    result: AttentionResult, kind: str, source: np.ndarray, target: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    if kind == "encoder" or target is None:
-        return source, source
-    if kind == "decoder":
-        return target, target
-    return target, source
 
 
 def _word_groups(sequence: TokenSequence) -> list[list[int]]:

@@ -73,6 +73,23 @@ def capture_ids(loaded: Any, tokens: int, *, layers: Any = None, heads: Any = No
     return extractor.run_batch([extractor.encode_ids(ids)])[0].attentions["decoder"]
 
 
+def _statistics(loaded: Any, tokens: int, *, streamed: bool) -> np.ndarray:
+    """Head statistics of every head: reduced as the rows pass (``stats`` today) or from
+    the whole stored maps (``stats`` before); returns the entropy sums (nothing is kept)."""
+    from attnviz.analysis.stats import HeadStatistics, StatisticsSink, head_statistics
+    from attnviz.extract import Extractor
+
+    extractor = Extractor(loaded)
+    ids = np.random.default_rng(0).integers(3, 1000, size=tokens).tolist()
+    encoded = extractor.encode_ids(ids)
+    if streamed:
+        stats = HeadStatistics(loaded.name, "decoder", list(range(8)), list(range(16)))
+        extractor.reduce_batch([encoded], StatisticsSink(stats))
+    else:
+        stats = head_statistics(extractor.run_batch([encoded]))
+    return stats.sums["entropy"]
+
+
 def _measure(tokens: int, selection: str) -> dict[str, Any]:
     """One measurement, in this (fresh) process."""
     eager = selection == "all-eager"
@@ -83,7 +100,10 @@ def _measure(tokens: int, selection: str) -> dict[str, Any]:
 
         loaded.layout = CallLayout((), False, "all-eager baseline")
     start = time.perf_counter()
-    array = capture_ids(loaded, tokens, layers=layers, heads=heads)
+    if selection.startswith("stats"):
+        array = _statistics(loaded, tokens, streamed=selection == "stats streamed")
+    else:
+        array = capture_ids(loaded, tokens, layers=layers, heads=heads)
     seconds = time.perf_counter() - start
     return {
         "tokens": tokens,
@@ -125,6 +145,13 @@ def cpu_table(quick: bool) -> None:
         ratio = by[(2048, "one head")]["peak_rss_mb"] / by[(2048, "everything")]["peak_rss_mb"]
         print(f"\none head / everything peak RSS at 2,048 tokens: {ratio:.0%} (target <= 30%)")
     tokens = 1024 if quick else 2048
+    print(f"\nhead statistics of all 128 heads at {tokens} tokens: reduced per row chunk against whole maps")
+    stats = {selection: _run(tokens, selection) for selection in ("stats streamed", "stats whole")}
+    for selection, row in stats.items():
+        print(f"  {selection}: {row.get('seconds', '-')} s, peak RSS {row.get('peak_rss_mb', row.get('error'))} MB")
+    if all("peak_rss_mb" in row for row in stats.values()):
+        ratio = stats["stats streamed"]["peak_rss_mb"] / stats["stats whole"]["peak_rss_mb"]
+        print(f"  streamed / whole peak RSS: {ratio:.0%}")
     print(f"\nforward at {tokens} tokens: sdpa + one captured layer against all-eager (median of 3 runs each)")
     speed = {}
     for selection in ("one layer", "all-eager"):

@@ -175,3 +175,93 @@ def test_one_head_of_a_long_text_keeps_memory_bounded(tmp_path):
     assert one["shape"] == [1, 1, 2048, 2048]
     # one head: 16 MiB of output; the model and activations are small. Everything would add 2 GiB.
     assert one["after_kb"] - one["before_kb"] < 400 * 1024, one
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("bert", None), ("gpt2", None), ("llama", None), ("t5", "decoder"), ("deberta_v2", None)]
+)
+@pytest.mark.parametrize("no_special", [False, True])
+def test_streamed_statistics_equal_statistics_of_whole_maps(name, kind, no_special, family_models):
+    """stats reduces row chunks as they pass (a chunk of 2 rows here); the sums must be
+    those of the whole maps, with and without special tokens. deberta_v2 takes the
+    output_attentions fallback through the same sink."""
+    from attnviz.analysis.stats import head_statistics, stream_statistics
+    from attnviz.models import load_model
+    from attnviz.transforms import apply_transforms
+
+    loaded = load_model(str(family_models[name]), device="cpu")
+    target = TARGET if loaded.family == "encoder-decoder" else None
+    items = [TextInput(t, target=target) for t in TEXTS]
+    whole = Extractor(loaded, layers="0,1", heads="1-2")
+    expected = head_statistics(
+        (apply_transforms(r, no_special=no_special) for r in whole.extract_many(items, batch_size=2)), kind
+    )
+    keys = max(len(e.ids) for e in map(whole.encode, items))
+    streamed_extractor = Extractor(loaded, layers="0,1", heads="1-2", chunk_bytes=2 * 2 * keys * 4 * 2)
+    seen = []
+    streamed = stream_statistics(
+        streamed_extractor,
+        items,
+        kind=kind,
+        no_special=no_special,
+        batch_size=2,
+        on_input=lambda i, e: seen.append(i),
+    )
+    assert seen == [0, 1, 2]
+    assert streamed.texts == expected.texts == 3
+    assert (streamed.kind, streamed.layer_ids, streamed.head_ids) == (expected.kind, [0, 1], [1, 2])
+    for statistic in expected.sums:
+        np.testing.assert_allclose(streamed.sums[statistic], expected.sums[statistic], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(streamed.counts[statistic], expected.counts[statistic])
+    assert (streamed.labels() == expected.labels()).all()
+
+
+def test_streamed_statistics_refuse_cross_attention(family_models):
+    from attnviz.analysis.stats import stream_statistics
+    from attnviz.errors import SelectionError
+    from attnviz.models import load_model
+
+    loaded = load_model(str(family_models["bart"]), device="cpu")
+    with pytest.raises(SelectionError, match="square"):
+        stream_statistics(Extractor(loaded), [TextInput("a b c", target="d e")], kind="cross")
+
+
+@pytest.mark.parametrize(("name", "kind"), [("llama", None), ("t5", "cross"), ("bert", None)])
+def test_compare_models_by_layer_groups_equals_whole_comparison(name, kind, family_models):
+    """A budget of one byte forces one forward pass per layer; the sums must equal those
+    of comparing the whole stored results."""
+    import torch
+
+    from attnviz.analysis.compare import compare_models, compare_results
+    from attnviz.models import load_model
+    from attnviz.transforms import drop_special
+
+    a = load_model(str(family_models[name]), device="cpu")
+    b = load_model(str(family_models[name]), device="cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in b.model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    target = TARGET if a.family == "encoder-decoder" else None
+    items = [TextInput(t, target=target) for t in TEXTS]
+    ea, eb = Extractor(a, heads="0,2"), Extractor(b, heads="0,2")
+    expected = compare_results(
+        [(drop_special(x), drop_special(y)) for x, y in zip(ea.extract_many(items), eb.extract_many(items))], kind
+    )
+    problems = []
+    got = compare_models(
+        [*items, TextInput("\udc80 bad")],
+        ea,
+        eb,
+        kind=kind,
+        transform=drop_special,
+        batch_size=2,
+        budget_bytes=1,
+        on_problem=lambda item, message: problems.append(message),
+    )
+    assert len(problems) == 1
+    assert got.texts == expected.texts == 3
+    assert got.layer_ids == expected.layer_ids and got.head_ids == [0, 2]
+    np.testing.assert_allclose(got.js, expected.js, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.l1, expected.l1, rtol=1e-5, atol=1e-7)
+    assert got.js.min() > 0

@@ -5,10 +5,15 @@
 * ``l1``: sum_j |a_ij - b_ij| of each query row (0-2), averaged over query rows.
 
 Both are kept as sums and counts of query rows, so several texts pool every row.
+
+:func:`compare_models` runs the two models over the texts a few at a time and, where the
+maps of a batch would be large, a group of layers at a time, so memory stays within a
+budget however many or long the texts are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +52,10 @@ class Comparison:
     rows: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
 
-    def add(self, a: AttentionResult, b: AttentionResult) -> None:
+    def add(self, a: AttentionResult, b: AttentionResult, *, new_text: bool = True) -> None:
+        """Add one text's pair of results. They may hold a subset of the layers (a layer
+        group of :func:`compare_models`); ``new_text`` False adds rows to a text already
+        counted."""
         x, y = a.array(self.kind), b.array(self.kind)
         if x.shape[:2] != y.shape[:2]:
             raise InputError(
@@ -59,13 +67,15 @@ class Comparison:
                 f"the models tokenize '{_short(a.text)}' differently ({x.shape[-1]} vs {y.shape[-1]} tokens)",
                 hint="compare models with the same tokenizer, or pass --words to compare word by word",
             )
-        js = js_divergence_rows(x, y).sum(-1)
-        l1 = np.abs(x.astype(np.float64) - y.astype(np.float64)).sum(-1).sum(-1)
-        rows = np.full(js.shape, float(x.shape[2]))
-        self.js_sum = js if self.js_sum is None else self.js_sum + js
-        self.l1_sum = l1 if self.l1_sum is None else self.l1_sum + l1
-        self.rows = rows if self.rows is None else self.rows + rows
-        self.texts += 1
+        shape = (len(self.layer_ids), len(self.head_ids))
+        if self.js_sum is None or self.l1_sum is None or self.rows is None:
+            self.js_sum, self.l1_sum, self.rows = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        where = [self.layer_ids.index(layer) for layer in a.layer_ids[self.kind]]
+        self.js_sum[where] += js_divergence_rows(x, y).sum(-1)
+        self.l1_sum[where] += np.abs(x.astype(np.float64) - y.astype(np.float64)).sum(-1).sum(-1)
+        self.rows[where] += float(x.shape[2])
+        if new_text:
+            self.texts += 1
 
     @property
     def js(self) -> np.ndarray:
@@ -135,4 +145,112 @@ def compare_results(pairs: list[tuple[AttentionResult, AttentionResult]], kind: 
     )
     for a, b in pairs:
         comparison.add(a, b)
+    return comparison
+
+
+#: Bytes of attention (both models, one batch of texts, one group of layers) held at once.
+DEFAULT_COMPARE_BYTES = 1 << 30
+
+
+def layer_groups(layers: Sequence[int], bytes_per_layer: int, budget: int) -> list[list[int]]:
+    """``layers`` cut into consecutive groups whose maps fit ``budget`` bytes (at least one
+    layer per group)."""
+    size = max(1, budget // max(1, bytes_per_layer))
+    return [list(layers[i : i + size]) for i in range(0, len(layers), size)]
+
+
+def compare_models(
+    items: Iterable[Any],
+    extractor_a: Any,
+    extractor_b: Any,
+    *,
+    kind: str | None = None,
+    transform: Callable[[AttentionResult], AttentionResult] | None = None,
+    batch_size: int = 16,
+    budget_bytes: int = DEFAULT_COMPARE_BYTES,
+    on_problem: Callable[[Any, str], None] | None = None,
+) -> Comparison:
+    """Compare the attention of two models (two :class:`attnviz.extract.Extractor` over the
+    same layers and heads) on ``items``, ``batch_size`` texts at a time.
+
+    Only ``kind`` is captured. When a batch's maps of every selected layer, for both
+    models, would pass ``budget_bytes``, the layers are taken a group at a time (one forward
+    pass per group), so peak memory follows the budget, not the text length or count.
+    ``transform`` (drop special tokens, merge words) runs on each result before comparing.
+    A text that fails in either model is passed to ``on_problem(item, message)`` and
+    skipped; a tokenization mismatch between the models stops the comparison.
+    """
+    from attnviz.errors import SelectionError
+    from attnviz.extract import Extractor, TextInput
+
+    selection = extractor_a.selection
+    kinds = list(selection.layers)
+    chosen = kind or kinds[0]
+    if chosen not in kinds:
+        raise SelectionError(
+            f"this {extractor_a.loaded.family} model has no '{chosen}' attention",
+            hint=f"choose one of: {', '.join(kinds)}",
+        )
+    layers, heads = list(selection.layers[chosen]), list(selection.heads[chosen])
+    other = extractor_b.selection
+    if (other.layers.get(chosen), other.heads.get(chosen)) != (tuple(layers), tuple(heads)):
+        shape_b = f"{len(other.layers.get(chosen, ()))}x{len(other.heads.get(chosen, ()))}"
+        raise InputError(
+            f"the models differ in shape: {len(layers)}x{len(heads)} vs {shape_b} layers x heads",
+            hint="compare checkpoints of the same architecture",
+        )
+    comparison: Comparison | None = None
+
+    def narrowed(extractor: Any, group: list[int]) -> Any:
+        return Extractor(
+            extractor.loaded,
+            truncate=extractor.truncate,
+            verbose=extractor.verbose,
+            layers=group,
+            heads=heads,
+            chunk_bytes=extractor.chunk_bytes,
+            kinds=[chosen],
+        )
+
+    batch: list[TextInput] = []
+
+    def run(batch: list[TextInput]) -> None:
+        nonlocal comparison
+        encoded_a, good = [], []
+        for item in batch:
+            try:
+                encoded_a.append(extractor_a.encode(item))
+                extractor_b.encode(item)
+                good.append(item)
+            except InputError as exc:
+                if on_problem is not None:
+                    on_problem(item, exc.message)
+        if not good:
+            return
+        per_layer = 0
+        for e in encoded_a:
+            source, target = len(e.ids), len(e.target_ids or [])
+            q = source if chosen == "encoder" or e.target_ids is None else target
+            k = target if chosen == "decoder" and e.target_ids is not None else source
+            per_layer += 2 * len(heads) * q * k * 4
+        groups = layer_groups(layers, per_layer, budget_bytes)
+        for number, group in enumerate(groups):
+            results_a = narrowed(extractor_a, group).run_batch(encoded_a)
+            results_b = narrowed(extractor_b, group).run_batch([extractor_b.encode(item) for item in good])
+            for a, b in zip(results_a, results_b):
+                if transform is not None:
+                    a, b = transform(a), transform(b)
+                if comparison is None:
+                    comparison = Comparison(a.model, b.model, chosen, layers, heads)
+                comparison.add(a, b, new_text=number == 0)
+
+    for item in items:
+        batch.append(item if isinstance(item, TextInput) else TextInput(item))
+        if len(batch) >= batch_size:
+            run(batch)
+            batch = []
+    if batch:
+        run(batch)
+    if comparison is None:
+        raise InputError("no texts to compare")
     return comparison

@@ -60,41 +60,70 @@ def _is_punctuation(token: str) -> bool:
     return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
 
 
-def per_query_statistics(array: np.ndarray, tokens: TokenSequence) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``array`` ``[layers, heads, n, n]`` -> for each statistic, (sum over queries, count)
-    with sums shaped ``[layers, heads]``."""
-    a = np.asarray(array, dtype=np.float64)
-    if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
+def _token_masks(tokens: TokenSequence) -> tuple[np.ndarray, np.ndarray]:
+    """(separator, punctuation) masks over ``tokens``: special tokens after position 0,
+    tokens made only of punctuation."""
+    separator = np.asarray(tokens.special_mask, dtype=bool).copy()
+    if separator.size:
+        separator[0] = False
+    punctuation = np.array([_is_punctuation(t) for t in tokens.display], dtype=bool)
+    return separator, punctuation
+
+
+def row_sums(a: np.ndarray, rows: np.ndarray, separator: np.ndarray, punctuation: np.ndarray) -> dict[str, np.ndarray]:
+    """Each statistic's sum over some query rows of one self-attention map.
+
+    ``a`` is ``[..., len(rows), n]``: the rows at query positions ``rows`` of an n x n map.
+    Every statistic is a sum of per-row values, so the rows may come in any chunks."""
+    a = np.asarray(a, dtype=np.float64)
+    n = a.shape[-1]
+    rows = np.asarray(rows)
+    keys = np.arange(n)
+    distance = np.abs(rows[:, None] - keys[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)
+    local = np.arange(len(rows))
+    has_previous, has_next = rows >= 1, rows <= n - 2
+    return {
+        "entropy": -plogp.sum((-2, -1)),
+        "distance": (a * distance).sum((-2, -1)),
+        "first": a[..., :, 0].sum(-1),
+        "separator": a[..., :, separator].sum((-2, -1)),
+        "punctuation": a[..., :, punctuation].sum((-2, -1)),
+        "self": a[..., local, rows].sum(-1),
+        "previous": a[..., local[has_previous], rows[has_previous] - 1].sum(-1),
+        "next": a[..., local[has_next], rows[has_next] + 1].sum(-1),
+        "local": (a * (distance <= 2)).sum((-2, -1)),
+    }
+
+
+def text_counts(n: int) -> dict[str, float]:
+    """Query positions each statistic of an n-token text is averaged over, and the
+    ``_log_keys`` sum (n ln n) the relative entropy threshold needs."""
+    counts = {name: float(n) for name in STATISTICS}
+    counts["previous"] = counts["next"] = float(max(n - 1, 0))
+    return counts
+
+
+def _check_square(shape: tuple[int, ...]) -> None:
+    if len(shape) != 4 or shape[-1] != shape[-2]:
         raise SelectionError(
             "head statistics need square self-attention; cross attention has no positions to compare",
             hint="use --kind encoder or --kind decoder",
         )
+
+
+def per_query_statistics(array: np.ndarray, tokens: TokenSequence) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``array`` ``[layers, heads, n, n]`` -> for each statistic, (sum over queries, count)
+    with sums shaped ``[layers, heads]``."""
+    a = np.asarray(array, dtype=np.float64)
+    _check_square(a.shape)
     n = a.shape[-1]
-    index = np.arange(n)
-    distance = np.abs(index[:, None] - index[None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)
-    special = np.asarray(tokens.special_mask, dtype=bool)
-    separator = special.copy()
-    separator[0] = False
-    punctuation = np.array([_is_punctuation(t) for t in tokens.display], dtype=bool)
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    everything = np.full(a.shape[:2], float(n))
-    out["entropy"] = ((-plogp.sum(-1)).sum(-1), everything)
-    out["distance"] = ((a * distance).sum(-1).sum(-1), everything)
-    out["first"] = (a[..., :, 0].sum(-1), everything)
-    out["separator"] = (a[..., :, separator].sum(-1).sum(-1), everything)
-    out["punctuation"] = (a[..., :, punctuation].sum(-1).sum(-1), everything)
-    out["self"] = (np.einsum("lhii->lh", a), everything)
-    if n > 1:
-        out["previous"] = (a[..., index[1:], index[:-1]].sum(-1), np.full(a.shape[:2], float(n - 1)))
-        out["next"] = (a[..., index[:-1], index[1:]].sum(-1), np.full(a.shape[:2], float(n - 1)))
-    else:
-        zero = np.zeros(a.shape[:2])
-        out["previous"] = (zero, zero.copy())
-        out["next"] = (zero.copy(), zero.copy())
-    out["local"] = ((a * (distance <= 2)).sum(-1).sum(-1), everything)
-    out["_log_keys"] = (np.full(a.shape[:2], n * np.log(max(n, 2))), everything)
+    separator, punctuation = _token_masks(tokens)
+    sums = row_sums(a, np.arange(n), separator, punctuation)
+    counts = text_counts(n)
+    out = {name: (sums[name], np.full(a.shape[:2], counts[name])) for name in STATISTICS}
+    out["_log_keys"] = (np.full(a.shape[:2], n * np.log(max(n, 2))), np.full(a.shape[:2], float(n)))
     return out
 
 
@@ -259,3 +288,109 @@ def merge_statistics(shards: Iterable[HeadStatistics]) -> HeadStatistics:
     if merged is None:
         raise InputError("nothing to merge", hint="pass statistics JSON files written by attnviz stats --json")
     return merged
+
+
+class StatisticsSink:
+    """A capture sink (see :meth:`attnviz.extract.Extractor.reduce_batch`) that adds each
+    block of attention rows straight into ``stats``: head statistics of a long text never
+    hold ``[heads, T, T]``. With ``no_special``, special tokens are dropped from both axes
+    and each row renormalised, exactly as :func:`attnviz.transforms.drop_special` does."""
+
+    def __init__(self, stats: HeadStatistics, *, no_special: bool = False) -> None:
+        self.stats = stats
+        self.no_special = no_special
+        self.layer_index = {layer: i for i, layer in enumerate(stats.layer_ids)}
+        self.head_index = {head: i for i, head in enumerate(stats.head_ids)}
+        self.items: list[tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]] = []
+        for name in (*STATISTICS, "_log_keys"):
+            shape = (len(stats.layer_ids), len(stats.head_ids))
+            stats.sums.setdefault(name, np.zeros(shape))
+            stats.counts.setdefault(name, np.zeros(shape))
+
+    def begin(self, encoded: list[Any]) -> None:
+        """Per input of the coming batch: which rows and keys count, and the token masks;
+        the counts of query positions are added now (the sums arrive with the blocks)."""
+        from attnviz.result import kind_axes
+
+        self.items = []
+        for e in encoded:
+            queries, keys = kind_axes(self.stats.kind, e.tokens, e.target_tokens)
+            if queries is not keys:
+                _check_square(())
+            keep: np.ndarray | None = None
+            if self.no_special:
+                keep = ~np.asarray(queries.special_mask, dtype=bool)
+                if not keep.any():
+                    if self.stats.kind == "decoder" and e.target_tokens is not None and e.item.target is None:
+                        keep = None  # only the decoder start token: drop_special keeps it too
+                    else:
+                        raise SelectionError(
+                            "the text has only special tokens; nothing is left without them",
+                            hint="drop --no-special",
+                        )
+            tokens = queries if keep is None else queries.subset(keep)
+            n = len(tokens.tokens)
+            rank = np.arange(len(queries.tokens)) if keep is None else np.cumsum(keep) - 1
+            separator, punctuation = _token_masks(tokens)
+            self.items.append((keep, rank, separator, punctuation))
+            for name, count in text_counts(n).items():
+                self.stats.counts[name] += count
+            self.stats.sums["_log_keys"] += n * np.log(max(n, 2))
+            self.stats.counts["_log_keys"] += n
+            self.stats.texts += 1
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        if kind != self.stats.kind or layer not in self.layer_index:
+            return ()
+        return tuple(self.stats.head_ids)
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        keep, rank, separator, punctuation = self.items[item]
+        rows = np.arange(row_start, row_start + block.shape[1])
+        if keep is not None:
+            chosen = keep[rows]
+            block = block[:, chosen][:, :, keep]
+            rows = rows[chosen]
+            if not rows.size:
+                return
+            total = block.sum(axis=-1, keepdims=True, dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                block = np.where(total > 0, block / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
+        sums = row_sums(block, rank[rows], separator, punctuation)
+        li = self.layer_index[layer]
+        hi = [self.head_index[h] for h in heads]
+        for name, values in sums.items():
+            self.stats.sums[name][li, hi] += values
+
+
+def stream_statistics(
+    extractor: Any,
+    items: Iterable[Any],
+    *,
+    kind: str | None = None,
+    no_special: bool = False,
+    batch_size: int = 16,
+    on_input: Any = None,
+) -> HeadStatistics:
+    """Head statistics of ``items`` through an :class:`attnviz.extract.Extractor`, reduced
+    as the attention is computed: memory follows the chunk size, not the text length.
+
+    ``on_input(index, encoded_or_error)`` sees every input (for progress and problems)."""
+    selection = extractor.selection
+    kinds = list(selection.layers)
+    chosen = kind or kinds[0]
+    if chosen not in selection.layers:
+        raise SelectionError(
+            f"this {extractor.loaded.family} model has no '{chosen}' attention",
+            hint=f"choose one of: {', '.join(kinds)}",
+        )
+    if chosen == "cross":
+        _check_square(())
+    stats = HeadStatistics(extractor.loaded.name, chosen, list(selection.layers[chosen]), list(selection.heads[chosen]))
+    sink = StatisticsSink(stats, no_special=no_special)
+    for index, outcome in enumerate(extractor.reduce_many(items, sink, batch_size=batch_size)):
+        if on_input is not None:
+            on_input(index, outcome)
+    if stats.texts == 0:
+        raise InputError("no texts to compute statistics over")
+    return stats

@@ -39,14 +39,21 @@ def extract_all(extractor: Any, items: list[Any], problems: list[str], *, batch_
     and skipped, so the others still count."""
     outcomes = extractor.extract_many(items, batch_size=batch_size)
     for index, (item, outcome) in enumerate(zip(items, outcomes)):
-        if isinstance(outcome, InputError):
-            problems.append(f"'{item.text[:40]}': {outcome.message}")
-            continue
-        if outcome.truncated_tokens:
-            warn(
-                f"'{item.text[:40]}…' was cut to {extractor.loaded.max_length} tokens ({outcome.truncated_tokens} dropped)"
-            )
-        yield index, outcome
+        if note_outcome(extractor, item, outcome, problems):
+            yield index, outcome
+
+
+def note_outcome(extractor: Any, item: Any, outcome: Any, problems: list[str]) -> bool:
+    """Record a failed input in ``problems`` (False) or warn when it was truncated (True)."""
+    if isinstance(outcome, InputError):
+        problems.append(f"'{item.text[:40]}': {outcome.message}")
+        return False
+    truncated = getattr(outcome, "truncated_tokens", None)
+    if truncated is None:
+        truncated = getattr(outcome, "truncated", 0)
+    if truncated:
+        warn(f"'{item.text[:40]}…' was cut to {extractor.loaded.max_length} tokens ({truncated} dropped)")
+    return True
 
 
 def report_problems(problems: list[str]) -> None:

@@ -62,8 +62,8 @@ def compare(
     Exit codes: 0 ok; 1 load/IO failure or skipped lines; 2 bad input;
     3 (--fail-above) a head's divergence is over the threshold."""
     with error_boundary():
-        from attnviz.analysis.compare import compare_results
-        from attnviz.cli._common import extract_all, gather_inputs, report_problems
+        from attnviz.analysis.compare import compare_models
+        from attnviz.cli._common import gather_inputs, report_problems
         from attnviz.cli._output import note
         from attnviz.errors import SelectionError
         from attnviz.extract import Extractor
@@ -90,7 +90,7 @@ def compare(
             raise SelectionError("no usable text in the input")
         revs: list[str | None] = list(revisions) if revisions else [None, None]
         revs = revs * 2 if len(revs) == 1 else revs
-        per_model = []
+        extractors = []
         from attnviz.cli._output import quiet_unless
 
         quiet_unless(verbose)
@@ -101,17 +101,15 @@ def compare(
             extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
             if extractor.capture_note:
                 note(f"note: {extractor.capture_note}")
-            model_problems: list[str] = []
-            results = {
-                index: apply_transforms(result, words=words, no_special=no_special)
-                for index, result in extract_all(extractor, items, model_problems, batch_size=batch_size)
-            }
-            problems.extend(model_problems)
-            per_model.append(results)
-        pairs = [
-            (per_model[0][i], per_model[1][i]) for i in range(len(items)) if i in per_model[0] and i in per_model[1]
-        ]
-        comparison = compare_results(pairs, kind)
+            extractors.append(extractor)
+        comparison = compare_models(
+            items,
+            *extractors,
+            kind=kind,
+            transform=lambda result: apply_transforms(result, words=words, no_special=no_special),
+            batch_size=batch_size,
+            on_problem=lambda item, message: problems.append(f"'{item.text[:40]}': {message}"),
+        )
         report_problems(problems)
         if words:
             comparison.notes.append("word level (--words)")

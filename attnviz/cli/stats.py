@@ -59,8 +59,14 @@ def stats(
     pattern label, per layer and head (0-based). Averaged over every query position of every
     text; --json output can be merged exactly with --merge."""
     with error_boundary():
-        from attnviz.analysis.stats import STATISTICS, HeadStatistics, head_statistics, merge_statistics
-        from attnviz.cli._common import extract_all, gather_inputs, report_problems
+        from attnviz.analysis.stats import (
+            STATISTICS,
+            HeadStatistics,
+            head_statistics,
+            merge_statistics,
+            stream_statistics,
+        )
+        from attnviz.cli._common import extract_all, gather_inputs, note_outcome, report_problems
         from attnviz.errors import SelectionError
 
         if statistic not in STATISTICS:
@@ -87,6 +93,8 @@ def stats(
             items, problems = gather_inputs(text, file, encoding_errors=encoding_errors)
             from attnviz.cli._output import quiet_unless
 
+            if not items:
+                raise SelectionError("no usable text in the input")
             quiet_unless(verbose)
             loaded = load_model(
                 model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
@@ -96,13 +104,22 @@ def stats(
                 from attnviz.cli._output import note
 
                 note(f"note: {extractor.capture_note}")
-            results = (
-                apply_transforms(r, words=words, no_special=no_special)
-                for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
-            )
-            if not items:
-                raise SelectionError("no usable text in the input")
-            result = head_statistics(results, kind)
+            if words:
+                # Word merging averages query rows across a word, so it needs whole maps.
+                results = (
+                    apply_transforms(r, words=words, no_special=no_special)
+                    for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
+                )
+                result = head_statistics(results, kind)
+            else:
+                result = stream_statistics(
+                    extractor,
+                    items,
+                    kind=kind,
+                    no_special=no_special,
+                    batch_size=batch_size,
+                    on_input=lambda index, outcome: note_outcome(extractor, items[index], outcome, problems),
+                )
         report_problems(problems)
         if out is not None:
             from attnviz.render.image import save_figure

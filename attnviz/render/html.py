@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.result import AttentionResult
+from attnviz.result import AttentionResult, kind_axes
 
 #: Raw size under which attention is stored with 16 bits per weight (else 8 bits).
 UINT16_BUDGET = 8_000_000
@@ -72,8 +72,7 @@ def page_data(result: AttentionResult) -> dict[str, Any]:
     kinds: dict[str, Any] = {}
     for kind in result.kinds:
         array = result.attentions[kind]
-        query_side = "source" if kind == "encoder" or result.target_tokens is None else "target"
-        key_side = "target" if kind == "decoder" and result.target_tokens is not None else "source"
+        query_side, key_side = kind_axes(kind, "source", "target" if result.target_tokens is not None else None)
         entry: dict[str, Any] = {
             "shape": [int(d) for d in array.shape],
             "layers": [int(i) for i in result.layer_ids[kind]],
