@@ -37,9 +37,9 @@ def test_show_terminal_default_prints_summary_heatmap_and_top_tokens(tiny_models
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "3 layers x 4 heads" not in out  # selection applied
-    assert "1 layers x 1 heads x 5 queries x 5 keys" in out
+    assert "1 layer x 1 head x 5 queries x 5 keys" in out
     assert "layer 1 · head 2" in out
-    assert "most-attended tokens per head" in out
+    assert "what each head does" in out and "L1 H2" in out
 
 
 @pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
@@ -249,3 +249,23 @@ def test_python_dash_m_and_error_exit_code(tmp_path):
     done = subprocess.run([sys.executable, "-m", "attnviz", "show", "  "], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("error: the text is empty")
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_reader_that_closes_the_pipe_early_is_not_an_error(tiny_models, json_flag):
+    """`attnviz show ... | head -1`: exit 0, nothing on stderr (the terminal view and a
+    large JSON document both outlive the reader)."""
+    script = (
+        "import os, sys, subprocess\n"
+        "r, w = os.pipe()\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'attnviz', 'show', ' '.join(['cat'] * 40), '-m', "
+        f"{str(tiny_models['bert'])!r}, *{json_flag!r}], stdout=w, stderr=subprocess.PIPE)\n"
+        "os.close(w)\n"
+        "os.close(r)\n"  # the reader is gone before the first byte is written
+        "err = p.stderr.read().decode()\n"
+        "print(p.wait(), repr(err))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    code, err = done.stdout.split(" ", 1)
+    assert code == "0", err
+    assert "Traceback" not in err and "Broken" not in err

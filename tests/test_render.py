@@ -65,10 +65,11 @@ def test_terminal_heatmap_fits_the_width_and_shades_without_colour():
     lines = console.file.getvalue().splitlines()
     assert all(len(line) <= 40 for line in lines)
     rows = [line for line in lines if line.strip().startswith(("0 a", "1 b", "2 c"))]
+    assert "\x1b" not in console.file.getvalue()
     assert len(rows) == 3
     assert "█" in rows[0] and "█" not in rows[1]
     assert "▒" in rows[2] or "▓" in rows[2]
-    assert any("cut to fit" in line for line in lines)
+    assert "keys 34-59 left out to fit 40 columns" in " ".join(lines)
 
 
 def test_top_keys_per_head_matches_column_means(bert_result):
@@ -79,3 +80,122 @@ def test_top_keys_per_head_matches_column_means(bert_result):
     assert rows[1]["layer"] == 0 and rows[1]["head"] == 1
     assert rows[1]["top"][0]["index"] == best
     assert rows[1]["top"][0]["weight"] == pytest.approx(received[best], abs=1e-6)
+
+
+# -- terminal views ------------------------------------------------------------------------
+def _console(width: int, color_system: str | None) -> Console:
+    return Console(file=io.StringIO(), width=width, force_terminal=True, color_system=color_system)
+
+
+def _plain(console: Console) -> list[str]:
+    import re
+
+    return [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in console.file.getvalue().splitlines()]
+
+
+def _result_from(matrix: np.ndarray, layers: int = 1, heads: int = 1):
+    """A result whose every head holds ``matrix`` (tokens a, b, ...)."""
+    from attnviz.result import AttentionResult, TokenSequence
+
+    n = matrix.shape[0]
+    tokens = TokenSequence.from_tokens([chr(97 + i) for i in range(n)], special_mask=[False] * n)
+    array = np.broadcast_to(matrix.astype(np.float32), (layers, heads, n, n)).copy()
+    return AttentionResult(
+        model="m",
+        family="encoder",
+        text="t",
+        tokens=tokens,
+        attentions={"encoder": array},
+        layer_ids={"encoder": tuple(range(layers))},
+        head_ids={"encoder": tuple(range(heads))},
+    )
+
+
+def test_half_blocks_put_the_upper_row_in_front_and_the_lower_row_behind():
+    """The first character of a 2x2 identity map: upper row value 1 (viridis' last colour
+    as foreground), lower row value 0 (its first colour as background)."""
+    from attnviz.render.colors import colormap_lut
+    from attnviz.render.terminal import print_view
+
+    console = _console(60, "truecolor")
+    print_view(_result_from(np.eye(2), layers=2, heads=2), "encoder", "grid", console)
+    out = console.file.getvalue()
+    lut = colormap_lut("viridis", 64)
+    high, low = (",".join(map(str, lut[-1])), ",".join(map(str, lut[0])))
+    cell = f"\x1b[38;2;{high.replace(',', ';')};48;2;{low.replace(',', ';')}m▀"
+    assert cell in out
+    plain = _plain(console)
+    assert any(line.startswith("    H0 H1") for line in plain)
+    assert [line[:4] for line in plain if line[:3] in ("L0 ", "L1 ") and "H" not in line] == ["L0  ", "L1  "]
+
+
+def test_256_colour_terminals_get_256_colour_codes_and_no_colour_gets_shades():
+    from attnviz.render.terminal import print_view
+
+    result = _result_from(np.eye(3), layers=2, heads=3)
+    console = _console(80, "256")
+    # another colormap than the other tests: rich caches each style's codes for the first
+    # colour system that drew it, and one process normally has one terminal
+    print_view(result, "encoder", "grid", console, cmap="cividis")
+    assert "\x1b[38;5;" in console.file.getvalue() and "38;2;" not in console.file.getvalue()
+    plain = Console(file=io.StringIO(), width=80, color_system=None)
+    print_view(result, "encoder", "grid", plain)
+    text = plain.file.getvalue()
+    assert "\x1b" not in text
+    assert "█" in text and "▀" not in text  # one line per row, shade characters
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_grid_fits_the_width_and_names_what_was_left_out(bert_result, width):
+    from attnviz.render.terminal import print_view
+
+    wide = extract("the cats sat on the mat and the dogs ran off into the big dark woods", model=bert_result.model)
+    console = _console(width, "truecolor")
+    print_view(wide, "encoder", "grid", console, requested="grid")
+    plain = _plain(console)
+    assert all(len(line) <= width for line in plain)
+    n = wide.tokens.display.__len__()
+    fits = (width - 4 + 1) // (n + 1)
+    if fits < 4:
+        left = ", ".join(str(h) for h in range(fits, 4))
+        assert any(f"heads {left} left out to fit {width} columns" in line for line in plain)
+    else:
+        assert not any("left out" in line for line in plain)
+
+
+def test_auto_view_of_a_long_text_falls_back_to_layer_means_and_says_so(bert_result):
+    from attnviz.render.terminal import print_view
+
+    long = extract(" ".join(["word"] * 30), model=bert_result.model)
+    console = _console(80, "truecolor")
+    print_view(long, "encoder", "grid", console, requested="auto")
+    plain = _plain(console)
+    joined = " ".join(plain)
+    assert "showing each layer's mean over heads" in joined
+    assert "mean over heads 0-3, per layer" in joined
+    assert all(len(line) <= 80 for line in plain)
+
+
+def test_colour_bar_states_the_scale_and_roles_follow_the_stats_labels(bert_result):
+    from attnviz.analysis.stats import head_statistics
+    from attnviz.render.terminal import head_roles, print_view
+
+    console = _console(120, "truecolor")
+    print_view(bert_result, "encoder", "grid", console)
+    plain = _plain(console)
+    top = float(bert_result.attentions["encoder"].max())
+    assert any(line.strip().startswith("0 ") and f"{top:.3g}  attention weight" in line for line in plain)
+    roles = head_roles(bert_result, "encoder")
+    labels = head_statistics([bert_result]).labels()
+    assert [r["label"] for r in roles] == list(labels.ravel())
+    assert any(f"L2 H3   {labels[2, 3]}" in line for line in plain)
+
+
+def test_untrusted_tokens_never_reach_the_terminal_raw(loaded_models):
+    from attnviz.render.terminal import print_view
+
+    result = extract("evil \x1b]0;title\x07 \u202e text", model=loaded_models["bert"])
+    console = _console(100, "truecolor")
+    print_view(result, "encoder", "grid", console)
+    out = console.file.getvalue()
+    assert "\x07" not in out and "\u202e" not in out and "\x1b]" not in out

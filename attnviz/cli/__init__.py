@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from attnviz.cli._errors import ErrorBoundaryGroup
 from attnviz.cli.compare import compare
 from attnviz.cli.export import export
 from attnviz.cli.info import info
@@ -19,6 +20,7 @@ from attnviz.cli.stats import stats
 
 app = typer.Typer(
     name="attnviz",
+    cls=ErrorBoundaryGroup,
     help="Look inside transformer attention: heatmaps, terminal views, pages and numbers. "
     "Layers and heads are 0-based everywhere.",
     no_args_is_help=True,

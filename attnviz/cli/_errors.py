@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 
 import typer
+from typer.core import TyperGroup
 
 from attnviz.errors import AttnvizError
 
@@ -45,3 +46,29 @@ def error_boundary() -> Iterator[None]:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise typer.Exit(code=130) from None
+
+
+class ErrorBoundaryGroup(TyperGroup):
+    """The command group of `attnviz`: every command runs inside :func:`error_boundary`
+    (errors are caught once, here, not in each command), and a closed stdout (``attnviz
+    show ... | head -1``) ends the run quietly with exit 0."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            with error_boundary():
+                result = super().invoke(ctx)
+                sys.stdout.flush()
+                return result
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(code=0) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

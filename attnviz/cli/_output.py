@@ -16,12 +16,20 @@ def stderr_console() -> Any:
 
 def stdout_console(min_width: int = 0) -> Any:
     """A console on stdout; when stdout is not a terminal (a pipe, a file) wide tables get
-    ``min_width`` columns instead of rich's default of 80, so they are not squeezed."""
+    ``min_width`` columns instead of rich's default of 80, so they are not squeezed.
+
+    A reader that closes the pipe early (``| head``) is not an error: rich's console would
+    exit 1, this one raises :class:`BrokenPipeError`, which the CLI ends with exit 0."""
     from rich.console import Console
 
-    console = Console(highlight=False)
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    console = PipeConsole(highlight=False)
     if min_width and not console.is_terminal and console.width < min_width:
-        console = Console(highlight=False, width=min_width)
+        console = PipeConsole(highlight=False, width=min_width)
     return console
 
 

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from attnviz.cli._errors import error_boundary
 from attnviz.cli._options import (
     DeviceOpt,
     HeadOpt,
@@ -61,90 +60,87 @@ def compare(
 
     Exit codes: 0 ok; 1 load/IO failure or skipped lines; 2 bad input;
     3 (--fail-above) a head's divergence is over the threshold."""
-    with error_boundary():
-        from attnviz.analysis.compare import compare_models
-        from attnviz.cli._common import gather_inputs, report_problems
-        from attnviz.cli._output import note
-        from attnviz.errors import SelectionError
-        from attnviz.extract import Extractor
-        from attnviz.models import load_model
-        from attnviz.transforms import apply_transforms
+    from attnviz.analysis.compare import compare_models
+    from attnviz.cli._common import gather_inputs, report_problems
+    from attnviz.cli._output import note
+    from attnviz.errors import SelectionError
+    from attnviz.extract import Extractor
+    from attnviz.models import load_model
+    from attnviz.transforms import apply_transforms
 
-        if len(models) != 2:
-            raise SelectionError(f"compare needs exactly two models, got {len(models)}", hint="pass -m A -m B")
-        if revisions is not None and len(revisions) not in (1, 2):
-            raise SelectionError("give --revision once per model (in -m order)")
-        if fail_above is not None and not 0 <= fail_above <= 1:
-            raise SelectionError("--fail-above is a Jensen-Shannon divergence between 0 and 1")
-        if out is not None:
-            from attnviz.io import check_writable
-            from attnviz.outputs import output_kind
+    if len(models) != 2:
+        raise SelectionError(f"compare needs exactly two models, got {len(models)}", hint="pass -m A -m B")
+    if revisions is not None and len(revisions) not in (1, 2):
+        raise SelectionError("give --revision once per model (in -m order)")
+    if fail_above is not None and not 0 <= fail_above <= 1:
+        raise SelectionError("--fail-above is a Jensen-Shannon divergence between 0 and 1")
+    if out is not None:
+        from attnviz.io import check_writable
+        from attnviz.outputs import output_kind
 
-            if output_kind(out) != "image":
-                raise SelectionError(
-                    f"compare -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf"
-                )
-            check_writable(out)
-        items, problems = gather_inputs(text, file)
-        if not items:
-            raise SelectionError("no usable text in the input")
-        revs: list[str | None] = list(revisions) if revisions else [None, None]
-        revs = revs * 2 if len(revs) == 1 else revs
-        extractors = []
-        from attnviz.cli._output import quiet_unless
+        if output_kind(out) != "image":
+            raise SelectionError(f"compare -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
+        check_writable(out)
+    items, problems = gather_inputs(text, file)
+    if not items:
+        raise SelectionError("no usable text in the input")
+    revs: list[str | None] = list(revisions) if revisions else [None, None]
+    revs = revs * 2 if len(revs) == 1 else revs
+    extractors = []
+    from attnviz.cli._output import quiet_unless
 
-        quiet_unless(verbose)
-        for spec, revision in zip(models, revs):
-            loaded = load_model(
-                spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
-            )
-            extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
-            if extractor.capture_note:
-                note(f"note: {extractor.capture_note}")
-            extractors.append(extractor)
-        comparison = compare_models(
-            items,
-            *extractors,
-            kind=kind,
-            transform=lambda result: apply_transforms(result, words=words, no_special=no_special),
-            batch_size=batch_size,
-            on_problem=lambda item, message: problems.append(f"'{item.text[:40]}': {message}"),
+    quiet_unless(verbose)
+    for spec, revision in zip(models, revs):
+        loaded = load_model(
+            spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
         )
-        report_problems(problems)
-        if words:
-            comparison.notes.append("word level (--words)")
-        if out is not None:
-            from attnviz.render.image import save_figure
-            from attnviz.render.matrix import head_matrix_figure
+        extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
+        if extractor.capture_note:
+            note(f"note: {extractor.capture_note}")
+        extractors.append(extractor)
+    comparison = compare_models(
+        items,
+        *extractors,
+        kind=kind,
+        transform=lambda result: apply_transforms(result, words=words, no_special=no_special),
+        batch_size=batch_size,
+        on_problem=lambda item, message: problems.append(f"'{item.text[:40]}': {message}"),
+    )
+    report_problems(problems)
+    if words:
+        comparison.notes.append("word level (--words)")
+    if out is not None:
+        from attnviz.render.image import save_figure
+        from attnviz.render.matrix import head_matrix_figure
 
-            fig = head_matrix_figure(
-                comparison.js,
-                comparison.layer_ids,
-                comparison.head_ids,
-                title=f"{comparison.model_a} vs {comparison.model_b} · {comparison.kind} · JS divergence per head",
-                colorbar_label="Jensen-Shannon divergence (bits)",
-                cmap="magma",
+        fig = head_matrix_figure(
+            comparison.js,
+            comparison.layer_ids,
+            comparison.head_ids,
+            title=f"{comparison.model_a} vs {comparison.model_b} · {comparison.kind} · JS divergence per head",
+            colorbar_label="Jensen-Shannon divergence (bits)",
+            cmap="magma",
+        )
+        save_figure(fig, out)
+        from attnviz.cli._output import note
+
+        note(f"wrote {out}")
+    if json_output:
+        document = comparison.to_dict()
+        document["fail_above"] = fail_above
+        print(json.dumps(document))
+    elif out is None:
+        _print_table(comparison, top)
+    if fail_above is not None:
+        over = comparison.over(fail_above)
+        if over:
+            worst = ", ".join(f"L{h['layer']}H{h['head']}={h['js']:.4f}" for h in over[:5])
+            raise CompareThresholdExceeded(
+                f"{len(over)} head(s) over --fail-above {fail_above}: {worst}",
+                hint="attention drifted between the two models",
             )
-            save_figure(fig, out)
-            from attnviz.cli._output import note
-
-            note(f"wrote {out}")
-        if json_output:
-            document = comparison.to_dict()
-            document["fail_above"] = fail_above
-            print(json.dumps(document))
-        elif out is None:
-            _print_table(comparison, top)
-        if fail_above is not None:
-            over = comparison.over(fail_above)
-            if over:
-                worst = ", ".join(f"L{h['layer']}H{h['head']}={h['js']:.4f}" for h in over[:5])
-                raise CompareThresholdExceeded(
-                    f"{len(over)} head(s) over --fail-above {fail_above}: {worst}",
-                    hint="attention drifted between the two models",
-                )
-        if problems:
-            raise typer.Exit(code=1)
+    if problems:
+        raise typer.Exit(code=1)
 
 
 def _print_table(comparison, top: int) -> None:  # type: ignore[no-untyped-def]

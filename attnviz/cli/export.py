@@ -10,7 +10,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from attnviz.cli._errors import error_boundary
 from attnviz.cli._options import (
     CmapOpt,
     DeviceOpt,
@@ -78,87 +77,84 @@ def export(
     Exit codes: 0 every text exported; 1 some texts failed (see the manifest) or the
     directory could not be written; 2 bad usage or an unusable input file; 130 Ctrl-C
     (run again with --resume to finish)."""
-    with error_boundary():
-        from attnviz.batch import ExportOptions, count_inputs
-        from attnviz.batch import export as run_export
+    from attnviz.batch import ExportOptions, count_inputs
+    from attnviz.batch import export as run_export
 
-        options = ExportOptions(
-            out_dir=out,
-            views=_split(view),
-            formats=_split(fmt),
-            kind=kind,
-            layers=layer,
-            heads=head,
-            words=words,
-            no_special=no_special,
-            cmap=cmap,
-            batch_size=batch_size,
-            workers=workers,
-            resume=resume,
-            overwrite=overwrite,
-            truncate=not no_truncate,
-            encoding_errors=encoding_errors,
-        )
-        options.validate()
-        if file != "-":
-            from attnviz.inputs import open_input
+    options = ExportOptions(
+        out_dir=out,
+        views=_split(view),
+        formats=_split(fmt),
+        kind=kind,
+        layers=layer,
+        heads=head,
+        words=words,
+        no_special=no_special,
+        cmap=cmap,
+        batch_size=batch_size,
+        workers=workers,
+        resume=resume,
+        overwrite=overwrite,
+        truncate=not no_truncate,
+        encoding_errors=encoding_errors,
+    )
+    options.validate()
+    if file != "-":
+        from attnviz.inputs import open_input
 
-            open_input(file)[0].close()  # a missing file or a directory fails before the model loads
-        from attnviz.cli._output import quiet_unless
-        from attnviz.models import load_model
+        open_input(file)[0].close()  # a missing file or a directory fails before the model loads
+    from attnviz.cli._output import quiet_unless
+    from attnviz.models import load_model
 
-        quiet_unless(verbose)
-        loaded = load_model(
-            model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
-        )
-        show_progress = not quiet and sys.stderr.isatty()
-        warnings: list[str] = []
+    quiet_unless(verbose)
+    loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+    show_progress = not quiet and sys.stderr.isatty()
+    warnings: list[str] = []
 
-        def on_warning(message: str) -> None:
-            if not quiet:
-                warnings.append(message)
-
-        progress_context: Any = _progress(count_inputs(file)) if show_progress else None
-        try:
-            if progress_context is not None:
-                with progress_context as (progress, task):
-                    started = time.monotonic()
-
-                    def on_progress(summary: Any) -> None:
-                        elapsed = max(time.monotonic() - started, 1e-9)
-                        progress.update(task, completed=summary.total, rate=f"{summary.total / elapsed:.1f} texts/s")
-
-                    summary = run_export(file, loaded, options, on_progress=on_progress, on_warning=on_warning)
-            else:
-                summary = run_export(file, loaded, options, on_warning=on_warning)
-        except KeyboardInterrupt:
-            print(
-                f"interrupted: finished texts are in {out}/manifest.jsonl; run again with --resume to finish",
-                file=sys.stderr,
-            )
-            raise typer.Exit(code=130) from None
-        for message in warnings[:20]:
-            print(f"warning: {message}", file=sys.stderr)
-        if len(warnings) > 20:
-            print(
-                f"warning: … {len(warnings) - 20} more texts were cut (see 'truncated' in the manifest)",
-                file=sys.stderr,
-            )
-        if json_output:
-            print(json.dumps(summary.to_dict()))
+    def on_warning(message: str) -> None:
         if not quiet:
-            resumed = f", {summary.resumed} already done" if summary.resumed else ""
-            failed = f", {summary.failed} failed (see {out}/manifest.jsonl)" if summary.failed else ""
-            rate = summary.exported / summary.seconds if summary.seconds else 0.0
-            print(
-                f"exported {summary.exported} texts ({summary.files} files){resumed}{failed} "
-                f"in {summary.seconds:.1f} s ({rate:.1f} texts/s) to {out}",
-                file=sys.stderr,
-            )
-            for failure in summary.failures[:5]:
-                print(f"  line {failure['line']}: {failure['error']}", file=sys.stderr)
-        if summary.failed:
-            raise typer.Exit(code=1)
+            warnings.append(message)
+
+    progress_context: Any = _progress(count_inputs(file)) if show_progress else None
+    try:
+        if progress_context is not None:
+            with progress_context as (progress, task):
+                started = time.monotonic()
+
+                def on_progress(summary: Any) -> None:
+                    elapsed = max(time.monotonic() - started, 1e-9)
+                    progress.update(task, completed=summary.total, rate=f"{summary.total / elapsed:.1f} texts/s")
+
+                summary = run_export(file, loaded, options, on_progress=on_progress, on_warning=on_warning)
+        else:
+            summary = run_export(file, loaded, options, on_warning=on_warning)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: finished texts are in {out}/manifest.jsonl; run again with --resume to finish",
+            file=sys.stderr,
+        )
+        raise typer.Exit(code=130) from None
+    for message in warnings[:20]:
+        print(f"warning: {message}", file=sys.stderr)
+    if len(warnings) > 20:
+        print(
+            f"warning: … {len(warnings) - 20} more texts were cut (see 'truncated' in the manifest)",
+            file=sys.stderr,
+        )
+    if json_output:
+        print(json.dumps(summary.to_dict()))
+    if not quiet:
+        resumed = f", {summary.resumed} already done" if summary.resumed else ""
+        failed = f", {summary.failed} failed (see {out}/manifest.jsonl)" if summary.failed else ""
+        rate = summary.exported / summary.seconds if summary.seconds else 0.0
+        print(
+            f"exported {summary.exported} texts ({summary.files} files){resumed}{failed} "
+            f"in {summary.seconds:.1f} s ({rate:.1f} texts/s) to {out}",
+            file=sys.stderr,
+        )
+        for failure in summary.failures[:5]:
+            print(f"  line {failure['line']}: {failure['error']}", file=sys.stderr)
+    if summary.failed:
+        raise typer.Exit(code=1)
 
 
 class _progress:

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from attnviz.cli._errors import error_boundary
 from attnviz.cli._options import JsonOpt, RevisionOpt, TrustOpt, VerboseOpt
 
 
@@ -19,32 +18,31 @@ def info(
     verbose: VerboseOpt = False,
 ) -> None:
     """Family, attention kinds, layers, heads and maximum length of MODEL."""
-    with error_boundary():
-        from attnviz.cli._output import quiet_unless
-        from attnviz.models import describe_model
+    from attnviz.cli._output import quiet_unless
+    from attnviz.models import describe_model
 
-        quiet_unless(verbose)
+    quiet_unless(verbose)
 
-        described = describe_model(model, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
-        if json_output:
-            print(json.dumps(described.to_dict()))
-            return
-        from rich.table import Table
+    described = describe_model(model, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+    if json_output:
+        print(json.dumps(described.to_dict()))
+        return
+    from rich.table import Table
 
-        from attnviz.cli._output import stdout_console
+    from attnviz.cli._output import stdout_console
 
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold")
-        table.add_column()
-        from rich.text import Text
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    from rich.text import Text
 
-        from attnviz.safety import printable
+    from attnviz.safety import printable
 
-        table.add_row("model", Text(printable(described.name)))
-        table.add_row("source", Text(printable(described.source)))
-        table.add_row("architecture", Text(printable(f"{described.architecture} ({described.model_type})")))
-        table.add_row("family", described.family)
-        for kind in described.kinds:
-            table.add_row(f"{kind} attention", f"{described.layers[kind]} layers x {described.heads[kind]} heads")
-        table.add_row("max length", f"{described.max_length} tokens")
-        stdout_console().print(table)
+    table.add_row("model", Text(printable(described.name)))
+    table.add_row("source", Text(printable(described.source)))
+    table.add_row("architecture", Text(printable(f"{described.architecture} ({described.model_type})")))
+    table.add_row("family", described.family)
+    for kind in described.kinds:
+        table.add_row(f"{kind} attention", f"{described.layers[kind]} layers x {described.heads[kind]} heads")
+    table.add_row("max length", f"{described.max_length} tokens")
+    stdout_console().print(table)

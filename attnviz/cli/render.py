@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from attnviz.cli._errors import error_boundary
 from attnviz.cli._options import CmapOpt, HeadOpt, JsonOpt, KindOpt, LayerOpt, NoSpecialOpt, OutOpt, WordsOpt
 from attnviz.cli.show import ViewOpt
 
@@ -27,21 +26,20 @@ def render(
     """Draw saved attention without loading a model (torch is never imported).
 
     --layer/--head index the saved arrays (0-based positions within what was saved)."""
-    with error_boundary():
-        from attnviz.cli.show import check_output_path, present
-        from attnviz.result import AttentionResult
+    from attnviz.cli.show import check_output_path, present
+    from attnviz.result import AttentionResult
 
-        check_output_path(out, view)
-        loaded = AttentionResult.load(saved)
-        present(
-            loaded,
-            kind=kind,
-            layer=layer,
-            head=head,
-            words=words,
-            no_special=no_special,
-            view=view,
-            out=out,
-            json_output=json_output,
-            cmap=cmap,
-        )
+    check_output_path(out, view)
+    loaded = AttentionResult.load(saved)
+    present(
+        loaded,
+        kind=kind,
+        layer=layer,
+        head=head,
+        words=words,
+        no_special=no_special,
+        view=view,
+        out=out,
+        json_output=json_output,
+        cmap=cmap,
+    )

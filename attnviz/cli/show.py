@@ -9,7 +9,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from attnviz.cli._errors import error_boundary
 from attnviz.cli._options import (
     CmapOpt,
     DeviceMapOpt,
@@ -77,61 +76,60 @@ def show(
     Layers and heads are 0-based. Without -o: a summary, a heatmap and the most-attended
     tokens per head in the terminal. With -o: the file type follows the extension.
     """
-    with error_boundary():
-        from attnviz.errors import InputError
+    from attnviz.errors import InputError
 
-        text = read_text_argument(text)
-        if not text.strip():
-            raise InputError("the text is empty", hint='give some text, e.g. attnviz show "AI changes everything"')
-        check_output_path(out, view)
+    text = read_text_argument(text)
+    if not text.strip():
+        raise InputError("the text is empty", hint='give some text, e.g. attnviz show "AI changes everything"')
+    check_output_path(out, view)
 
-        from attnviz.extract import Extractor, TextInput
-        from attnviz.models import load_model
+    from attnviz.extract import Extractor, TextInput
+    from attnviz.models import load_model
 
-        spinner = stderr_console().status(f"loading {model}…") if sys.stderr.isatty() and not verbose else nullcontext()
-        with spinner:
-            from attnviz.cli._output import quiet_unless
+    spinner = stderr_console().status(f"loading {model}…") if sys.stderr.isatty() and not verbose else nullcontext()
+    with spinner:
+        from attnviz.cli._output import quiet_unless
 
-            quiet_unless(verbose)
-            loaded = load_model(
-                model,
-                device=device,
-                dtype=dtype,
-                device_map=device_map,
-                revision=revision,
-                trust_remote_code=trust_remote_code,
-                verbose=verbose,
-            )
-        # Only what is shown is computed: the selected layers and heads, and for views that
-        # average heads (without --no-special, which renormalises each head first) only the mean.
-        # Data files and pages keep every selected head (they carry the raw attention).
-        from attnviz.outputs import output_kind
-
-        drawn = out is None or output_kind(out) == "image"
-        head_mean = drawn and view in ("mean", "rollout", "flow") and not no_special
-        extractor = Extractor(
-            loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head, head_mean=head_mean
+        quiet_unless(verbose)
+        loaded = load_model(
+            model,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            verbose=verbose,
         )
-        if extractor.capture_note:
-            note(f"note: {extractor.capture_note}")
-        raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
-        if raw.truncated_tokens:
-            warn(
-                f"the input was cut to the model's maximum of {loaded.max_length} tokens "
-                f"({raw.truncated_tokens} tokens dropped); use --no-truncate to fail instead"
-            )
-        present(
-            raw,
-            kind=kind,
-            layer="all",
-            head="all",
-            words=words,
-            no_special=no_special,
-            view=view,
-            out=out,
-            json_output=json_output,
-            cmap=cmap,
+    # Only what is shown is computed: the selected layers and heads, and for views that
+    # average heads (without --no-special, which renormalises each head first) only the mean.
+    # Data files and pages keep every selected head (they carry the raw attention).
+    from attnviz.outputs import output_kind
+
+    drawn = out is None or output_kind(out) == "image"
+    head_mean = drawn and view in ("mean", "rollout", "flow") and not no_special
+    extractor = Extractor(
+        loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head, head_mean=head_mean
+    )
+    if extractor.capture_note:
+        note(f"note: {extractor.capture_note}")
+    raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
+    if raw.truncated_tokens:
+        warn(
+            f"the input was cut to the model's maximum of {loaded.max_length} tokens "
+            f"({raw.truncated_tokens} tokens dropped); use --no-truncate to fail instead"
         )
+    present(
+        raw,
+        kind=kind,
+        layer="all",
+        head="all",
+        words=words,
+        no_special=no_special,
+        view=view,
+        out=out,
+        json_output=json_output,
+        cmap=cmap,
+    )
 
 
 def check_output_path(out: Any, view: str) -> None:
@@ -179,7 +177,7 @@ def present(
     if json_output:
         print(json.dumps(summary_document(result, chosen_kind, resolved, written), ensure_ascii=False))
     elif out is None:
-        print_terminal(result, chosen_kind, resolved)
+        print_terminal(result, chosen_kind, resolved, requested=view, cmap=cmap)
 
 
 def summary_document(result: Any, kind: str, view: str, written: Any) -> dict[str, Any]:
@@ -208,33 +206,7 @@ def summary_document(result: Any, kind: str, view: str, written: Any) -> dict[st
     }
 
 
-def print_terminal(result: Any, kind: str, view: str) -> None:
-    import numpy as np
+def print_terminal(result: Any, kind: str, view: str, *, requested: str = "auto", cmap: str = "viridis") -> None:
+    from attnviz.render.terminal import print_view
 
-    from attnviz.render.terminal import print_heatmap, print_summary, print_top_keys
-    from attnviz.render.views import build_view, describe_transforms, short_model_name
-
-    console = stdout_console()
-    print_summary(result, console)
-    console.print()
-    array = result.array(kind)
-    queries, keys = result.axes(kind)
-    if view in ("head", "rollout", "flow"):
-        data = build_view(result, view, kind)
-        matrix, title = data.panels[0].matrix, data.title
-    else:
-        layers = result.layer_ids[kind]
-        matrix = array.mean(axis=(0, 1), dtype=np.float64)
-        where = (
-            f"layer {layers[0]}"
-            if len(layers) == 1
-            else f"layers {layers[0]}-{layers[-1]}"
-            if list(layers) == list(range(layers[0], layers[-1] + 1))
-            else f"layers {','.join(map(str, layers))}"
-        )
-        title = f"{short_model_name(result.model)} · {kind} attention{describe_transforms(result)} · {where}, mean over {array.shape[1]} heads"
-        if array.shape[0] > 1:
-            title += "  (pick one with --layer N, one head with --head M)"
-    print_heatmap(matrix, queries.labels(), keys.labels(), console, title=title)
-    console.print()
-    print_top_keys(result, console, kind)
+    print_view(result, kind, view, stdout_console(), requested=(requested or "auto").lower(), cmap=cmap)

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from attnviz.cli._errors import error_boundary
 from attnviz.cli._options import (
     DeviceOpt,
     HeadOpt,
@@ -58,91 +57,88 @@ def stats(
     """Entropy, attention distance, mass on [CLS]/[SEP]/punctuation/self/previous/next, and a
     pattern label, per layer and head (0-based). Averaged over every query position of every
     text; --json output can be merged exactly with --merge."""
-    with error_boundary():
-        from attnviz.analysis.stats import (
-            STATISTICS,
-            HeadStatistics,
-            head_statistics,
-            merge_statistics,
-            stream_statistics,
+    from attnviz.analysis.stats import (
+        STATISTICS,
+        HeadStatistics,
+        head_statistics,
+        merge_statistics,
+        stream_statistics,
+    )
+    from attnviz.cli._common import extract_all, gather_inputs, note_outcome, report_problems
+    from attnviz.errors import SelectionError
+
+    if statistic not in STATISTICS:
+        raise SelectionError(f"unknown statistic '{statistic}'", hint=f"choose one of: {', '.join(STATISTICS)}")
+    if out is not None:
+        from attnviz.io import check_writable
+        from attnviz.outputs import output_kind
+
+        if output_kind(out) != "image":
+            raise SelectionError(f"stats -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
+        check_writable(out)
+    problems: list[str] = []
+    if merge:
+        if text is not None or file is not None:
+            raise SelectionError("--merge combines saved shards; do not also give TEXT or -f")
+        result = merge_statistics(HeadStatistics.load(path) for path in merge)
+    else:
+        from attnviz.extract import Extractor
+        from attnviz.models import load_model
+        from attnviz.transforms import apply_transforms
+
+        items, problems = gather_inputs(text, file, encoding_errors=encoding_errors)
+        from attnviz.cli._output import quiet_unless
+
+        if not items:
+            raise SelectionError("no usable text in the input")
+        quiet_unless(verbose)
+        loaded = load_model(
+            model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
         )
-        from attnviz.cli._common import extract_all, gather_inputs, note_outcome, report_problems
-        from attnviz.errors import SelectionError
-
-        if statistic not in STATISTICS:
-            raise SelectionError(f"unknown statistic '{statistic}'", hint=f"choose one of: {', '.join(STATISTICS)}")
-        if out is not None:
-            from attnviz.io import check_writable
-            from attnviz.outputs import output_kind
-
-            if output_kind(out) != "image":
-                raise SelectionError(
-                    f"stats -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf"
-                )
-            check_writable(out)
-        problems: list[str] = []
-        if merge:
-            if text is not None or file is not None:
-                raise SelectionError("--merge combines saved shards; do not also give TEXT or -f")
-            result = merge_statistics(HeadStatistics.load(path) for path in merge)
-        else:
-            from attnviz.extract import Extractor
-            from attnviz.models import load_model
-            from attnviz.transforms import apply_transforms
-
-            items, problems = gather_inputs(text, file, encoding_errors=encoding_errors)
-            from attnviz.cli._output import quiet_unless
-
-            if not items:
-                raise SelectionError("no usable text in the input")
-            quiet_unless(verbose)
-            loaded = load_model(
-                model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
-            )
-            extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
-            if extractor.capture_note:
-                from attnviz.cli._output import note
-
-                note(f"note: {extractor.capture_note}")
-            if words:
-                # Word merging averages query rows across a word, so it needs whole maps.
-                results = (
-                    apply_transforms(r, words=words, no_special=no_special)
-                    for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
-                )
-                result = head_statistics(results, kind)
-            else:
-                result = stream_statistics(
-                    extractor,
-                    items,
-                    kind=kind,
-                    no_special=no_special,
-                    batch_size=batch_size,
-                    on_input=lambda index, outcome: note_outcome(extractor, items[index], outcome, problems),
-                )
-        report_problems(problems)
-        if out is not None:
-            from attnviz.render.image import save_figure
-            from attnviz.render.matrix import head_matrix_figure
-
-            fig = head_matrix_figure(
-                result.means()[statistic],
-                result.layer_ids,
-                result.head_ids,
-                title=f"{result.model} · {result.kind} · {statistic} per head ({result.texts} text{'s' if result.texts != 1 else ''})",
-                colorbar_label=statistic
-                + (" (nats)" if statistic == "entropy" else " (tokens)" if statistic == "distance" else " (mass)"),
-            )
-            save_figure(fig, out)
+        extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
+        if extractor.capture_note:
             from attnviz.cli._output import note
 
-            note(f"wrote {out}")
-        if json_output:
-            print(json.dumps(result.to_dict()))
-        elif out is None:
-            _print_table(result)
-        if problems:
-            raise typer.Exit(code=1)
+            note(f"note: {extractor.capture_note}")
+        if words:
+            # Word merging averages query rows across a word, so it needs whole maps.
+            results = (
+                apply_transforms(r, words=words, no_special=no_special)
+                for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
+            )
+            result = head_statistics(results, kind)
+        else:
+            result = stream_statistics(
+                extractor,
+                items,
+                kind=kind,
+                no_special=no_special,
+                batch_size=batch_size,
+                on_input=lambda index, outcome: note_outcome(extractor, items[index], outcome, problems),
+            )
+    report_problems(problems)
+    if out is not None:
+        from attnviz.render.image import save_figure
+        from attnviz.render.matrix import head_matrix_figure
+
+        fig = head_matrix_figure(
+            result.means()[statistic],
+            result.layer_ids,
+            result.head_ids,
+            title=f"{result.model} · {result.kind} · {statistic} per head ({result.texts} text{'s' if result.texts != 1 else ''})",
+            colorbar_label=statistic
+            + (" (nats)" if statistic == "entropy" else " (tokens)" if statistic == "distance" else " (mass)"),
+        )
+        save_figure(fig, out)
+        from attnviz.cli._output import note
+
+        note(f"wrote {out}")
+    if json_output:
+        print(json.dumps(result.to_dict()))
+    elif out is None:
+        _print_table(result)
+    if problems:
+        raise typer.Exit(code=1)
 
 
 def _print_table(result) -> None:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from attnviz.render.colors import LEVELS, colormap_lut
 from attnviz.render.views import ViewData
 
 BACKGROUND = (255, 255, 255)
@@ -22,19 +23,6 @@ INK = (20, 20, 20)
 MUTED = (90, 90, 90)
 GAP = 8
 BAR_WIDTH = 14
-
-
-#: Heatmap colour levels; the rest of the 256-colour PNG palette holds greys for text.
-LEVELS = 216
-
-
-@lru_cache(maxsize=8)
-def colormap_lut(name: str) -> np.ndarray:
-    """``[LEVELS, 3]`` uint8 colours of a matplotlib colormap."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps[name]
-    return (cmap(np.linspace(0.0, 1.0, LEVELS))[:, :3] * 255).round().astype(np.uint8)
 
 
 @lru_cache(maxsize=8)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from attnviz.render.colors import hex_colors
 from attnviz.result import AttentionResult, kind_axes
 
 #: Raw size under which attention is stored with 16 bits per weight (else 8 bits).
@@ -43,12 +44,6 @@ def _pack(array: np.ndarray, bits: int) -> str:
     dtype = "<u2" if bits == 16 else "u1"  # little-endian, as the page's typed arrays read it
     quantised = np.clip(np.rint(np.asarray(array, dtype=np.float64) * scale), 0, scale).astype(dtype)
     return base64.b64encode(zlib.compress(quantised.tobytes(), 6)).decode("ascii")
-
-
-def _viridis() -> list[str]:
-    from attnviz.render.fast import colormap_lut
-
-    return ["#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb)) for rgb in colormap_lut("viridis")]
 
 
 def page_data(result: AttentionResult) -> dict[str, Any]:
@@ -95,7 +90,7 @@ def page_data(result: AttentionResult) -> dict[str, Any]:
         "bits": bits,
         "tokens": tokens,
         "kinds": kinds,
-        "colors": _viridis(),
+        "colors": hex_colors("viridis"),
     }
 
 

@@ -144,8 +144,10 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
         if tuple(head_ids) == (MEAN_HEAD,) and averaged is not None:  # averaged during extraction
             heads_note = f"heads {_span(averaged)}"
         else:
-            heads_note = "all heads" if len(head_ids) > 1 else f"head {head_name(head_ids[0])}"
-        return ViewData(resolved, kind, panels, rows, cols, q_labels, k_labels, f"{base} · mean over {heads_note}")
+            heads_note = f"heads {_span(head_ids)}" if len(head_ids) > 1 else f"head {head_name(head_ids[0])}"
+        return ViewData(
+            resolved, kind, panels, rows, cols, q_labels, k_labels, f"{base} · mean over {heads_note}, per layer"
+        )
 
     # grid: one row per layer, one column per head
     panels = [
