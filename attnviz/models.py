@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from attnviz.errors import ModelLoadError, SelectionError
+from attnviz.errors import AttnvizError, ModelLoadError, SelectionError
 
 DEFAULT_MODEL = "minilm"
 BUNDLED_ALIAS = "minilm"
@@ -577,3 +577,53 @@ def load_model(
     return LoadedModel(
         spec=resolved, tokenizer=tokenizer, model=model, info=info, device=chosen_device, captured=captured
     )
+
+
+def peek_counts(model: str | os.PathLike[str] | None, revision: str | None = None) -> dict[str, tuple[int, int]] | None:
+    """(layers, heads) per attention kind, read from config.json alone: no torch, no
+    transformers, no network. For a local directory, the bundled model or a hub id already
+    in the local cache; None when the config is not at hand or not understood (the full
+    load checks again). Lets the CLI refuse an out-of-range ``--layer`` in milliseconds."""
+    import json
+    from types import SimpleNamespace
+
+    try:
+        spec = resolve_model_spec(model)
+        if spec.is_local:
+            path: Any = Path(spec.source) / "config.json"
+        else:
+            from huggingface_hub import try_to_load_from_cache
+
+            path = try_to_load_from_cache(spec.source, "config.json", revision=revision)
+            if not isinstance(path, str):
+                return None
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (AttnvizError, OSError, ValueError, ImportError):
+        return None
+    if not isinstance(document, dict):
+        return None
+
+    def counts(config: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
+        c = SimpleNamespace(**config)
+        layers = _first_attr(c, ("encoder_layers", "num_layers", "num_hidden_layers", "n_layer"))
+        heads = _first_attr(c, ("encoder_attention_heads", "num_heads", "num_attention_heads", "n_head"))
+        if layers is None or heads is None:
+            return None
+        if not config.get("is_encoder_decoder"):
+            return {"any": (layers, heads)}
+        dec_layers = (
+            _first_attr(c, ("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers")) or layers
+        )
+        dec_heads = _first_attr(c, ("decoder_attention_heads", "num_heads", "num_attention_heads")) or heads
+        return {"encoder": (layers, heads), "decoder": (dec_layers, dec_heads), "cross": (dec_layers, dec_heads)}
+
+    if document.get("model_type") == "encoder-decoder":
+        encoder, decoder = document.get("encoder"), document.get("decoder")
+        if not isinstance(encoder, dict) or not isinstance(decoder, dict):
+            return None
+        enc, dec = counts(encoder), counts(decoder)
+        if enc is None or dec is None:
+            return None
+        e, d = next(iter(enc.values())), next(iter(dec.values()))
+        return {"encoder": e, "decoder": d, "cross": d}
+    return counts(document)

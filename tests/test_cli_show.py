@@ -269,3 +269,28 @@ def test_a_reader_that_closes_the_pipe_early_is_not_an_error(tiny_models, json_f
     code, err = done.stdout.split(" ", 1)
     assert code == "0", err
     assert "Traceback" not in err and "Broken" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layer", "9"], "--layer 9 is out of range: this model has 3 layers (0-2)"),
+        (["--head", "4"], "--head 4 is out of range"),
+        (["--view", "head"], "the head view shows one head, but 3 layers x 4 heads are selected"),
+        (["--view", "layer", "--head", "1"], "the layer view shows one layer, but 3 layers are selected"),
+    ],
+)
+def test_selection_errors_are_refused_from_config_json_without_torch(tiny_models, args, message):
+    """The refusal comes before torch or transformers is imported (reading config.json
+    only), so it takes a fraction of a second instead of a model load."""
+    script = (
+        "import sys\n"
+        "from attnviz.cli import app\n"
+        "try:\n"
+        f"    app(['show', 'the cat', '-m', {str(tiny_models['bert'])!r}, *{args!r}])\n"
+        "except SystemExit as exit:\n"
+        "    print('exit', exit.code, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["exit", "2", "False", "False"], done.stdout + done.stderr
+    assert message in done.stderr.splitlines()[0]

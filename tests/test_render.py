@@ -199,3 +199,68 @@ def test_untrusted_tokens_never_reach_the_terminal_raw(loaded_models):
     print_view(result, "encoder", "grid", console)
     out = console.file.getvalue()
     assert "\x07" not in out and "\u202e" not in out and "\x1b]" not in out
+
+
+# -- exported PNGs (the Pillow renderer) ------------------------------------------------------
+WORDS = (
+    "[CLS] the quick brown fox jumps over the lazy dog while the company reported strong earnings in "
+    "the third quarter of the year , and analysts expected the stock price to climb further next week "
+    "despite extraordinarily uncertain macroeconomic conditions everywhere [SEP]"
+).split()
+
+
+def _long_result(layers: int = 2, heads: int = 3):
+    from attnviz.result import AttentionResult, TokenSequence
+
+    words = WORDS[:40]
+    n = len(words)
+    rng = np.random.default_rng(0)
+    array = rng.random((layers, heads, n, n)).astype(np.float32)
+    array /= array.sum(-1, keepdims=True)
+    tokens = TokenSequence.from_tokens(words, special_mask=[w.startswith("[") for w in words])
+    return AttentionResult(
+        model="m",
+        family="encoder",
+        text=" ".join(words[1:-1]),
+        tokens=tokens,
+        attentions={"encoder": array},
+        layer_ids={"encoder": tuple(range(layers))},
+        head_ids={"encoder": tuple(range(heads))},
+    )
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.mark.parametrize(("view", "layers", "heads"), [("head", 1, 1), ("mean", 3, 2), ("layer", 1, 4)])
+def test_png_token_labels_of_a_40_token_text_never_overlap_or_clip(view, layers, heads):
+    from PIL import Image
+
+    from attnviz.render.fast import FastRenderer
+    from attnviz.render.views import build_view
+
+    data = build_view(_long_result(layers, heads), view)
+    assert len(data.query_labels) == 40
+    renderer = FastRenderer()
+    layout, _ = renderer._frame(data)
+    boxes = layout.label_boxes
+    labelled_panels = 1 if view == "head" else -(-len(data.panels) // data.cols) + min(data.cols, len(data.panels))
+    assert len(boxes) == 40 * (2 if view == "head" else labelled_panels)
+    for i, a in enumerate(boxes):
+        assert 0 <= a[0] and 0 <= a[1] and a[2] <= layout.width and a[3] <= layout.height, a
+        for b in boxes[i + 1 :]:
+            assert not _overlap(a, b), (a, b)
+    image = Image.open(io.BytesIO(renderer.render(data)))
+    assert image.size == (layout.width, layout.height)
+
+
+def test_png_title_carries_the_text_and_the_colour_bar_round_ticks():
+    from attnviz.render.fast import nice_ticks
+    from attnviz.render.views import build_view
+
+    data = build_view(_long_result(1, 1), "head")
+    assert data.text.startswith("“the quick brown fox") and data.text.endswith("…”")
+    assert nice_ticks(0.958) == [0.0, 0.2, 0.4, 0.6, 0.8]
+    assert nice_ticks(0.05) == [0.0, 0.01, 0.02, 0.03, 0.04, 0.05]
+    assert nice_ticks(1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]

@@ -90,6 +90,10 @@ def compare(
     from attnviz.cli._output import quiet_unless
 
     quiet_unless(verbose)
+    from attnviz.cli._common import refuse_early
+
+    for spec, revision in zip(models, revs):
+        refuse_early(spec, revision, layer, head)
     for spec, revision in zip(models, revs):
         loaded = load_model(
             spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose

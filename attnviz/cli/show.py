@@ -82,6 +82,9 @@ def show(
     if not text.strip():
         raise InputError("the text is empty", hint='give some text, e.g. attnviz show "AI changes everything"')
     check_output_path(out, view)
+    from attnviz.cli._common import refuse_early
+
+    refuse_early(model, revision, layer, head, (view or "auto").lower())
 
     from attnviz.extract import Extractor, TextInput
     from attnviz.models import load_model

@@ -91,6 +91,9 @@ def stats(
 
         if not items:
             raise SelectionError("no usable text in the input")
+        from attnviz.cli._common import refuse_early
+
+        refuse_early(model, revision, layer, head)
         quiet_unless(verbose)
         loaded = load_model(
             model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose

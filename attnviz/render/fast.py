@@ -57,13 +57,42 @@ def _text_width(font: Any, text: str) -> int:
     return int(right - left)
 
 
+def _line_height(font: Any) -> int:
+    """Pixels from the highest ascender to the lowest descender of ``font``."""
+    _, top, _, bottom = font.getbbox("ÁÉgjpqy[]|")
+    return int(bottom - top)
+
+
 def _fit(text: str, limit: int = 18) -> str:
     text = text.replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def nice_ticks(vmax: float, most: int = 6) -> list[float]:
+    """Round tick values from 0 to at most ``vmax`` (steps of 1, 2, 2.5 or 5 x 10^k), as
+    matplotlib's colour bars choose them."""
+    if vmax <= 0:
+        return [0.0]
+    raw = vmax / (most - 1)
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    count = int(np.floor(vmax / step + 1e-9))
+    return [round(i * step, 12) for i in range(count + 1)]
+
+
+def _tick_text(value: float, ticks: list[float]) -> str:
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    decimals = max(0, int(-np.floor(np.log10(step) + 1e-9))) + (
+        1 if round(step / 10 ** np.floor(np.log10(step)), 6) == 2.5 else 0
+    )
+    return f"{value:.{decimals}f}"
+
+
 class _Layout:
-    """Pixel geometry of a view: panel grid, margins for labels, title and colour bar."""
+    """Pixel geometry of a view: panel grid, margins for labels, title and colour bar.
+
+    Token labels are drawn only at a font size whose line fits one cell, so neighbouring
+    labels never overlap; ``label_boxes`` records every label's box for the tests."""
 
     def __init__(self, data: ViewData, font_size: int) -> None:
         self.data = data
@@ -73,26 +102,35 @@ class _Layout:
         longest = max(n_query, n_key, 1)
         if single:
             self.cell = int(np.clip(560 // longest, 4, 30))
+            if longest <= 80:
+                self.cell = max(self.cell, 9)
         elif grid:
             self.cell = max(1, int(np.clip(88 // longest, 1, 12)))
         else:
             self.cell = max(1, int(np.clip(220 // longest, 2, 16)))
+            if longest <= 48:
+                self.cell = max(self.cell, 9)
         self.panel_w, self.panel_h = n_key * self.cell, n_query * self.cell
-        self.show_tokens = not grid and self.cell >= 6
         self.font = _font(font_size)
         self.small = _font(max(8, font_size - 2))
-        label_font = self.font if single else self.small
-        self.label_font = label_font
-        if self.show_tokens:
-            q_w = max(_text_width(label_font, _fit(t)) for t in data.query_labels)
-            k_w = max(_text_width(label_font, _fit(t)) for t in data.key_labels)
+        self.label_font = None
+        if not grid:
+            for size in range(font_size if single else font_size - 2, 6, -1):
+                if _line_height(_font(size)) <= self.cell - 1:
+                    self.label_font = _font(size)
+                    break
+        self.show_tokens = self.label_font is not None
+        self.label_boxes: list[tuple[int, int, int, int]] = []
+        if self.label_font is not None:
+            q_w = max(_text_width(self.label_font, _fit(t)) for t in data.query_labels)
+            k_w = max(_text_width(self.label_font, _fit(t)) for t in data.key_labels)
         else:
             q_w = k_w = 0
         row_w = max((_text_width(self.small, s) for s in data.row_labels or []), default=0)
         caption_w = (font_size + GAP) if single else 0  # "query (attending)", rotated
         self.caption_w = caption_w
         self.left = GAP * 2 + q_w + (row_w + GAP if row_w else 0) + caption_w
-        self.title_h = font_size + 2 * GAP
+        self.title_h = font_size + 2 * GAP + (font_size + GAP // 2 if data.text else 0)
         col_h = (font_size + GAP) if (data.col_labels or (not single and not grid)) else 0
         self.top = self.title_h + col_h
         self.bottom = GAP * 2 + k_w + (font_size + GAP if single else 0)
@@ -102,13 +140,33 @@ class _Layout:
         self.grid_h = data.rows * self.panel_h + (data.rows - 1) * self.vgap
         tick_w = _text_width(self.small, "0.000")
         self.bar_x = self.left + self.grid_w + GAP * 3
-        self.width = self.bar_x + BAR_WIDTH + GAP + tick_w + GAP * 2
+        self.bar_label_x = self.bar_x + BAR_WIDTH + GAP + tick_w + GAP + font_size / 2
+        width = self.bar_x + BAR_WIDTH + GAP + tick_w + GAP + font_size + GAP * 2
+        title_w = max(_text_width(self.font, data.title), _text_width(self.small, data.text)) + 4 * GAP
+        self.width = max(width, title_w)
         self.height = self.top + self.grid_h + self.bottom
         self.col_h = col_h
 
     def origin(self, index: int) -> tuple[int, int]:
         row, col = divmod(index, self.data.cols)
         return self.left + col * (self.panel_w + GAP), self.top + row * (self.panel_h + self.vgap)
+
+
+def _rotated_text(
+    image: Any, text: str, font: Any, fill: tuple[int, int, int], center_x: float, top: int
+) -> tuple[int, int, int, int]:
+    """Draw ``text`` rotated 90° (reading upwards), right-aligned at ``top`` and centred on
+    ``center_x``, through a mask, so it never paints over its neighbours; returns its box."""
+    from PIL import Image, ImageDraw
+
+    left, upper, right, lower = font.getbbox(text)
+    w, h = max(1, int(right - left)), max(1, int(lower - upper))
+    mask = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask).text((-left, -upper), text, fill=255, font=font)
+    rotated = mask.rotate(90, expand=True)  # h wide, w tall
+    x0, y0 = int(round(center_x - h / 2)), top
+    image.paste(Image.new("RGB", rotated.size, fill), (x0, y0), rotated)
+    return x0, y0, x0 + rotated.size[0], y0 + rotated.size[1]
 
 
 class FastRenderer:
@@ -119,6 +177,10 @@ class FastRenderer:
         self.palette = _palette_image(cmap)
         self.font_size = font_size
         self._frames: dict[Any, tuple[_Layout, Any]] = {}
+        self._labels: dict[Any, Any] = {}
+        self._blanks: dict[Any, Any] = {}
+        self._white = 255
+        self._ink = int(np.argmin(np.abs(np.linspace(0, 255, 256 - LEVELS) - INK[0]))) + LEVELS
 
     def _frame(self, data: ViewData) -> tuple[_Layout, Any]:
         key = (
@@ -131,6 +193,9 @@ class FastRenderer:
             tuple(data.row_labels or ()),
             tuple(data.col_labels or ()),
             data.value_label,
+            data.text,
+            len(data.title),
+            tuple(p.label for p in data.panels) if len(data.panels) > 1 and data.view != "grid" else (),
         )
         cached = self._frames.get(key)
         if cached is not None:
@@ -148,22 +213,20 @@ class FastRenderer:
             x0, y0 = layout.origin(index)
             row, col = divmod(index, data.cols)
             last_row = row == data.rows - 1 or index + data.cols >= len(data.panels)
-            if layout.show_tokens and col == 0:
+            font = layout.label_font
+            if font is not None and col == 0:
                 for i, label in enumerate(data.query_labels):
                     text = _fit(label)
-                    w = _text_width(layout.label_font, text)
-                    draw.text(
-                        (x0 - GAP - w, y0 + i * cell + cell / 2), text, fill=INK, font=layout.label_font, anchor="lm"
-                    )
-            if layout.show_tokens and last_row:
+                    center = y0 + i * cell + cell / 2
+                    draw.text((x0 - GAP, center), text, fill=INK, font=font, anchor="rm")
+                    left, upper, right, lower = draw.textbbox((x0 - GAP, center), text, font=font, anchor="rm")
+                    layout.label_boxes.append((int(left), int(upper), int(right), int(lower)))
+            if font is not None and last_row:
                 for j, label in enumerate(data.key_labels):
-                    text = _fit(label)
-                    w = _text_width(layout.label_font, text) + 4
-                    h = self.font_size + 6
-                    strip = Image.new("RGB", (max(w, 1), h), BACKGROUND)
-                    ImageDraw.Draw(strip).text((w - 2, h // 2), text, fill=INK, font=layout.label_font, anchor="rm")
-                    rotated = strip.rotate(90, expand=True)
-                    image.paste(rotated, (int(x0 + j * cell + cell / 2 - h / 2), y0 + layout.panel_h + GAP // 2))
+                    box = _rotated_text(
+                        image, _fit(label), font, INK, x0 + j * cell + cell / 2, y0 + layout.panel_h + GAP // 2
+                    )
+                    layout.label_boxes.append(box)
             if data.row_labels and col == 0:
                 draw.text(
                     (GAP, y0 + layout.panel_h / 2), data.row_labels[row], fill=INK, font=layout.small, anchor="lm"
@@ -189,6 +252,22 @@ class FastRenderer:
             strip = Image.new("RGB", (w, h), BACKGROUND)
             ImageDraw.Draw(strip).text((w // 2, h // 2), caption, fill=MUTED, font=layout.small, anchor="mm")
             image.paste(strip.rotate(90, expand=True), (GAP // 2, int(layout.top + layout.grid_h / 2 - w / 2)))
+        if data.text:
+            draw.text(
+                (layout.width / 2, GAP + self.font_size + GAP // 2),
+                data.text,
+                fill=MUTED,
+                font=layout.small,
+                anchor="mt",
+            )
+        _rotated_text(
+            image,
+            data.value_label,
+            layout.small,
+            MUTED,
+            layout.bar_label_x,
+            int(layout.top + layout.grid_h / 2 - _text_width(layout.small, data.value_label) / 2),
+        )
         # colour bar: top = high
         bar = np.repeat(self.lut[::-1][:, None, :], BAR_WIDTH, axis=1)
         bar_image = Image.fromarray(bar, "RGB").resize((BAR_WIDTH, layout.grid_h), Image.Resampling.BILINEAR)
@@ -196,35 +275,77 @@ class FastRenderer:
         draw.rectangle(
             [layout.bar_x - 1, layout.top - 1, layout.bar_x + BAR_WIDTH, layout.top + layout.grid_h], outline=MUTED
         )
-        self._frames[key] = (layout, image)
-        return layout, image
+        if len(data.panels) > 1 and data.view != "grid":
+            for index, panel in enumerate(data.panels):
+                x0, y0 = layout.origin(index)
+                draw.text((x0 + layout.panel_w / 2, y0 - 2), panel.label, fill=INK, font=layout.small, anchor="mb")
+        # one palette image per layout: each PNG then only pastes colour indices into a copy
+        frame = image.quantize(palette=self.palette, dither=Image.Dither.NONE)
+        self._frames[key] = (layout, frame)
+        return layout, frame
+
+    def _tick_label(self, text: str, font: Any) -> Any:
+        key = (text, id(font))
+        label = self._labels.get(key)
+        if label is None:
+            if len(self._labels) > 512:
+                self._labels.clear()
+            left, top, right, bottom = font.getbbox(text)
+            label = self._strip(
+                (int(right - left) + 2, int(bottom - top) + 4), [((1 - left, 2 - top), text, font, "la")]
+            )
+            self._labels[key] = label
+        return label
+
+    def _blank(self, width: int, height: int) -> Any:
+        from PIL import Image
+
+        key = (width, height)
+        blank = self._blanks.get(key)
+        if blank is None:
+            blank = self._blanks[key] = Image.new("P", (max(1, width), max(1, height)), self._white)
+        return blank
+
+    def _strip(self, size: tuple[int, int], texts: list[tuple[tuple[float, float], str, Any, str]]) -> Any:
+        """Text drawn anti-aliased on a small RGB strip, mapped onto the palette."""
+        from PIL import Image, ImageDraw
+
+        strip = Image.new("RGB", (max(1, size[0]), max(1, size[1])), BACKGROUND)
+        draw = ImageDraw.Draw(strip)
+        for xy, text, font, anchor in texts:
+            draw.text(xy, text, fill=INK, font=font, anchor=anchor)
+        return strip.quantize(palette=self.palette, dither=Image.Dither.NONE)
 
     def render(self, data: ViewData) -> bytes:
         """PNG bytes of ``data``; colours scale from 0 to the largest value shown."""
-        from PIL import Image, ImageDraw
+        from PIL import Image
 
         layout, frame = self._frame(data)
         image = frame.copy()
-        draw = ImageDraw.Draw(image)
         vmax = max(float(max(p.matrix.max() for p in data.panels)), 1e-6)
         cell = layout.cell
-        multi = len(data.panels) > 1 and data.view != "grid"
+        top = LEVELS - 1
         for index, panel in enumerate(data.panels):
-            top = LEVELS - 1
-            levels = np.clip(np.asarray(panel.matrix, dtype=np.float32) / vmax * top + 0.5, 0, top).astype(np.uint8)
-            pixels = self.lut[levels]
+            # palette indices 0..LEVELS-1 are the colormap levels
+            levels = np.clip(np.asarray(panel.matrix, dtype=np.float32) * (top / vmax) + 0.5, 0, top).astype(np.uint8)
             if cell > 1:
-                pixels = np.repeat(np.repeat(pixels, cell, axis=0), cell, axis=1)
-            x0, y0 = layout.origin(index)
-            image.paste(Image.fromarray(np.ascontiguousarray(pixels), "RGB"), (x0, y0))
-            if multi:
-                draw.text((x0 + layout.panel_w / 2, y0 - 2), panel.label, fill=INK, font=layout.small, anchor="mb")
-        draw.text((layout.width / 2, GAP), data.title, fill=INK, font=layout.font, anchor="mt")
-        for fraction in (0.0, 0.5, 1.0):
-            y = layout.top + layout.grid_h * (1 - fraction)
-            draw.text(
-                (layout.bar_x + BAR_WIDTH + 4, y), f"{vmax * fraction:.3f}", fill=INK, font=layout.small, anchor="lm"
-            )
+                levels = np.repeat(np.repeat(levels, cell, axis=0), cell, axis=1)
+            image.paste(Image.fromarray(np.ascontiguousarray(levels), "L"), layout.origin(index))
+        title_h = self.font_size + GAP
+        image.paste(
+            self._strip((layout.width, title_h), [((layout.width / 2, GAP / 2), data.title, layout.font, "mt")]),
+            (0, GAP // 2),
+        )
+        ticks = nice_ticks(vmax)
+        tick_x = layout.bar_x + BAR_WIDTH
+        # blank the tick column of the frame, then paste each tick label (cached by text)
+        blank = self._blank(int(layout.bar_label_x - self.font_size / 2 - tick_x), layout.grid_h + 2 * self.font_size)
+        image.paste(blank, (tick_x, layout.top - self.font_size))
+        for value in ticks:
+            y = int(round(layout.top + layout.grid_h * (1 - value / vmax)))
+            image.paste(self._ink, (tick_x, y, tick_x + 3, y + 1))
+            label = self._tick_label(_tick_text(value, ticks), layout.small)
+            image.paste(label, (tick_x + 5, y - label.size[1] // 2))
         buffer = io.BytesIO()
-        image.quantize(palette=self.palette, dither=Image.Dither.NONE).save(buffer, format="PNG", compress_level=1)
+        image.save(buffer, format="PNG", compress_level=1)
         return buffer.getvalue()

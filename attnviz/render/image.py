@@ -91,7 +91,7 @@ def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100)
     if image is not None:
         colorbar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8 if single else 0.6)
         colorbar.set_label(data.value_label)
-    fig.suptitle(data.title, fontsize=11 if single else 12)
+    fig.suptitle(f"{data.title}\n{data.text}" if data.text else data.title, fontsize=11 if single else 12)
     return fig
 
 

@@ -36,6 +36,7 @@ class ViewData:
     row_labels: list[str] | None = None
     col_labels: list[str] | None = None
     value_label: str = "attention weight"
+    text: str = ""  # the input, shortened, for image titles
 
 
 def resolve_view(view: str, layers: int, heads: int) -> str:
@@ -50,6 +51,22 @@ def resolve_view(view: str, layers: int, heads: int) -> str:
     if layers == 1:
         return "layer"
     return "grid"
+
+
+def check_view_shape(view: str, layers: int, heads: int) -> None:
+    """Refuse a view that cannot show ``layers`` x ``heads`` (the head view shows one head,
+    the layer view one layer)."""
+    if view == "head" and (layers != 1 or heads != 1):
+        raise SelectionError(
+            f"the head view shows one head, but {layers} {'layer' if layers == 1 else 'layers'} x "
+            f"{heads} {'head' if heads == 1 else 'heads'} are selected",
+            hint="pick one with --layer N --head M, or use --view layer / grid",
+        )
+    if view == "layer" and layers != 1:
+        raise SelectionError(
+            f"the layer view shows one layer, but {layers} layers are selected",
+            hint="pick one with --layer N, or use --view grid",
+        )
 
 
 def head_name(head: int) -> str:
@@ -74,6 +91,25 @@ def describe_transforms(result: AttentionResult) -> str:
 
 def build_view(result: AttentionResult, view: str = "auto", kind: str | None = None) -> ViewData:
     """Lay out the panels of ``view`` for the (already selected) layers and heads of ``kind``."""
+    from dataclasses import replace
+
+    return replace(_build_view(result, view, kind), text=short_text(result))
+
+
+def short_text(result: AttentionResult, limit: int = 90) -> str:
+    """The input as one quoted line for a title: text, ``/ pair``, ``-> target``, shortened."""
+    from attnviz.safety import printable
+
+    text = result.text
+    if result.pair is not None:
+        text += f" / {result.pair}"
+    if result.target is not None:
+        text += f" → {result.target}"
+    text = " ".join(printable(text).split())
+    return f"“{text if len(text) <= limit else text[: limit - 1] + '…'}”"
+
+
+def _build_view(result: AttentionResult, view: str, kind: str | None) -> ViewData:
     kind = kind or result.default_kind
     array = result.array(kind)
     layer_ids = result.layer_ids[kind]
@@ -108,23 +144,14 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
         value_label = "share of input token (rollout)" if resolved == "rollout" else "share of flow (max-flow)"
         return ViewData(resolved, kind, [panel], 1, 1, q_labels, k_labels, title, value_label=value_label)
 
+    check_view_shape(resolved, array.shape[0], array.shape[1])
     if resolved == "head":
-        if array.shape[0] != 1 or array.shape[1] != 1:
-            raise SelectionError(
-                f"the head view shows one head, but {array.shape[0]} layers x {array.shape[1]} heads are selected",
-                hint="pick one with --layer N --head M, or use --view layer / grid",
-            )
         layer, head = layer_ids[0], head_ids[0]
         name = "mean of heads" if head == MEAN_HEAD else f"head {head}"
         panel = Panel(array[0, 0], f"layer {layer} · {name}", layer, head)
         return ViewData(resolved, kind, [panel], 1, 1, q_labels, k_labels, f"{base} · layer {layer} · {name}")
 
     if resolved == "layer":
-        if array.shape[0] != 1:
-            raise SelectionError(
-                f"the layer view shows one layer, but {array.shape[0]} layers are selected",
-                hint="pick one with --layer N, or use --view grid",
-            )
         layer = layer_ids[0]
         count = array.shape[1]
         cols = min(4, count) if count != 6 else 3
