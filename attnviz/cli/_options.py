@@ -12,43 +12,83 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
+        metavar="NAME",
         help="Alias (minilm = bundled offline default; bert, distilbert, roberta, gpt2, t5, bart), "
         "Hugging Face hub id, or local directory.",
     ),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")]
 DtypeOpt = Annotated[
     str,
     typer.Option(
-        "--dtype", help="auto (the checkpoint's dtype on a GPU, float32 on CPU), float32, bfloat16 or float16."
+        "--dtype",
+        metavar="DTYPE",
+        help="auto (the checkpoint's dtype on a GPU, float32 on CPU), float32, bfloat16 or float16.",
     ),
 ]
 DeviceMapOpt = Annotated[
     Optional[str],
     typer.Option(
-        "--device-map", help="auto: spread a model too big for one GPU over the GPUs and CPU (needs accelerate)."
+        "--device-map",
+        metavar="MAP",
+        help="auto: spread a model too big for one GPU over the GPUs and CPU (needs accelerate).",
     ),
 ]
-RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit.")]
+RevisionOpt = Annotated[Optional[str], typer.Option("--revision", metavar="REV", help="Hub branch, tag or commit.")]
 TrustOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow the checkpoint's own Python code (off by default).")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the libraries' logs and progress bars.")]
-LayerOpt = Annotated[str, typer.Option("--layer", "-l", help="0-based layer: index, range (2-4), list (0,3) or all.")]
-HeadOpt = Annotated[str, typer.Option("--head", "-H", help="0-based head: index, range (2-4), list (0,3) or all.")]
+LayerOpt = Annotated[
+    str, typer.Option("--layer", "-l", metavar="SPEC", help="0-based layer: index, range (2-4), list (0,3) or all.")
+]
+HeadOpt = Annotated[
+    str, typer.Option("--head", "-H", metavar="SPEC", help="0-based head: index, range (2-4), list (0,3) or all.")
+]
 WordsOpt = Annotated[bool, typer.Option("--words", help="Merge sub-word tokens into words (sum to, mean from).")]
 NoSpecialOpt = Annotated[
     bool, typer.Option("--no-special", help="Hide special tokens ([CLS], [SEP], <s>...) and renormalise rows.")
 ]
 KindOpt = Annotated[
-    Optional[str], typer.Option("--kind", "-k", help="encoder, decoder or cross (default: the model's first).")
+    Optional[str],
+    typer.Option("--kind", "-k", metavar="KIND", help="encoder, decoder or cross (default: the model's first)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON document to stdout.")]
 OutOpt = Annotated[
     Optional[Path],
-    typer.Option("--out", "-o", help="Write a file: .png .svg .pdf image, .html page, .npz .json data."),
+    typer.Option(
+        "--out", "-o", metavar="FILE", help="Write a file: .png .svg .pdf image, .html page, .npz .json data."
+    ),
 ]
 NoTruncateOpt = Annotated[
     bool, typer.Option("--no-truncate", help="Fail on texts longer than the model's maximum instead of cutting them.")
 ]
-CmapOpt = Annotated[str, typer.Option("--cmap", help="Matplotlib colormap for images.")]
+CmapOpt = Annotated[str, typer.Option("--cmap", metavar="CMAP", help="Matplotlib colormap for images.")]
+FileOpt = Annotated[
+    Optional[Path],
+    typer.Option("--file", "-f", metavar="FILE", help="Text or JSONL file, one text per line ('-' = stdin)."),
+]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", metavar="N", min=1, help="Texts per forward pass (at most).")
+]
+EncodingErrorsOpt = Annotated[
+    str,
+    typer.Option("--encoding-errors", metavar="MODE", help="strict (bad UTF-8 lines fail) or replace."),
+]
+ImageOutOpt = Annotated[
+    Optional[Path],
+    typer.Option("--out", "-o", metavar="FILE", help="Draw the per-head matrix as an image: .png, .svg or .pdf."),
+]
+
+
+def check_image_output(out: Optional[Path], command: str) -> None:
+    """``-o`` of stats and compare must be a writable image path (checked before loading)."""
+    if out is None:
+        return
+    from attnviz.errors import SelectionError
+    from attnviz.io import check_writable
+    from attnviz.outputs import output_kind
+
+    if output_kind(out) != "image":
+        raise SelectionError(f"{command} -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
+    check_writable(out)

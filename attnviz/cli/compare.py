@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from attnviz.cli._options import (
+    BatchSizeOpt,
     DeviceOpt,
+    EncodingErrorsOpt,
+    FileOpt,
     HeadOpt,
+    ImageOutOpt,
     JsonOpt,
     KindOpt,
     LayerOpt,
     NoSpecialOpt,
     NoTruncateOpt,
-    OutOpt,
     TrustOpt,
     VerboseOpt,
     WordsOpt,
+    check_image_output,
 )
 from attnviz.errors import CompareThresholdExceeded
 
@@ -28,12 +31,13 @@ FAIL_EXIT_CODE = CompareThresholdExceeded.exit_code
 
 def compare(
     text: Annotated[Optional[str], typer.Argument(help="One text (or use -f FILE).")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Text or JSONL file ('-' = stdin).")] = None,
+    file: FileOpt = None,
     models: Annotated[
-        list[str], typer.Option("--model", "-m", help="Give exactly two: -m A -m B (alias, hub id, dir).")
+        list[str],
+        typer.Option("--model", "-m", metavar="NAME", help="Give exactly two: -m A -m B (alias, hub id, dir)."),
     ] = [],  # noqa: B006
     revisions: Annotated[
-        Optional[list[str]], typer.Option("--revision", help="Revision per model, in -m order.")
+        Optional[list[str]], typer.Option("--revision", metavar="REV", help="Revision per model, in -m order.")
     ] = None,
     kind: KindOpt = None,
     layer: LayerOpt = "all",
@@ -43,20 +47,25 @@ def compare(
     fail_above: Annotated[
         Optional[float],
         typer.Option(
-            "--fail-above", help=f"Exit {FAIL_EXIT_CODE} when any head's Jensen-Shannon divergence exceeds this."
+            "--fail-above",
+            metavar="JS",
+            help=f"Exit {FAIL_EXIT_CODE} when any head's Jensen-Shannon divergence exceeds this.",
         ),
     ] = None,
-    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the most-changed table.")] = 10,
-    out: OutOpt = None,
+    top: Annotated[int, typer.Option("--top", metavar="N", min=1, help="Rows in the most-changed table.")] = 10,
+    out: ImageOutOpt = None,
     json_output: JsonOpt = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    batch_size: BatchSizeOpt = 16,
+    encoding_errors: EncodingErrorsOpt = "strict",
     no_truncate: NoTruncateOpt = False,
     device: DeviceOpt = "auto",
     trust_remote_code: TrustOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Per layer and head: Jensen-Shannon divergence (base 2) and L1 distance between the
-    attention of two models on the same texts, averaged over query rows and texts.
+    """How much attention changed between two models, per layer and head.
+
+    Jensen-Shannon divergence (base 2) and L1 distance between the attention of the two
+    models on the same texts, averaged over query rows and texts.
 
     Exit codes: 0 ok; 1 load/IO failure or skipped lines; 2 bad input;
     3 (--fail-above) a head's divergence is over the threshold."""
@@ -74,14 +83,8 @@ def compare(
         raise SelectionError("give --revision once per model (in -m order)")
     if fail_above is not None and not 0 <= fail_above <= 1:
         raise SelectionError("--fail-above is a Jensen-Shannon divergence between 0 and 1")
-    if out is not None:
-        from attnviz.io import check_writable
-        from attnviz.outputs import output_kind
-
-        if output_kind(out) != "image":
-            raise SelectionError(f"compare -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
-        check_writable(out)
-    items, problems = gather_inputs(text, file)
+    check_image_output(out, "compare")
+    items, problems = gather_inputs(text, file, encoding_errors=encoding_errors)
     if not items:
         raise SelectionError("no usable text in the input")
     revs: list[str | None] = list(revisions) if revisions else [None, None]

@@ -11,8 +11,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 from attnviz.cli._options import (
+    BatchSizeOpt,
     CmapOpt,
     DeviceOpt,
+    EncodingErrorsOpt,
     HeadOpt,
     JsonOpt,
     KindOpt,
@@ -40,29 +42,32 @@ _DEFAULT_VIEWS = ["grid"]  # read by Typer, never mutated
 
 def export(
     file: Annotated[
-        str, typer.Argument(help="Text file (one text per line), JSONL (text/pair/target/id), or - for stdin.")
+        str,
+        typer.Argument(
+            metavar="FILE", help="Text file (one text per line), JSONL (text/pair/target/id), or - for stdin."
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created if missing).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Output directory (created if missing).")],
     view: Annotated[
-        list[str], typer.Option("--view", help="head, layer, grid, mean, rollout, flow (repeatable).")
+        list[str], typer.Option("--view", metavar="VIEW", help="head, layer, grid, mean, rollout, flow (repeatable).")
     ] = _DEFAULT_VIEWS,
-    fmt: Annotated[list[str], typer.Option("--format", help="png, svg, pdf, npz, json, html (repeatable).")] = ["png"],  # noqa: B006
+    fmt: Annotated[
+        list[str], typer.Option("--format", metavar="FORMAT", help="png, svg, pdf, npz, json, html (repeatable).")
+    ] = ["png"],  # noqa: B006
     model: ModelOpt = "minilm",
     kind: KindOpt = None,
     layer: LayerOpt = "all",
     head: HeadOpt = "all",
     words: WordsOpt = False,
     no_special: NoSpecialOpt = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")] = 16,
+    batch_size: BatchSizeOpt = 16,
     workers: Annotated[
         Optional[int],
-        typer.Option("--workers", min=0, help="Rendering processes (default: CPU cores; 0 = in-process)."),
+        typer.Option("--workers", metavar="N", min=0, help="Rendering processes (default: CPU cores; 0 = in-process)."),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted or failed export in DIR.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in a DIR that holds an export.")] = False,
-    encoding_errors: Annotated[
-        str, typer.Option("--encoding-errors", help="strict (bad UTF-8 lines fail) or replace.")
-    ] = "strict",
+    encoding_errors: EncodingErrorsOpt = "strict",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-line warnings.")] = False,
     json_output: JsonOpt = False,
     no_truncate: NoTruncateOpt = False,

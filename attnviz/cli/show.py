@@ -31,7 +31,9 @@ from attnviz.cli._output import note, stderr_console, stdout_console, warn
 
 ViewOpt = Annotated[
     str,
-    typer.Option("--view", help="auto, head, layer, grid, mean, rollout or flow (auto: by the selection)."),
+    typer.Option(
+        "--view", metavar="VIEW", help="auto, head, layer, grid, mean, rollout or flow (auto: by the selection)."
+    ),
 ]
 
 
@@ -52,8 +54,10 @@ def read_text_argument(text: str) -> str:
 def show(
     text: Annotated[str, typer.Argument(help="The text to look at ('-' reads stdin).")],
     model: ModelOpt = "minilm",
-    pair: Annotated[Optional[str], typer.Option("--pair", help="Second sentence (encoders).")] = None,
-    target: Annotated[Optional[str], typer.Option("--target", help="Decoder text (encoder-decoders).")] = None,
+    pair: Annotated[Optional[str], typer.Option("--pair", metavar="TEXT", help="Second sentence (encoders).")] = None,
+    target: Annotated[
+        Optional[str], typer.Option("--target", metavar="TEXT", help="Decoder text (encoder-decoders).")
+    ] = None,
     layer: LayerOpt = "all",
     head: HeadOpt = "all",
     view: ViewOpt = "auto",
@@ -73,8 +77,10 @@ def show(
 ) -> None:
     """Extract every layer's and head's attention for TEXT and show it.
 
-    Layers and heads are 0-based. Without -o: a summary, a heatmap and the most-attended
-    tokens per head in the terminal. With -o: the file type follows the extension.
+    Layers and heads are 0-based. Without -o, in the terminal: a summary, the view in colour
+    (by default every layer x head as small maps, or each layer's mean when they do not fit)
+    with its colour bar, and what each head does. With -o: the file type follows the
+    extension.
     """
     from attnviz.errors import InputError
 

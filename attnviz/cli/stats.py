@@ -9,31 +9,31 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz.cli._options import (
+    BatchSizeOpt,
     DeviceOpt,
+    EncodingErrorsOpt,
+    FileOpt,
     HeadOpt,
+    ImageOutOpt,
     JsonOpt,
     KindOpt,
     LayerOpt,
     ModelOpt,
     NoSpecialOpt,
     NoTruncateOpt,
-    OutOpt,
     RevisionOpt,
     TrustOpt,
     VerboseOpt,
     WordsOpt,
+    check_image_output,
 )
-
-FileOpt = Annotated[
-    Optional[Path], typer.Option("--file", "-f", help="Text or JSONL file, one text per line ('-' = stdin).")
-]
 
 
 def stats(
     text: Annotated[Optional[str], typer.Argument(help="One text (or use -f FILE, or --merge).")] = None,
     file: FileOpt = None,
     merge: Annotated[
-        Optional[list[Path]], typer.Option("--merge", help="Merge statistics JSON shards (repeatable).")
+        Optional[list[Path]], typer.Option("--merge", metavar="FILE", help="Merge statistics JSON shards (repeatable).")
     ] = None,
     model: ModelOpt = "minilm",
     kind: KindOpt = None,
@@ -42,19 +42,21 @@ def stats(
     words: WordsOpt = False,
     no_special: NoSpecialOpt = False,
     statistic: Annotated[
-        str, typer.Option("--stat", help="Statistic drawn by -o (entropy, distance, first, ...).")
+        str, typer.Option("--stat", metavar="NAME", help="Statistic drawn by -o (entropy, distance, first, ...).")
     ] = "entropy",
-    out: OutOpt = None,
+    out: ImageOutOpt = None,
     json_output: JsonOpt = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
-    encoding_errors: Annotated[str, typer.Option("--encoding-errors", help="strict or replace.")] = "strict",
+    batch_size: BatchSizeOpt = 16,
+    encoding_errors: EncodingErrorsOpt = "strict",
     no_truncate: NoTruncateOpt = False,
     device: DeviceOpt = "auto",
     revision: RevisionOpt = None,
     trust_remote_code: TrustOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Entropy, attention distance, mass on [CLS]/[SEP]/punctuation/self/previous/next, and a
+    """Per-head statistics and pattern labels, for one text or a corpus.
+
+    Entropy, attention distance, mass on [CLS]/[SEP]/punctuation/self/previous/next, and a
     pattern label, per layer and head (0-based). Averaged over every query position of every
     text; --json output can be merged exactly with --merge."""
     from attnviz.analysis.stats import (
@@ -69,13 +71,7 @@ def stats(
 
     if statistic not in STATISTICS:
         raise SelectionError(f"unknown statistic '{statistic}'", hint=f"choose one of: {', '.join(STATISTICS)}")
-    if out is not None:
-        from attnviz.io import check_writable
-        from attnviz.outputs import output_kind
-
-        if output_kind(out) != "image":
-            raise SelectionError(f"stats -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
-        check_writable(out)
+    check_image_output(out, "stats")
     problems: list[str] = []
     if merge:
         if text is not None or file is not None:
