@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from attnviz.errors import InputError, SelectionError
+from attnviz.errors import SelectionError
 
 SCHEMA = "attnviz/1"
 KINDS = ("encoder", "decoder", "cross")
@@ -265,25 +265,18 @@ class AttentionResult:
             raise OutputFormatError(f"cannot save data as '{suffix}'", hint="use .npz or .json")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> AttentionResult:
-        """Read a result saved with :meth:`to_npz` or :meth:`to_json`."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"no such file: {path}", hint="pass an .npz or .json written by attnviz")
-        try:
-            if path.suffix.lower() == ".json":
-                raw = json.loads(path.read_text(encoding="utf-8"))
-                fields = {k: np.asarray(v) for k, v in raw.items() if k != "meta"}
-                meta = raw["meta"]
-            else:
-                with np.load(path, allow_pickle=False) as data:
-                    fields = {k: data[k] for k in data.files if k != "meta"}
-                    meta = json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path} is not an attnviz data file: {exc}", hint="re-export it with attnviz") from exc
-        if meta.get("schema") != SCHEMA:
-            raise InputError(f"{path} has schema {meta.get('schema')!r}, expected {SCHEMA!r}")
-        return cls._from_fields(fields, meta)
+    def load(cls, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> AttentionResult:
+        """Read a result saved with :meth:`to_npz` or :meth:`to_json`, checked as untrusted
+        input (sizes before inflating, schema, shapes, finite values; see
+        :mod:`attnviz.saved`). Rows that do not sum to 1 give a Python warning."""
+        import warnings
+
+        from attnviz.saved import DEFAULT_MAX_BYTES, load_checked
+
+        result, problems = load_checked(path, max_bytes or DEFAULT_MAX_BYTES)
+        for problem in problems:
+            warnings.warn(problem, stacklevel=2)
+        return result
 
     @classmethod
     def _from_fields(cls, fields: dict[str, np.ndarray], meta: dict[str, Any]) -> AttentionResult:

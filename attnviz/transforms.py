@@ -99,6 +99,42 @@ def select(result: AttentionResult, layers: IndexSpec = None, heads: IndexSpec =
     )
 
 
+def select_ids(result: AttentionResult, layers: IndexSpec = None, heads: IndexSpec = None) -> AttentionResult:
+    """Like :func:`select`, but the indices are the model's own layer and head numbers as
+    recorded in the result (a file saved with ``--layer 2`` holds layer 2, at position 0)."""
+    if layers in (None, "all") and heads in (None, "all"):
+        return result
+    positions: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for kind in result.kinds:
+        chosen = []
+        for spec, ids, what in ((layers, result.layer_ids[kind], "layer"), (heads, result.head_ids[kind], "head")):
+            ids = tuple(int(i) for i in ids)
+            if spec in (None, "all"):
+                chosen.append(tuple(range(len(ids))))
+                continue
+            if MEAN_HEAD in ids and what == "head":
+                raise SelectionError("the saved heads were averaged; there is no single head to pick")
+            wanted = parse_index_spec(spec, max(ids) + 1, what) if ids else ()
+            missing = [i for i in wanted if i not in ids]
+            if missing:
+                held = ", ".join(map(str, ids))
+                raise SelectionError(
+                    f"--{what} {', '.join(map(str, missing))} is not in this file: it holds {what}s {held}",
+                    hint=f"pick from {held} (the model's own {what} numbers)",
+                )
+            chosen.append(tuple(ids.index(i) for i in wanted))
+        positions[kind] = (chosen[0], chosen[1])
+    attentions, layer_ids, head_ids = {}, {}, {}
+    for kind, (layer_index, head_index) in positions.items():
+        attentions[kind] = np.ascontiguousarray(result.attentions[kind][np.ix_(layer_index, head_index)])
+        layer_ids[kind] = tuple(result.layer_ids[kind][i] for i in layer_index)
+        head_ids[kind] = tuple(result.head_ids[kind][i] for i in head_index)
+    step = f"select(layers={describe_index_spec(layers)},heads={describe_index_spec(heads)})"
+    return replace(
+        result, attentions=attentions, layer_ids=layer_ids, head_ids=head_ids, transforms=result.transforms + (step,)
+    )
+
+
 def mean_heads(result: AttentionResult) -> AttentionResult:
     """Average over heads: each array becomes ``[layers, 1, query, key]`` with head id -1."""
     attentions = {

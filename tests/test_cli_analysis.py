@@ -201,4 +201,5 @@ def test_render_a_file_that_is_not_attnviz_data(tmp_path):
     bogus.write_bytes(b"not a zip")
     result = invoke("render", bogus)
     assert result.exit_code == 2
-    assert "not an attnviz data file" in result.stderr
+    assert "is not an attnviz .npz file (not a zip archive)" in result.stderr
+    assert "pickle" not in result.stderr

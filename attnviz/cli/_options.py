@@ -92,3 +92,26 @@ def check_image_output(out: Optional[Path], command: str) -> None:
     if output_kind(out) != "image":
         raise SelectionError(f"{command} -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
     check_writable(out)
+
+
+MaxBytesOpt = Annotated[
+    str,
+    typer.Option("--max-bytes", metavar="SIZE", help="Largest array data read from the file (e.g. 500M, 8G)."),
+]
+
+
+def check_cmap(name: str) -> None:
+    """An unknown ``--cmap`` is a one-line error before any work (matplotlib is imported
+    only when the name is not the default)."""
+    if name == "viridis":
+        return
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        from attnviz.errors import SelectionError
+
+        close = [c for c in sorted(matplotlib.colormaps) if c.lower().startswith(name[:2].lower())][:6]
+        raise SelectionError(
+            f"unknown colour map '{name}'",
+            hint="matplotlib colormaps, e.g. " + ", ".join(close or ["viridis", "magma", "cividis", "Blues"]),
+        )

@@ -103,6 +103,9 @@ def export(
         encoding_errors=encoding_errors,
     )
     options.validate()
+    from attnviz.cli._options import check_cmap
+
+    check_cmap(cmap)
     if file != "-":
         from attnviz.inputs import open_input
 

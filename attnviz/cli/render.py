@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from attnviz.cli._options import CmapOpt, HeadOpt, JsonOpt, KindOpt, LayerOpt, NoSpecialOpt, OutOpt, WordsOpt
+from attnviz.cli._options import (
+    CmapOpt,
+    HeadOpt,
+    JsonOpt,
+    KindOpt,
+    LayerOpt,
+    MaxBytesOpt,
+    NoSpecialOpt,
+    OutOpt,
+    WordsOpt,
+    check_cmap,
+)
 from attnviz.cli.show import ViewOpt
 
 
@@ -22,20 +33,28 @@ def render(
     out: OutOpt = None,
     json_output: JsonOpt = False,
     cmap: CmapOpt = "viridis",
+    max_bytes: MaxBytesOpt = "2G",
 ) -> None:
     """Draw saved attention without loading a model (torch is never imported).
 
-    --layer/--head index the saved arrays (0-based positions within what was saved)."""
+    --layer/--head are the model's own layer and head numbers, as recorded in the file (a
+    file saved with --layer 2 holds layer 2). The file is checked before it is drawn: sizes
+    before inflating (--max-bytes), schema, shapes and finite values."""
+    from attnviz.cli._output import warn
     from attnviz.cli.show import check_output_path, present
-    from attnviz.result import AttentionResult
+    from attnviz.saved import load_checked, parse_size
+    from attnviz.transforms import select_ids
 
     check_output_path(out, view)
-    loaded = AttentionResult.load(saved)
+    check_cmap(cmap)
+    loaded, problems = load_checked(saved, parse_size(max_bytes))
+    for problem in problems:
+        warn(problem)
     present(
-        loaded,
+        select_ids(loaded, layer, head),
         kind=kind,
-        layer=layer,
-        head=head,
+        layer="all",
+        head="all",
         words=words,
         no_special=no_special,
         view=view,

@@ -89,6 +89,9 @@ def show(
         raise InputError("the text is empty", hint='give some text, e.g. attnviz show "AI changes everything"')
     check_output_path(out, view)
     from attnviz.cli._common import refuse_early
+    from attnviz.cli._options import check_cmap
+
+    check_cmap(cmap)
 
     refuse_early(model, revision, layer, head, (view or "auto").lower())
 

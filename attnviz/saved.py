@@ -1,0 +1,283 @@
+"""Reading saved attention (``.npz`` / ``.json``) as untrusted input (pure NumPy).
+
+Nothing in a file is believed before it is checked:
+
+* sizes first: an npz's members are checked against ``max_bytes`` from the zip directory
+  and from each array's own header (shape x item size) **before** anything is inflated, so
+  a zip bomb or a declared 35 PiB shape costs nothing; a JSON file is checked by its size;
+* never pickles (``allow_pickle=False``; object arrays are refused);
+* the schema: ``meta`` with its keys and types, token fields, attention arrays per kind;
+* shapes: ``[layers, heads, query, key]`` against the tokens of each axis and the recorded
+  layer and head ids;
+* values: finite; rows that do not sum to about 1 (or 0, a row left empty by
+  ``--no-special``) give a warning, not an error.
+
+Every failure is an :class:`InputError` (exit 2) with one line that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnviz.errors import InputError
+
+#: Largest total of array data read from one saved file, unless raised (``--max-bytes``).
+DEFAULT_MAX_BYTES = 2 * 2**30
+KINDS = ("encoder", "decoder", "cross")
+_ROW_TOLERANCE = 1e-3
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``2G``, ``1048576`` -> bytes."""
+    value = text.strip().upper().removesuffix("B")
+    scale = 1
+    for suffix, factor in (("K", 2**10), ("M", 2**20), ("G", 2**30), ("T", 2**40)):
+        if value.endswith(suffix):
+            value, scale = value[:-1], factor
+            break
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(f"--max-bytes '{text}' is not a size", hint="e.g. 500M, 4G or 1048576") from None
+    if not number > 0:
+        raise InputError(f"--max-bytes '{text}' must be positive")
+    return int(number * scale)
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} PiB"  # pragma: no cover
+
+
+def read_fields(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and the ``meta`` document of a saved file, sizes checked first."""
+    if not path.is_file():
+        raise InputError(f"no such file: {path}", hint="pass an .npz or .json written by attnviz")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path} is empty", hint="pass an .npz or .json written by attnviz")
+    too_big = f"--max-bytes {max_bytes} (or a larger size such as 8G) reads it anyway"
+    if path.suffix.lower() == ".json":
+        if size > max_bytes:
+            raise InputError(f"{path} is {_human(size)}, over the {_human(max_bytes)} limit", hint=too_big)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise InputError(f"{path} is nested too deeply to be an attnviz data file") from None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+        except ValueError as exc:
+            raise InputError(f"{path} is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise InputError(f"{path} is not an attnviz data file: the top level must be an object")
+        meta = raw.get("meta")
+        fields = {}
+        for name, value in raw.items():
+            if name == "meta":
+                continue
+            try:
+                fields[name] = np.asarray(value)
+            except (ValueError, TypeError):
+                raise InputError(f"{path}: field '{name}' is not a regular array") from None
+        return fields, _meta(path, meta)
+    return _read_npz(path, max_bytes, too_big)
+
+
+def _read_npz(path: Path, max_bytes: int, too_big: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise InputError(f"{path} is not an attnviz .npz file (not a zip archive)") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if not members:
+            raise InputError(f"{path} holds no arrays", hint="pass an .npz written by attnviz")
+        declared = sum(m.file_size for m in members)
+        if declared > max_bytes:
+            raise InputError(
+                f"{path} would inflate to {_human(declared)}, over the {_human(max_bytes)} limit", hint=too_big
+            )
+        fields: dict[str, np.ndarray] = {}
+        total = 0
+        for member in members:
+            name = member.filename.removesuffix(".npy")
+            try:
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+                    elif version == (2, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+                    else:
+                        raise ValueError(f"unsupported .npy format version {version}")
+                    if dtype.hasobject:
+                        raise InputError(
+                            f"{path}: array '{name}' holds Python objects; attnviz never loads pickles",
+                            hint="attnviz files hold only numbers and strings",
+                        )
+                    count = int(np.prod(shape, dtype=object)) if shape else 1
+                    needed = count * dtype.itemsize
+                    total += needed
+                    if total > max_bytes:
+                        raise InputError(
+                            f"{path}: array '{name}' declares {_human(needed)} ({'x'.join(map(str, shape)) or 'scalar'}), "
+                            f"over the {_human(max_bytes)} limit",
+                            hint=too_big,
+                        )
+                    if needed > member.file_size:
+                        raise InputError(f"{path}: array '{name}' is truncated or its header lies about its shape")
+                    data = handle.read(needed)
+                    if len(data) != needed:
+                        raise ValueError("the array data is shorter than its header says")
+                    flat = np.frombuffer(data, dtype=dtype)
+                    array = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+                    fields[name] = array.copy(order="C")
+            except InputError:
+                raise
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+                raise InputError(f"{path}: array '{name}' is not a readable NumPy array ({_first_line(exc)})") from None
+    meta_field = fields.pop("meta", None)
+    if meta_field is None:
+        raise InputError(f"{path} is not an attnviz data file: it has no 'meta' record")
+    try:
+        meta = json.loads(str(meta_field.item() if meta_field.shape == () else meta_field))
+    except RecursionError:
+        raise InputError(f"{path}: its 'meta' record is nested too deeply") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: its 'meta' record is not JSON ({exc})") from None
+    return fields, _meta(path, meta)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _meta(path: Path, meta: Any) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise InputError(f"{path} is not an attnviz data file: it has no 'meta' object")
+    return meta
+
+
+def validate(path: Path, fields: dict[str, np.ndarray], meta: dict[str, Any]) -> list[str]:
+    """Check the schema, shapes and values; return warnings (rows that do not sum to 1)."""
+    from attnviz.result import SCHEMA
+
+    where = str(path)
+    if meta.get("schema") != SCHEMA:
+        raise InputError(f"{where} has schema {meta.get('schema')!r}, expected {SCHEMA!r}")
+    for key in ("model", "family", "text"):
+        if not isinstance(meta.get(key), str):
+            raise InputError(f"{where}: meta field '{key}' is missing or not a string")
+    for key in ("layers", "heads"):
+        value = meta.get(key)
+        if not isinstance(value, dict) or not all(
+            isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v)
+            for v in value.values()
+        ):
+            raise InputError(f"{where}: meta field '{key}' must map each kind to a list of integers")
+    for key in ("display_tokens", "target_display_tokens"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(t, str) for t in value)):
+            raise InputError(f"{where}: meta field '{key}' must be a list of strings")
+    if not isinstance(meta.get("display_tokens"), list):
+        raise InputError(f"{where}: meta field 'display_tokens' is missing")
+    composite = "source_tokens" in fields
+    lengths: dict[str, int] = {}
+    for side, prefix, display in (
+        ("source", "source_" if composite else "", "display_tokens"),
+        ("target", "target_", "target_display_tokens"),
+    ):
+        if side == "target" and not composite:
+            continue
+        n = None
+        for suffix in ("tokens", "word_ids", "special_mask", "segment_ids"):
+            name = prefix + suffix
+            array = fields.get(name)
+            if array is None:
+                raise InputError(f"{where}: the field '{name}' is missing")
+            if array.ndim != 1:
+                raise InputError(f"{where}: '{name}' must be 1-d, not {array.ndim}-d")
+            if suffix != "tokens" and array.dtype.kind not in "biu":
+                raise InputError(f"{where}: '{name}' must hold integers, not {array.dtype}")
+            if suffix == "tokens" and array.dtype.kind not in "U":
+                raise InputError(f"{where}: '{name}' must hold strings, not {array.dtype}")
+            if n is None:
+                n = len(array)
+            elif len(array) != n:
+                raise InputError(f"{where}: '{name}' has {len(array)} entries, '{prefix}tokens' has {n}")
+        shown = meta.get(display)
+        if not isinstance(shown, list) or len(shown) != n:
+            raise InputError(f"{where}: meta '{display}' does not match the {n} tokens")
+        if not n:
+            raise InputError(f"{where}: the {side} side has no tokens")
+        lengths[side] = int(n)
+    kinds = [k for k in KINDS if k in fields]
+    if not kinds:
+        raise InputError(f"{where} holds no attention arrays (encoder, decoder or cross)")
+    warnings = []
+    for kind in kinds:
+        array = fields[kind]
+        if array.dtype.kind != "f":
+            raise InputError(f"{where}: '{kind}' must hold floating-point numbers, not {array.dtype}")
+        if array.ndim != 4:
+            raise InputError(f"{where}: '{kind}' must be [layers, heads, query, key], not {array.ndim}-d")
+        if 0 in array.shape:
+            raise InputError(f"{where}: '{kind}' is empty (shape {list(array.shape)})")
+        source, target = lengths["source"], lengths.get("target")
+        if kind == "encoder" or target is None:
+            q, k = source, source
+        elif kind == "decoder":
+            q, k = target, target
+        else:
+            q, k = target, source
+        if array.shape[2:] != (q, k):
+            raise InputError(
+                f"{where}: '{kind}' is {array.shape[2]} x {array.shape[3]} (query x key), but the tokens say {q} x {k}"
+            )
+        layers, heads = meta["layers"].get(kind), meta["heads"].get(kind)
+        if layers is None or heads is None or (len(layers), len(heads)) != array.shape[:2]:
+            raise InputError(
+                f"{where}: '{kind}' has {array.shape[0]} layers x {array.shape[1]} heads, "
+                f"but meta lists {len(layers or [])} x {len(heads or [])}"
+            )
+        if not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise InputError(f"{where}: '{kind}' holds {bad} NaN or infinite value{'s' if bad != 1 else ''}")
+        if (array < 0).any():
+            raise InputError(f"{where}: '{kind}' holds negative weights; attention weights are probabilities")
+        sums = array.sum(-1, dtype=np.float64)
+        off = ~((np.abs(sums - 1) <= _ROW_TOLERANCE) | (sums <= _ROW_TOLERANCE))
+        if off.any() and not meta.get("attention_sinks"):
+            warnings.append(
+                f"{where}: {int(off.sum())} of {off.size} '{kind}' rows do not sum to 1 "
+                f"(from {float(sums.min()):.3g} to {float(sums.max()):.3g}); the weights may not be attention"
+            )
+    for name in ("rollout", "flow"):
+        if name in fields:
+            value = fields[name]
+            if value.dtype.kind != "f" or not np.isfinite(value).all():
+                raise InputError(f"{where}: '{name}' must hold finite floating-point numbers")
+    return warnings
+
+
+def load_checked(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Any, list[str]]:
+    """(:class:`~attnviz.result.AttentionResult`, warnings) of a saved file, checked."""
+    from attnviz.result import AttentionResult
+
+    path = Path(path)
+    fields, meta = read_fields(path, max_bytes)
+    warnings = validate(path, fields, meta)
+    try:
+        return AttentionResult._from_fields(fields, meta), warnings
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path} is not an attnviz data file ({_first_line(exc)})") from None
