@@ -86,6 +86,10 @@ class EncodedInput:
     truncated: int
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def validate_text(text: Any, what: str = "text") -> str:
     """``text`` if it is a non-empty string of valid Unicode, else :class:`InputError`."""
     if not isinstance(text, str):
@@ -218,12 +222,12 @@ class Extractor:
         family = self.loaded.family
         if pair is not None and family != "encoder":
             raise InputError(
-                f"--pair needs an encoder model; '{self.loaded.name}' is a {family} model",
+                f"--pair needs an encoder model; '{self.loaded.name}' is {_article(family)} {family} model",
                 hint="for encoder-decoder models give the decoder text with --target",
             )
         if item.target is not None and family != "encoder-decoder":
             raise InputError(
-                f"--target needs an encoder-decoder model; '{self.loaded.name}' is a {family} model",
+                f"--target needs an encoder-decoder model; '{self.loaded.name}' is {_article(family)} {family} model",
                 hint="use --pair for a second sentence with encoder models",
             )
         encoding, truncated = self._tokenize(text, pair)

@@ -377,15 +377,20 @@ def _from_pretrained(loader: Any, spec: ModelSpec, revision: str | None, trust_r
         pass  # not in the local cache: fall through to a download, if possible
     if _offline_env():
         raise ModelLoadError(
-            f"'{spec.name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+            f"{_tried(spec)} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
             hint=f"pass a local directory, unset HF_HUB_OFFLINE, or use '{DEFAULT_MODEL}' (bundled)",
         )
     if not _hub_reachable():
         raise ModelLoadError(
-            f"cannot download '{spec.name}': the Hugging Face hub is not reachable (no network?)",
+            f"cannot download {_tried(spec)}: the Hugging Face hub is not reachable (no network?)",
             hint=f"pass a local directory, or use '{DEFAULT_MODEL}' for the bundled offline model",
         )
     return loader.from_pretrained(spec.source, **common)
+
+
+def _tried(spec: ModelSpec) -> str:
+    """The model as named, and the hub id it stands for when that differs (an alias)."""
+    return f"'{spec.name}'" if spec.source == spec.name else f"'{spec.name}' (hub id '{spec.source}')"
 
 
 def load_config(spec: ModelSpec, revision: str | None = None, trust_remote_code: bool = False) -> Any:

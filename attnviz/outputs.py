@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from attnviz.errors import OutputFormatError
 from attnviz.render import DATA_SUFFIXES, IMAGE_SUFFIXES, OUTPUT_SUFFIXES, PAGE_SUFFIXES
 from attnviz.result import AttentionResult
@@ -35,11 +37,30 @@ def with_derived(result: AttentionResult, view: str, kind: str | None) -> Attent
     kind = kind or result.default_kind
     array = result.array(kind)
     derived = dict(result.derived)
-    derived["rollout"] = attention_rollout(array)
-    if view == "flow":
+    if "rollout" not in derived:
+        derived["rollout"] = attention_rollout(array)
+    if view == "flow" and "flow" not in derived:
         derived["flow"] = attention_flow(array)
     meta = dict(result.extra_meta, derived_kind=kind)
     return result.with_changes(derived=derived, extra_meta=meta)
+
+
+def raw_derived_without_special(raw: AttentionResult, shown: AttentionResult, view: str, kind: str) -> AttentionResult:
+    """``shown`` (special tokens dropped) with rollout/flow computed on ``raw``'s attention,
+    special tokens included, as Abnar & Zuidema define them; the special tokens are then
+    hidden from the maps only (rows are not renormalised: what remains is each kept
+    token's share of the real flow)."""
+    if view not in ("rollout", "flow"):
+        return shown
+    base = with_derived(raw, view, kind)
+    queries, keys = base.axes(kind)
+    keep_q, keep_k = ~queries.special_mask, ~keys.special_mask
+    derived = {
+        name: np.ascontiguousarray(np.asarray(value)[..., keep_q, :][..., keep_k])
+        for name, value in base.derived.items()
+    }
+    meta = dict(shown.extra_meta, derived_kind=kind, derived_from="raw attention; special tokens hidden afterwards")
+    return shown.with_changes(derived=derived, extra_meta=meta)
 
 
 def write_output(

@@ -61,7 +61,8 @@ def parse_index_spec(spec: IndexSpec, count: int, what: str = "layer") -> tuple[
         for index in range(start, stop + 1):
             if index >= count:
                 raise SelectionError(
-                    f"--{what} {index} is out of range: this model has {count} {what}s ({valid})",
+                    f"--{what} {index} is out of range: this model has {count} {what}{'' if count == 1 else 's'} "
+                    f"({valid})",
                     hint=f"{what}s are 0-based; choose from {valid}",
                 )
             if index not in chosen:

@@ -203,3 +203,23 @@ def test_render_a_file_that_is_not_attnviz_data(tmp_path):
     assert result.exit_code == 2
     assert "is not an attnviz .npz file (not a zip archive)" in result.stderr
     assert "pickle" not in result.stderr
+
+
+@pytest.mark.parametrize("view", ["rollout", "flow"])
+def test_rollout_and_flow_with_no_special_follow_the_raw_attention(tiny_models, tmp_path, view):
+    """Rollout/flow run on the attention with [CLS]/[SEP] (Abnar & Zuidema's definition);
+    --no-special only hides those tokens from the map afterwards."""
+    from attnviz.analysis.rollout import attention_flow, attention_rollout
+    from attnviz.result import AttentionResult
+
+    raw_path, shown_path = tmp_path / "raw.npz", tmp_path / "shown.npz"
+    assert invoke("show", "the cat sat", "-m", tiny_models["bert"], "-o", raw_path).exit_code == 0
+    result = invoke("show", "the cat sat", "-m", tiny_models["bert"], "--view", view, "--no-special", "-o", shown_path)
+    assert result.exit_code == 0, result.output
+    raw = AttentionResult.load(raw_path)
+    shown = AttentionResult.load(shown_path)
+    keep = ~raw.tokens.special_mask
+    reference = attention_rollout(raw.attentions["encoder"]) if view == "rollout" else attention_flow(raw.attentions["encoder"])
+    np.testing.assert_allclose(shown.derived[view], reference[..., keep, :][..., keep], atol=1e-5)
+    assert shown.extra_meta["derived_from"].startswith("raw attention")
+    assert list(shown.tokens.display) == ["the", "cat", "sat"]

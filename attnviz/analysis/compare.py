@@ -87,6 +87,15 @@ class Comparison:
         assert self.l1_sum is not None and self.rows is not None
         return self.l1_sum / self.rows
 
+    #: Below this Jensen-Shannon divergence (bits) every head counts as unchanged.
+    IDENTICAL = 1e-6
+
+    @property
+    def identical(self) -> bool:
+        """True when no head's divergence reaches :attr:`IDENTICAL` (the same model twice,
+        or checkpoints whose attention did not change)."""
+        return float(self.js.max()) < self.IDENTICAL
+
     def heads(self) -> list[dict[str, Any]]:
         js, l1 = self.js, self.l1
         return [
@@ -114,6 +123,7 @@ class Comparison:
             "texts": self.texts,
             "max_js": float(self.js.max()),
             "mean_js": float(self.js.mean()),
+            "identical": self.identical,
             "heads": self.heads(),
             "notes": self.notes,
         }

@@ -124,9 +124,11 @@ def compare(
             comparison.js,
             comparison.layer_ids,
             comparison.head_ids,
-            title=f"{comparison.model_a} vs {comparison.model_b} · {comparison.kind} · JS divergence per head",
+            title=f"{comparison.model_a} vs {comparison.model_b} · {comparison.kind} · JS divergence per head"
+            + (" · identical" if comparison.identical else ""),
             colorbar_label="Jensen-Shannon divergence (bits)",
             cmap="magma",
+            min_range=0.1,
         )
         save_figure(fig, out)
         from attnviz.cli._output import note
@@ -165,6 +167,12 @@ def _print_table(comparison, top: int) -> None:  # type: ignore[no-untyped-def]
     for row in comparison.most_changed(top):
         table.add_row(str(row["layer"]), str(row["head"]), f"{row['js']:.4f}", f"{row['l1']:.4f}")
     console = stdout_console()
+    if comparison.identical:
+        console.print(
+            f"identical: no head's attention differs (max JS {comparison.js.max():.1e} bits "
+            f"over {comparison.js.size} heads and {comparison.texts} text{'' if comparison.texts == 1 else 's'})"
+        )
+        return
     console.print(table)
     console.print(
         f"max JS {comparison.js.max():.4f}, mean JS {comparison.js.mean():.4f} over {comparison.js.size} heads"

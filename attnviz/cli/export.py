@@ -118,6 +118,8 @@ def export(
 
     quiet_unless(verbose)
     loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+    from attnviz.safety import printable
+
     show_progress = not quiet and sys.stderr.isatty()
     warnings: list[str] = []
 
@@ -125,27 +127,35 @@ def export(
         if not quiet:
             warnings.append(message)
 
-    progress_context: Any = _progress(count_inputs(file)) if show_progress else None
+    total_inputs = count_inputs(file) if show_progress else None
+    progress_context: Any = _progress(total_inputs) if show_progress else None
     try:
         if progress_context is not None:
             with progress_context as (progress, task):
                 started = time.monotonic()
 
                 def on_progress(summary: Any) -> None:
+                    # rate and time left count only this run's texts: texts finished by an
+                    # earlier run (--resume) pass in no time and would make the ETA far too short
                     elapsed = max(time.monotonic() - started, 1e-9)
-                    progress.update(task, completed=summary.total, rate=f"{summary.total / elapsed:.1f} texts/s")
+                    done_now = summary.total - summary.resumed
+                    rate = done_now / elapsed
+                    left = ""
+                    if total_inputs is not None and rate > 0 and done_now >= 2:
+                        left = f"{_duration((total_inputs - summary.total) / rate)} left"
+                    progress.update(task, completed=summary.total, rate=f"{rate:.1f} texts/s", left=left)
 
                 summary = run_export(file, loaded, options, on_progress=on_progress, on_warning=on_warning)
         else:
             summary = run_export(file, loaded, options, on_warning=on_warning)
     except KeyboardInterrupt:
         print(
-            f"interrupted: finished texts are in {out}/manifest.jsonl; run again with --resume to finish",
+            f"interrupted: finished texts are in {printable(out)}/manifest.jsonl; run again with --resume to finish",
             file=sys.stderr,
         )
         raise typer.Exit(code=130) from None
     for message in warnings[:20]:
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {printable(message)}", file=sys.stderr)
     if len(warnings) > 20:
         print(
             f"warning: … {len(warnings) - 20} more texts were cut (see 'truncated' in the manifest)",
@@ -155,17 +165,26 @@ def export(
         print(json.dumps(summary.to_dict()))
     if not quiet:
         resumed = f", {summary.resumed} already done" if summary.resumed else ""
-        failed = f", {summary.failed} failed (see {out}/manifest.jsonl)" if summary.failed else ""
+        failed = f", {summary.failed} failed (see {printable(out)}/manifest.jsonl)" if summary.failed else ""
         rate = summary.exported / summary.seconds if summary.seconds else 0.0
         print(
-            f"exported {summary.exported} texts ({summary.files} files){resumed}{failed} "
-            f"in {summary.seconds:.1f} s ({rate:.1f} texts/s) to {out}",
+            f"exported {summary.exported} text{'' if summary.exported == 1 else 's'} ({summary.files} "
+            f"file{'' if summary.files == 1 else 's'}){resumed}{failed} "
+            f"in {summary.seconds:.1f} s ({rate:.1f} texts/s) to {printable(out)}",
             file=sys.stderr,
         )
         for failure in summary.failures[:5]:
-            print(f"  line {failure['line']}: {failure['error']}", file=sys.stderr)
+            error = str(failure["error"])
+            where = "" if error.startswith(f"line {failure['line']}") else f"line {failure['line']}: "
+            print(f"  {where}{printable(error)}", file=sys.stderr)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 class _progress:
@@ -175,7 +194,7 @@ class _progress:
         self.total = total
 
     def __enter__(self) -> tuple[Any, Any]:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         from attnviz.cli._output import stderr_console
 
@@ -184,12 +203,12 @@ class _progress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[left]}"),
             console=stderr_console(),
             transient=False,
         )
         self.progress.__enter__()
-        task = self.progress.add_task("export", total=self.total, rate="")
+        task = self.progress.add_task("export", total=self.total, rate="", left="")
         return self.progress, task
 
     def __exit__(self, *exc: Any) -> None:

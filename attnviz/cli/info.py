@@ -33,7 +33,7 @@ def info(
 
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # a long path wraps; it is never cut
     from rich.text import Text
 
     from attnviz.safety import printable
@@ -43,6 +43,10 @@ def info(
     table.add_row("architecture", Text(printable(f"{described.architecture} ({described.model_type})")))
     table.add_row("family", described.family)
     for kind in described.kinds:
-        table.add_row(f"{kind} attention", f"{described.layers[kind]} layers x {described.heads[kind]} heads")
+        layers, heads = described.layers[kind], described.heads[kind]
+        table.add_row(
+            f"{kind} attention", f"{layers} layer{'' if layers == 1 else 's'} x {heads} head{'' if heads == 1 else 's'}"
+        )
     table.add_row("max length", f"{described.max_length} tokens")
-    stdout_console().print(table)
+    # piped: wide enough that the source path is never cut or wrapped
+    stdout_console(min_width=len(printable(described.source)) + 22).print(table)

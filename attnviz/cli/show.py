@@ -180,6 +180,12 @@ def present(
     chosen_kind = kind or result.default_kind
     array = result.array(chosen_kind)
     resolved = resolve_view(view, array.shape[0], array.shape[1])
+    if no_special and resolved in ("rollout", "flow") and chosen_kind != "cross":
+        # rollout and flow follow the raw attention ([CLS]/[SEP] included); only the display hides them
+        from attnviz.outputs import raw_derived_without_special
+
+        base = apply_transforms(raw, layers=layer, heads=head, words=words)
+        result = raw_derived_without_special(base, result, resolved, chosen_kind)
     written = None
     if out is not None:
         from attnviz.outputs import write_output

@@ -16,6 +16,7 @@ def head_matrix_figure(
     colorbar_label: str,
     cmap: str = "viridis",
     annotate: bool = True,
+    min_range: float = 0.0,
 ) -> Any:
     """``values`` ``[layers, heads]`` drawn with each cell's value written in it."""
     from matplotlib.figure import Figure
@@ -26,6 +27,7 @@ def head_matrix_figure(
     finite = values[np.isfinite(values)]
     vmax = float(finite.max()) if finite.size else 1.0
     vmin = float(min(0.0, finite.min())) if finite.size else 0.0
+    vmax = max(vmax, vmin + min_range)  # identical inputs: a sane scale, not one of 1e-9
     image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1e-9, aspect="auto")
     ax.set_xticks(range(heads), [str(h) for h in head_ids])
     ax.set_yticks(range(layers), [str(layer) for layer in layer_ids])
