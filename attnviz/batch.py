@@ -61,7 +61,7 @@ class ExportOptions:
     kind: str | None = None
     layers: str = "all"
     heads: str = "all"
-    words: bool = False
+    words: bool | str = False
     no_special: bool = False
     cmap: str = "viridis"
     batch_size: int = 16

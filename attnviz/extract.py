@@ -134,6 +134,43 @@ def _word_and_segment_ids(encoding: Any, n: int, special: np.ndarray) -> tuple[n
     return word_ids, segment_ids
 
 
+def _reader_word_ids(
+    encoding: Any, n: int, special: np.ndarray, segment_ids: np.ndarray, texts: Sequence[str | None]
+) -> np.ndarray | None:
+    """Word ids as a reader counts words: the whitespace-separated chunk of the segment's
+    text in which each token starts (by the tokenizer's character offsets), unique across
+    segments; -1 for special tokens. None when the tokenizer gives no offsets."""
+    try:
+        offsets = encoding["offset_mapping"]
+    except (KeyError, TypeError):
+        return None
+    if offsets is None or len(offsets) != n:
+        return None
+    chunk_of: list[np.ndarray] = []
+    first_chunk: list[int] = []
+    total = 0
+    for text in texts:
+        text = text or ""
+        space = np.array([c.isspace() for c in text], dtype=bool)
+        starts = ~space & np.concatenate([[True], space[:-1]]) if len(text) else np.zeros(0, bool)
+        chunk = np.cumsum(starts) - 1  # chunk index at each character (whitespace: the chunk before)
+        chunk_of.append(chunk)
+        first_chunk.append(total)
+        total += int(starts.sum())
+    word_ids = np.full(n, -1, dtype=np.int32)
+    for i, span in enumerate(offsets):
+        start, end = int(span[0]), int(span[1])
+        segment = int(segment_ids[i]) if int(segment_ids[i]) < len(texts) else 0
+        text = texts[segment] or ""
+        if special[i] or end <= start or start >= len(text):
+            continue
+        position = start
+        while position < min(end, len(text)) - 1 and text[position].isspace():
+            position += 1  # byte-level BPE tokens carry their leading space
+        word_ids[i] = first_chunk[segment] + max(int(chunk_of[segment][position]), 0)
+    return word_ids
+
+
 def _special_mask(tokenizer: Any, ids: list[int]) -> np.ndarray:
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
     return np.array([i in special_ids for i in ids], dtype=bool)
@@ -191,6 +228,8 @@ class Extractor:
         tokenizer = self.loaded.tokenizer
         limit = self.loaded.max_length
         kwargs: dict[str, Any] = {"add_special_tokens": True}
+        if getattr(tokenizer, "is_fast", False):
+            kwargs["return_offsets_mapping"] = True
         call = (
             (lambda **kw: tokenizer(text_target=text, **kw)) if target else (lambda **kw: tokenizer(text, pair, **kw))
         )
@@ -238,8 +277,15 @@ class Extractor:
             name: list(encoding[name]) for name in ("token_type_ids",) if name in encoding and name in self.input_names
         }
         special = _special_mask(tokenizer, ids)
-        word_ids, segment_ids = _word_and_segment_ids(encoding, len(ids), special)
-        tokens = TokenSequence.from_tokens(tokenizer.convert_ids_to_tokens(ids), word_ids, special, segment_ids)
+        tokenizer_words, segment_ids = _word_and_segment_ids(encoding, len(ids), special)
+        reader_words = _reader_word_ids(encoding, len(ids), special, segment_ids, (text, pair))
+        tokens = TokenSequence.from_tokens(
+            tokenizer.convert_ids_to_tokens(ids),
+            reader_words if reader_words is not None else tokenizer_words,
+            special,
+            segment_ids,
+            tokenizer_word_ids=tokenizer_words,
+        )
         target_ids = target_tokens = None
         if family == "encoder-decoder":
             target_ids, target_tokens, cut = self._encode_target(item.target)
@@ -274,27 +320,36 @@ class Extractor:
             start = self.pad_id
         ids: list[int] = [int(start)]
         words: list[int] = [-1]
+        own_words: list[int] = [-1]
         cut = 0
         if target is not None:
             validate_text(target, "target text")
             encoding, cut = self._tokenize(target, None, target=True)
             target_ids = list(encoding["input_ids"])
             special = _special_mask(tokenizer, target_ids)
-            target_words, _ = _word_and_segment_ids(encoding, len(target_ids), special)
+            target_words, target_segments = _word_and_segment_ids(encoding, len(target_ids), special)
+            reader = _reader_word_ids(encoding, len(target_ids), special, target_segments, (target,))
+            tokenizer_words = target_words
+            target_words = reader if reader is not None else target_words
             if target_ids and target_ids[-1] == tokenizer.eos_token_id:
-                target_ids, target_words = target_ids[:-1], target_words[:-1]
+                target_ids, target_words, tokenizer_words = target_ids[:-1], target_words[:-1], tokenizer_words[:-1]
             if target_ids and target_ids[0] == start:
-                target_ids, target_words = target_ids[1:], target_words[1:]
+                target_ids, target_words, tokenizer_words = target_ids[1:], target_words[1:], tokenizer_words[1:]
             ids += target_ids
             words += list(target_words)
+            own_words += list(tokenizer_words)
             limit = self.loaded.max_length
             if len(ids) > limit:
                 cut += len(ids) - limit
-                ids, words = ids[:limit], words[:limit]
+                ids, words, own_words = ids[:limit], words[:limit], own_words[:limit]
         special = _special_mask(tokenizer, ids)
         special[0] = True
         tokens = TokenSequence.from_tokens(
-            tokenizer.convert_ids_to_tokens(ids), np.where(special, -1, words), special, np.zeros(len(ids))
+            tokenizer.convert_ids_to_tokens(ids),
+            np.where(special, -1, words),
+            special,
+            np.zeros(len(ids)),
+            tokenizer_word_ids=np.where(special, -1, own_words),
         )
         return ids, tokens, cut
 

@@ -61,9 +61,12 @@ class TokenSequence:
     """The tokens along one axis of an attention map.
 
     ``tokens``: as the tokenizer produced them; ``display``: cleaned for labels;
-    ``word_ids``: int32 ``[n]``, the word each token belongs to (``-1`` for special tokens,
-    unique across the two segments of a pair); ``special_mask``: bool ``[n]``;
-    ``segment_ids``: int8 ``[n]``, 0 for the first text and 1 for the pair text.
+    ``word_ids``: int32 ``[n]``, the word each token belongs to, as a reader counts words:
+    whitespace-separated, found through the tokenizer's character offsets (``-1`` for
+    special tokens, unique across the two segments of a pair); ``tokenizer_word_ids``: the
+    same by the tokenizer's own pre-tokenizer ("didn't" is three words there), None when
+    unknown; ``special_mask``: bool ``[n]``; ``segment_ids``: int8 ``[n]``, 0 for the
+    first text and 1 for the pair text.
     """
 
     tokens: tuple[str, ...]
@@ -71,10 +74,12 @@ class TokenSequence:
     word_ids: np.ndarray
     special_mask: np.ndarray
     segment_ids: np.ndarray
+    tokenizer_word_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
-        for name in ("display", "word_ids", "special_mask", "segment_ids"):
+        names = ("display", "word_ids", "special_mask", "segment_ids")
+        for name in names + (("tokenizer_word_ids",) if self.tokenizer_word_ids is not None else ()):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"TokenSequence.{name} has {len(getattr(self, name))} entries, tokens {n}")
 
@@ -98,6 +103,7 @@ class TokenSequence:
             word_ids=self.word_ids[index],
             special_mask=self.special_mask[index],
             segment_ids=self.segment_ids[index],
+            tokenizer_word_ids=self.tokenizer_word_ids[index] if self.tokenizer_word_ids is not None else None,
         )
 
     @classmethod
@@ -108,9 +114,13 @@ class TokenSequence:
         special_mask: list[bool] | np.ndarray | None = None,
         segment_ids: list[int] | np.ndarray | None = None,
         display: list[str] | None = None,
+        tokenizer_word_ids: list[int] | np.ndarray | None = None,
     ) -> TokenSequence:
         n = len(tokens)
         return cls(
+            tokenizer_word_ids=np.asarray(tokenizer_word_ids, dtype=np.int32)
+            if tokenizer_word_ids is not None
+            else None,
             tokens=tuple(tokens),
             display=tuple(display) if display is not None else tuple(clean_token(t) for t in tokens),
             word_ids=np.asarray(word_ids if word_ids is not None else np.arange(n), dtype=np.int32),
@@ -216,6 +226,8 @@ class AttentionResult:
         for prefix, seq in sides:
             fields[f"{prefix}tokens"] = np.array(seq.tokens, dtype=np.str_)
             fields[f"{prefix}word_ids"] = seq.word_ids.astype(np.int32)
+            if seq.tokenizer_word_ids is not None:
+                fields[f"{prefix}tokenizer_word_ids"] = seq.tokenizer_word_ids.astype(np.int32)
             fields[f"{prefix}special_mask"] = seq.special_mask.astype(bool)
             fields[f"{prefix}segment_ids"] = seq.segment_ids.astype(np.int8)
         return fields
@@ -287,6 +299,9 @@ class AttentionResult:
                 word_ids=np.asarray(fields[f"{prefix}word_ids"], dtype=np.int32),
                 special_mask=np.asarray(fields[f"{prefix}special_mask"], dtype=bool),
                 segment_ids=np.asarray(fields[f"{prefix}segment_ids"], dtype=np.int8),
+                tokenizer_word_ids=np.asarray(fields[f"{prefix}tokenizer_word_ids"], dtype=np.int32)
+                if f"{prefix}tokenizer_word_ids" in fields
+                else None,
             )
 
         if "source_tokens" in fields:

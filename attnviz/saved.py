@@ -215,6 +215,9 @@ def validate(path: Path, fields: dict[str, np.ndarray], meta: dict[str, Any]) ->
                 n = len(array)
             elif len(array) != n:
                 raise InputError(f"{where}: '{name}' has {len(array)} entries, '{prefix}tokens' has {n}")
+        extra = fields.get(prefix + "tokenizer_word_ids")
+        if extra is not None and (extra.ndim != 1 or len(extra) != n or extra.dtype.kind not in "iu"):
+            raise InputError(f"{where}: '{prefix}tokenizer_word_ids' must be {n} integers")
         shown = meta.get(display)
         if not isinstance(shown, list) or len(shown) != n:
             raise InputError(f"{where}: meta '{display}' does not match the {n} tokens")

@@ -178,11 +178,20 @@ def drop_special(result: AttentionResult) -> AttentionResult:
     )
 
 
-def _word_groups(sequence: TokenSequence) -> list[list[int]]:
-    """Positions of each word in order of first appearance; special tokens stand alone."""
+WORD_RULES = ("reader", "tokenizer")
+
+
+def _word_groups(sequence: TokenSequence, rule: str = "reader") -> list[list[int]]:
+    """Positions of each word in order of first appearance; special tokens stand alone.
+    ``rule``: ``reader`` (whitespace-separated words) or ``tokenizer`` (its pre-tokenizer's)."""
     groups: list[list[int]] = []
     by_word: dict[int, list[int]] = {}
-    for position, word in enumerate(sequence.word_ids.tolist()):
+    ids = (
+        sequence.tokenizer_word_ids
+        if rule == "tokenizer" and sequence.tokenizer_word_ids is not None
+        else sequence.word_ids
+    )
+    for position, word in enumerate(ids.tolist()):
         if word < 0 or sequence.special_mask[position]:
             groups.append([position])
         elif word in by_word:
@@ -211,11 +220,17 @@ def _sum_groups(array: np.ndarray, groups: list[list[int]], axis: int) -> np.nda
     return np.add.reduceat(np.take(array, order, axis=axis), starts, axis=axis)
 
 
-def merge_words(result: AttentionResult) -> AttentionResult:
+def merge_words(result: AttentionResult, rule: str = "reader") -> AttentionResult:
     """Merge sub-word tokens into words (Clark et al. 2019): attention TO a word is the sum
-    over its pieces, attention FROM a word is the mean over its pieces. Rows still sum to 1."""
-    source_groups = _word_groups(result.tokens)
-    target_groups = _word_groups(result.target_tokens) if result.target_tokens is not None else None
+    over its pieces, attention FROM a word is the mean over its pieces. Rows still sum to 1.
+
+    ``rule="reader"`` (default): a word is what a reader calls one, whitespace-separated
+    ("didn't", "jane.doe@example.com"); ``rule="tokenizer"``: the tokenizer's own
+    pre-tokenizer words (didn / ' / t)."""
+    if rule not in WORD_RULES:
+        raise SelectionError(f"unknown word rule '{rule}'", hint="use reader or tokenizer")
+    source_groups = _word_groups(result.tokens, rule)
+    target_groups = _word_groups(result.target_tokens, rule) if result.target_tokens is not None else None
 
     def merged_sequence(sequence: TokenSequence, groups: list[list[int]]) -> TokenSequence:
         return TokenSequence(
@@ -224,7 +239,7 @@ def merge_words(result: AttentionResult) -> AttentionResult:
             word_ids=np.array([sequence.word_ids[g[0]] for g in groups], dtype=np.int32),
             special_mask=np.array([bool(sequence.special_mask[g[0]]) for g in groups], dtype=bool),
             segment_ids=np.array([sequence.segment_ids[g[0]] for g in groups], dtype=np.int8),
-        )
+        )  # merged: each group is one word under either rule
 
     attentions = {}
     for kind, array in result.attentions.items():
@@ -245,7 +260,7 @@ def merge_words(result: AttentionResult) -> AttentionResult:
         target_tokens=merged_sequence(result.target_tokens, target_groups)
         if result.target_tokens is not None and target_groups is not None
         else None,
-        transforms=result.transforms + ("merge_words",),
+        transforms=result.transforms + ("merge_words" if rule == "reader" else "merge_words(tokenizer)",),
     )
 
 
@@ -254,7 +269,7 @@ def apply_transforms(
     *,
     layers: IndexSpec = None,
     heads: IndexSpec = None,
-    words: bool = False,
+    words: bool | str = False,
     no_special: bool = False,
 ) -> AttentionResult:
     """The transforms of the command line, in their fixed order: drop special tokens,
@@ -262,5 +277,5 @@ def apply_transforms(
     if no_special:
         result = drop_special(result)
     if words:
-        result = merge_words(result)
+        result = merge_words(result, "tokenizer" if words == "tokenizer" else "reader")
     return select(result, layers, heads)

@@ -219,7 +219,9 @@ def test_rollout_and_flow_with_no_special_follow_the_raw_attention(tiny_models, 
     raw = AttentionResult.load(raw_path)
     shown = AttentionResult.load(shown_path)
     keep = ~raw.tokens.special_mask
-    reference = attention_rollout(raw.attentions["encoder"]) if view == "rollout" else attention_flow(raw.attentions["encoder"])
+    reference = (
+        attention_rollout(raw.attentions["encoder"]) if view == "rollout" else attention_flow(raw.attentions["encoder"])
+    )
     np.testing.assert_allclose(shown.derived[view], reference[..., keep, :][..., keep], atol=1e-5)
     assert shown.extra_meta["derived_from"].startswith("raw attention")
     assert list(shown.tokens.display) == ["the", "cat", "sat"]

@@ -123,3 +123,40 @@ def test_no_special_on_encoder_decoder_keeps_every_kind_consistent(loaded_models
     assert result.shape["cross"][2:] == (len(result.target_tokens), len(result.tokens))
     for array in result.attentions.values():
         np.testing.assert_allclose(array.sum(-1), 1.0, atol=1e-5)
+
+
+def test_reader_words_follow_whitespace_through_the_offsets(bundled):
+    """--words merges what a reader calls a word; the tokenizer's own words stay an option."""
+    from attnviz.extract import extract
+    from attnviz.transforms import merge_words
+
+    result = extract("Jane didn't email jane.doe@example.com", model=bundled, pair="Bob replied.")
+    reader = merge_words(result)
+    assert list(reader.tokens.display) == [
+        "[CLS]", "jane", "didn't", "email", "jane.doe@example.com", "[SEP]", "bob", "replied.", "[SEP]",
+    ]  # fmt: skip
+    own = merge_words(result, "tokenizer")
+    assert "didn" in own.tokens.display and "@" in own.tokens.display
+    np.testing.assert_allclose(reader.attentions["encoder"].sum(-1), 1.0, atol=1e-5)
+    assert list(reader.tokens.segment_ids) == [0] * 6 + [1] * 3
+
+
+def test_reader_words_with_byte_level_bpe(loaded_models):
+    """GPT-2 style tokens carry their leading space in the offsets; words still split at it."""
+    from attnviz.extract import extract
+    from attnviz.transforms import merge_words
+
+    result = extract("the cats sat", model=loaded_models["gpt2"])
+    words = merge_words(result)
+    assert [w.strip() for w in words.tokens.display] == ["the", "cats", "sat"]
+
+
+def test_words_of_saved_files_round_trip(bundled, tmp_path):
+    from attnviz.extract import extract
+    from attnviz.result import AttentionResult
+
+    result = extract("didn't stop", model=bundled)
+    result.save(tmp_path / "r.npz")
+    loaded = AttentionResult.load(tmp_path / "r.npz")
+    np.testing.assert_array_equal(loaded.tokens.word_ids, result.tokens.word_ids)
+    np.testing.assert_array_equal(loaded.tokens.tokenizer_word_ids, result.tokens.tokenizer_word_ids)

@@ -46,6 +46,25 @@ HeadOpt = Annotated[
     str, typer.Option("--head", "-H", metavar="SPEC", help="0-based head: index, range (2-4), list (0,3) or all.")
 ]
 WordsOpt = Annotated[bool, typer.Option("--words", help="Merge sub-word tokens into words (sum to, mean from).")]
+TokenizerWordsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tokenizer-words",
+        help="With --words: merge into the tokenizer's own words (didn't -> didn / ' / t) "
+        "instead of whitespace-separated ones.",
+    ),
+]
+
+
+def word_rule(words: bool, tokenizer_words: bool) -> bool | str:
+    """What ``apply_transforms(words=...)`` takes for the two flags."""
+    if tokenizer_words and not words:
+        from attnviz.errors import SelectionError
+
+        raise SelectionError("--tokenizer-words chooses how --words merges tokens", hint="add --words")
+    return "tokenizer" if tokenizer_words else words
+
+
 NoSpecialOpt = Annotated[
     bool, typer.Option("--no-special", help="Hide special tokens ([CLS], [SEP], <s>...) and renormalise rows.")
 ]

@@ -19,10 +19,12 @@ from attnviz.cli._options import (
     LayerOpt,
     NoSpecialOpt,
     NoTruncateOpt,
+    TokenizerWordsOpt,
     TrustOpt,
     VerboseOpt,
     WordsOpt,
     check_image_output,
+    word_rule,
 )
 from attnviz.errors import CompareThresholdExceeded
 
@@ -43,6 +45,7 @@ def compare(
     layer: LayerOpt = "all",
     head: HeadOpt = "all",
     words: WordsOpt = False,
+    tokenizer_words: TokenizerWordsOpt = False,
     no_special: NoSpecialOpt = False,
     fail_above: Annotated[
         Optional[float],
@@ -109,7 +112,9 @@ def compare(
         items,
         *extractors,
         kind=kind,
-        transform=lambda result: apply_transforms(result, words=words, no_special=no_special),
+        transform=lambda result: apply_transforms(
+            result, words=word_rule(words, tokenizer_words), no_special=no_special
+        ),
         batch_size=batch_size,
         on_problem=lambda item, message: problems.append(f"'{item.text[:40]}': {message}"),
     )

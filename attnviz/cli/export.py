@@ -23,9 +23,11 @@ from attnviz.cli._options import (
     NoSpecialOpt,
     NoTruncateOpt,
     RevisionOpt,
+    TokenizerWordsOpt,
     TrustOpt,
     VerboseOpt,
     WordsOpt,
+    word_rule,
 )
 
 
@@ -59,6 +61,7 @@ def export(
     layer: LayerOpt = "all",
     head: HeadOpt = "all",
     words: WordsOpt = False,
+    tokenizer_words: TokenizerWordsOpt = False,
     no_special: NoSpecialOpt = False,
     batch_size: BatchSizeOpt = 16,
     workers: Annotated[
@@ -92,7 +95,7 @@ def export(
         kind=kind,
         layers=layer,
         heads=head,
-        words=words,
+        words=word_rule(words, tokenizer_words),
         no_special=no_special,
         cmap=cmap,
         batch_size=batch_size,

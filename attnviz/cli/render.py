@@ -16,8 +16,10 @@ from attnviz.cli._options import (
     MaxBytesOpt,
     NoSpecialOpt,
     OutOpt,
+    TokenizerWordsOpt,
     WordsOpt,
     check_cmap,
+    word_rule,
 )
 from attnviz.cli.show import ViewOpt
 
@@ -29,6 +31,7 @@ def render(
     view: ViewOpt = "auto",
     kind: KindOpt = None,
     words: WordsOpt = False,
+    tokenizer_words: TokenizerWordsOpt = False,
     no_special: NoSpecialOpt = False,
     out: OutOpt = None,
     json_output: JsonOpt = False,
@@ -55,7 +58,7 @@ def render(
         kind=kind,
         layer="all",
         head="all",
-        words=words,
+        words=word_rule(words, tokenizer_words),
         no_special=no_special,
         view=view,
         out=out,

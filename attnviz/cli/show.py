@@ -23,9 +23,11 @@ from attnviz.cli._options import (
     NoTruncateOpt,
     OutOpt,
     RevisionOpt,
+    TokenizerWordsOpt,
     TrustOpt,
     VerboseOpt,
     WordsOpt,
+    word_rule,
 )
 from attnviz.cli._output import note, stderr_console, stdout_console, warn
 
@@ -63,6 +65,7 @@ def show(
     view: ViewOpt = "auto",
     kind: KindOpt = None,
     words: WordsOpt = False,
+    tokenizer_words: TokenizerWordsOpt = False,
     no_special: NoSpecialOpt = False,
     out: OutOpt = None,
     json_output: JsonOpt = False,
@@ -135,7 +138,7 @@ def show(
         kind=kind,
         layer="all",
         head="all",
-        words=words,
+        words=word_rule(words, tokenizer_words),
         no_special=no_special,
         view=view,
         out=out,
@@ -162,7 +165,7 @@ def present(
     kind: str | None,
     layer: str,
     head: str,
-    words: bool,
+    words: bool | str,
     no_special: bool,
     view: str,
     out: Any,

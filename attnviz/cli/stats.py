@@ -22,10 +22,12 @@ from attnviz.cli._options import (
     NoSpecialOpt,
     NoTruncateOpt,
     RevisionOpt,
+    TokenizerWordsOpt,
     TrustOpt,
     VerboseOpt,
     WordsOpt,
     check_image_output,
+    word_rule,
 )
 
 
@@ -40,6 +42,7 @@ def stats(
     layer: LayerOpt = "all",
     head: HeadOpt = "all",
     words: WordsOpt = False,
+    tokenizer_words: TokenizerWordsOpt = False,
     no_special: NoSpecialOpt = False,
     statistic: Annotated[
         str, typer.Option("--stat", metavar="NAME", help="Statistic drawn by -o (entropy, distance, first, ...).")
@@ -102,7 +105,7 @@ def stats(
         if words:
             # Word merging averages query rows across a word, so it needs whole maps.
             results = (
-                apply_transforms(r, words=words, no_special=no_special)
+                apply_transforms(r, words=word_rule(words, tokenizer_words), no_special=no_special)
                 for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
             )
             result = head_statistics(results, kind)
