@@ -354,6 +354,13 @@ class AttentionResult:
 
         return render_html(self, inline=True)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter: the page (HTML) and, for where HTML is not shown, a text form that says
+        how to get the view."""
+        from attnviz.render.html import UNTRUSTED_NOTE, render_html
+
+        return {"text/html": render_html(self, inline=True), "text/plain": f"{self!r}\n{UNTRUSTED_NOTE}"}
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}={list(s)}" for k, s in self.shape.items())
         return f"<AttentionResult model={self.model!r} tokens={len(self.tokens)} {shapes}>"

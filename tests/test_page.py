@@ -118,7 +118,7 @@ def test_hover_shows_a_cell_weight(loaded_models, open_page):
     page.select_option("#layer", "1")
     page.select_option("#head", "2")
     box = page.locator("#matrix").bounding_box()
-    cell = 28  # 5 tokens -> the largest cell size, with 110 px of labels
+    cell = 44  # 5 tokens -> the largest cell size, with 110 px of labels
     page.mouse.move(box["x"] + 110 + 3 * cell + 5, box["y"] + 110 + 2 * cell + 5)
     readout = page.locator("#readout").inner_text()
     expected = result.attentions["encoder"][1, 2, 2, 3]
@@ -211,7 +211,7 @@ def test_500_token_page_opens_and_responds_quickly(bundled, open_page, tmp_path)
 def test_jupyter_repr_is_an_isolated_offline_page(loaded_models, browser, tmp_path):
     result = extract(SCRIPT_TEXT, model=loaded_models["bert"])
     snippet = result._repr_html_()
-    assert snippet.startswith("<iframe") and "<script>window.__pwned" not in snippet
+    assert "<iframe" in snippet and "<script>window.__pwned" not in snippet
     host = tmp_path / "notebook.html"
     host.write_text(f"<!doctype html><html><body>{snippet}</body></html>", encoding="utf-8")
     page = browser.new_page()
@@ -221,6 +221,79 @@ def test_jupyter_repr_is_an_isolated_offline_page(loaded_models, browser, tmp_pa
         frame.wait_for_selector("body[data-ready='1']", timeout=15000)
         assert frame.locator("#left li").count() == len(result.tokens)
         assert page.evaluate("window.__pwned") is None and frame.evaluate("window.__pwned") is None
+        # the frame takes the page's height (not a fixed 760 px), and the untrusted-notebook note hides
+        page.wait_for_function("document.querySelector('iframe').style.height !== '420px'", timeout=5000)
+        inner = frame.evaluate("document.documentElement.scrollHeight")
+        outer = page.evaluate("parseFloat(document.querySelector('iframe').style.height)")
+        assert abs(outer - inner) <= 8, (outer, inner)
+        assert page.locator("div[id$='-note']").is_hidden()
+    finally:
+        page.close()
+
+
+def test_an_untrusted_notebook_says_how_to_see_the_view(loaded_models):
+    """Jupyter strips iframes and scripts from untrusted output; what remains is the note,
+    in the HTML and in the text/plain form."""
+    import re
+
+    from attnviz.render.html import UNTRUSTED_NOTE
+
+    result = extract("the cat", model=loaded_models["bert"])
+    bundle = result._repr_mimebundle_()
+    stripped = re.sub(r"<iframe.*?</iframe>|<script>.*?</script>", "", bundle["text/html"], flags=re.S)
+    assert "Trust Notebook" in stripped and "re-run this cell" in stripped
+    assert UNTRUSTED_NOTE in bundle["text/plain"] and bundle["text/plain"].startswith("<AttentionResult")
+
+
+def test_head_swatches_show_which_colour_is_which_head_and_toggle_them(loaded_models, open_page):
+    result = extract("the cat sat on the mat", model=loaded_models["bert"])
+    opened = open_page(result)
+    page = opened.page
+    swatches = page.locator("#legend button")
+    assert swatches.count() == 4
+    assert [swatches.nth(h).inner_text() for h in range(4)] == ["head 0", "head 1", "head 2", "head 3"]
+    colours = [
+        swatches.nth(h).locator(".swatch").evaluate("e => getComputedStyle(e).backgroundColor") for h in range(4)
+    ]
+    assert len(set(colours)) == 4
+    everything = int(page.locator("#lines").get_attribute("data-lines"))
+    swatches.nth(0).click()
+    assert swatches.nth(0).get_attribute("aria-pressed") == "false"
+    without_head_0 = int(page.locator("#lines").get_attribute("data-lines"))
+    array = result.attentions["encoder"]
+    rounded = np.rint(array[0].astype(np.float64) * 65535) / 65535
+    assert everything - without_head_0 == int((rounded[0] >= 0.01).sum())
+    swatches.nth(2).dblclick()
+    assert [swatches.nth(h).get_attribute("aria-pressed") for h in range(4)] == ["false", "false", "true", "false"]
+    assert int(page.locator("#lines").get_attribute("data-lines")) == int((rounded[2] >= 0.01).sum())
+    opened.check_clean()
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_layout_uses_the_width_and_labels_sit_beside_what_they_label(bundled, browser, tmp_path, width):
+    result = extract("The quick brown fox jumps over the lazy dog", model=bundled)
+    path = tmp_path / "page.html"
+    path.write_text(render_html(result), encoding="utf-8")
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.goto(path.as_uri())
+        page.wait_for_selector("body[data-ready='1']")
+        main_width = page.evaluate("document.querySelector('main').clientWidth")
+        used = page.evaluate(
+            "(() => { const r = [...document.querySelectorAll('#head-view .columns > *')]"
+            ".map(e => e.getBoundingClientRect()); return Math.max(...r.map(b => b.right)) - Math.min(...r.map(b => b.left)); })()"
+        )
+        assert used >= min(0.55 * main_width, 800), (used, main_width)
+        page.select_option("#view", "grid")
+        assert page.locator("#layer-label").is_hidden()  # no disabled picker showing a value
+        gap = page.evaluate(
+            "(() => { const label = document.querySelector('#grid .rowlabel').getBoundingClientRect();"
+            " const cell = document.querySelector('#grid button').getBoundingClientRect(); return cell.left - label.right; })()"
+        )
+        assert 0 <= gap <= 16, gap
+        grid_width = page.evaluate("document.querySelector('#grid').getBoundingClientRect().width")
+        assert grid_width >= 0.6 * main_width
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
     finally:
         page.close()
 

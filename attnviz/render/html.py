@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import uuid
 import zlib
 from functools import lru_cache
 from importlib import resources
@@ -108,15 +109,36 @@ def _json_for_script(document: dict[str, Any]) -> str:
     return text
 
 
+#: What an untrusted notebook shows instead of the page (Jupyter strips iframes and scripts
+#: from untrusted output; this text survives, and the page's own script hides it).
+UNTRUSTED_NOTE = (
+    "attnviz: the interactive attention view needs a trusted notebook. "
+    "Trust it (File > Trust Notebook) or re-run this cell to see the view."
+)
+
+
 def render_html(result: AttentionResult, *, inline: bool = False) -> str:
     """The page as a string. ``inline=True`` wraps it in an ``<iframe srcdoc>`` for Jupyter,
-    so its script and styles stay isolated from the notebook."""
+    so its script and styles stay isolated from the notebook; the frame takes the height the
+    page reports, and an untrusted notebook shows :data:`UNTRUSTED_NOTE` instead of a blank."""
     page, css, script = _template()
+    data = page_data(result)
+    frame = f"attnviz-{uuid.uuid4().hex[:12]}" if inline else None
+    if frame:
+        data["frame"] = frame
     document = page.replace("/*ATTNVIZ_CSS*/", css).replace("/*ATTNVIZ_JS*/", script)
-    document = document.replace("ATTNVIZ_DATA", _json_for_script(page_data(result)))
+    document = document.replace("ATTNVIZ_DATA", _json_for_script(data))
     if not inline:
         return document
     return (
-        '<iframe style="width:100%;height:760px;border:1px solid #ddd" '
+        f'<div id="{frame}-note" style="color:#666;font:13px system-ui,sans-serif">{html.escape(UNTRUSTED_NOTE)}</div>'
+        f'<iframe id="{frame}" style="width:100%;height:420px;border:1px solid #ddd" '
         f'sandbox="allow-scripts" srcdoc="{html.escape(document, quote=True)}"></iframe>'
+        "<script>(function(){"
+        f'var id="{frame}",f=document.getElementById(id),n=document.getElementById(id+"-note");'
+        "if(n)n.style.display='none';"
+        "window.addEventListener('message',function(e){"
+        "if(!f||e.source!==f.contentWindow||!e.data||e.data.attnviz!==id)return;"
+        "var h=Number(e.data.height);if(h>0&&h<20000)f.style.height=(h+4)+'px';});"
+        "})();</script>"
     )

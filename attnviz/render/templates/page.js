@@ -6,7 +6,7 @@
   const MIN_LINE = 0.01;        // lines below this weight are not drawn
   const HEAD_COLORS = (n) => Array.from({ length: n }, (_, i) => `hsl(${Math.round((360 * i) / n)}, 70%, 45%)`);
   const scaleOf = DATA.bits === 16 ? 65535 : 255;
-  const state = { view: "head", kind: null, layer: 0, head: "all", segment: "all", hoverQuery: null, hoverKey: null };
+  const state = { view: "head", kind: null, layer: 0, head: "all", segment: "all", hoverQuery: null, hoverKey: null, hidden: new Set() };
   const decoded = {};           // kind -> { maps: Uint8Array|Uint16Array, rollout }
 
   function el(tag, props = {}, text) {
@@ -108,6 +108,37 @@
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
   }
 
+  const room = () => Math.max(320, document.querySelector("main").clientWidth);
+
+  // -- the head legend: bertviz's colour swatches, which also toggle heads -----------------
+  function drawLegend() {
+    const legend = $("legend");
+    const k = info();
+    const H = k.shape[1];
+    legend.hidden = state.head !== "all" || H < 2;
+    if (legend.hidden) return;
+    const colors = HEAD_COLORS(H);
+    const buttons = k.heads.map((id, h) => {
+      const button = el("button", { type: "button", title: `head ${id}: click to show or hide, double-click to show only it` });
+      const swatch = el("span", { className: "swatch" });
+      swatch.style.background = colors[h];
+      button.append(swatch, document.createTextNode(`head ${id}`));
+      button.dataset.head = String(h);
+      button.setAttribute("aria-pressed", String(!state.hidden.has(h)));
+      button.addEventListener("click", () => {
+        if (state.hidden.has(h)) state.hidden.delete(h); else state.hidden.add(h);
+        drawLegend(); drawLines();
+      });
+      button.addEventListener("dblclick", () => {
+        const only = state.hidden.size === H - 1 && !state.hidden.has(h);
+        state.hidden = only ? new Set() : new Set(k.heads.map((_, i) => i).filter((i) => i !== h));
+        drawLegend(); drawLines();
+      });
+      return button;
+    });
+    legend.replaceChildren(...buttons, el("span", { className: "legend-note" }, "click: show/hide · double-click: only this head"));
+  }
+
   // -- head view: two columns of tokens joined by lines ----------------------------------
   function drawHeadView() {
     const left = $("left"), right = $("right"), canvas = $("lines");
@@ -123,11 +154,14 @@
     };
     build(left, queries, "hoverQuery");
     build(right, keys, "hoverKey");
+    drawLegend();
     const rows = Math.max(queries.display.length, keys.display.length);
     const ratio = window.devicePixelRatio || 1;
-    canvas.style.width = "320px";
+    // the lines take the width the two token columns leave, within reason
+    const width = Math.max(200, Math.min(720, room() - left.offsetWidth - right.offsetWidth - 24));
+    canvas.style.width = `${width}px`;
     canvas.style.height = `${rows * ROW}px`;
-    canvas.width = Math.round(320 * ratio);
+    canvas.width = Math.round(width * ratio);
     canvas.height = Math.round(rows * ROW * ratio);
     drawLines();
   }
@@ -140,9 +174,9 @@
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     const k = info();
     const [, H, Q, K] = k.shape;
-    const heads = state.head === "all" ? [...Array(H).keys()] : [state.head];
+    const heads = state.head === "all" ? [...Array(H).keys()].filter((h) => !state.hidden.has(h)) : [state.head];
     const colors = HEAD_COLORS(H);
-    const width = 320;
+    const width = canvas.width / ratio;
     let drawn = 0;
     const weightsToKeys = new Float32Array(K), weightsFromQueries = new Float32Array(Q);
     // Lines are grouped by opacity (10 steps) so each group is one path: a 500-token text
@@ -200,7 +234,8 @@
   function drawMatrix(values, Q, K, title) {
     const canvas = $("matrix");
     const queries = queryTokens(), keys = keyTokens();
-    const cell = Math.max(2, Math.min(28, Math.floor(640 / Math.max(Q, K))));
+    const fit = Math.floor((room() - 150) / K);
+    const cell = Math.max(2, Math.min(44, fit, Math.floor(Math.max(640, window.innerHeight - 200) / Q)));
     const showLabels = cell >= 10;
     const labelWidth = showLabels ? 110 : 0;
     const ratio = window.devicePixelRatio || 1;
@@ -259,12 +294,13 @@
     const grid = $("grid");
     const k = info();
     const [L, H, Q, K] = k.shape;
-    const size = 72;
+    const size = Math.max(36, Math.min(110, Math.floor((room() - 70) / H) - 6));
     grid.style.gridTemplateColumns = `auto repeat(${H}, ${size + 2}px)`;
     const cells = [el("span")];
-    k.heads.forEach((id) => cells.push(el("span", { className: "collabel" }, id === -1 ? "mean" : `head ${id}`)));
+    const short = size < 64;
+    k.heads.forEach((id) => cells.push(el("span", { className: "collabel" }, id === -1 ? "mean" : short ? `H${id}` : `head ${id}`)));
     for (let layer = 0; layer < L; layer++) {
-      cells.push(el("span", { className: "rowlabel" }, `layer ${k.layers[layer]}`));
+      cells.push(el("span", { className: "rowlabel" }, short ? `L${k.layers[layer]}` : `layer ${k.layers[layer]}`));
       for (let head = 0; head < H; head++) {
         const button = el("button", { type: "button", title: `layer ${k.layers[layer]}, head ${k.heads[head]}` });
         button.setAttribute("aria-label", `open layer ${k.layers[layer]} head ${k.heads[head]}`);
@@ -310,7 +346,7 @@
     $("matrix-view").hidden = state.view !== "matrix" && state.view !== "rollout";
     $("grid-view").hidden = state.view !== "grid";
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
-    $("layer").disabled = state.view === "grid";
+    $("layer-label").hidden = state.view === "grid";  // the grid shows every layer: no picker
     const layerId = k.layers[state.layer];
     if (state.view === "head") {
       drawHeadView();
@@ -325,6 +361,15 @@
     document.body.dataset.view = state.view;
     document.body.dataset.layer = String(state.layer);
     document.body.dataset.head = String(state.head);
+    reportHeight();
+  }
+
+  // Inline in Jupyter the page lives in a sandboxed iframe: tell the notebook its height,
+  // so the frame fits the content instead of a fixed size.
+  function reportHeight() {
+    if (window.parent === window || !DATA.frame) return;
+    const height = Math.ceil(document.documentElement.scrollHeight);
+    window.parent.postMessage({ attnviz: DATA.frame, height }, "*");
   }
 
   function showMeta() {
@@ -347,6 +392,8 @@
     }
     setupControls();
     $("matrix").addEventListener("mousemove", onMatrixMove);
+    let resizing = null;
+    window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(draw, 120); });
     $("status").hidden = true;
     draw();
     document.body.dataset.ready = "1";
