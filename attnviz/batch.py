@@ -362,8 +362,9 @@ def _export_locked(
     summary = ExportSummary(out_dir=str(out_dir))
     manifest = _Manifest(out_dir / MANIFEST)
     extractor = Extractor(loaded, truncate=options.truncate, layers=options.layers, heads=options.heads)
-    if extractor.capture_note and on_warning:
-        on_warning(extractor.capture_note)
+    if on_warning is not None:
+        for message in extractor.notes:
+            on_warning(message)
     workers = options.workers if options.workers is not None else (os.cpu_count() or 1)
     pool = None
     if workers > 0:

@@ -461,6 +461,13 @@ class Extractor:
         return self.loaded.layout
 
     @property
+    def notes(self) -> list[str]:
+        """One-line notes for the user: how the model was loaded, and whether its attention
+        is captured selectively."""
+        capture = self.capture_note
+        return [*self.loaded.notes, *([capture] if capture else [])]
+
+    @property
     def capture_note(self) -> str | None:
         """A one-line note when the model's attention cannot be captured selectively."""
         layout = self.layout()

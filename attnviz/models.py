@@ -83,6 +83,7 @@ class ModelInfo:
     layers: dict[str, int]
     heads: dict[str, int]
     max_length: int
+    notes: tuple[str, ...] = ()
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -99,6 +100,7 @@ class ModelInfo:
             "layers": self.layers,
             "heads": self.heads,
             "max_length": self.max_length,
+            "notes": list(self.notes),
         }
 
 
@@ -116,6 +118,8 @@ class LoadedModel:
     captured: bool = False
     #: which attention call of a forward pass is which kind and layer (probed on first use)
     layout: Any = None
+    #: one-line notes about how the model was loaded (custom code that was not run, ...)
+    notes: tuple[str, ...] = ()
 
     @cached_property
     def attention_sinks(self) -> bool:
@@ -288,6 +292,34 @@ def _family(config: Any) -> str:
     return "encoder"
 
 
+_COUNT_FIELDS = (
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "num_layers",
+    "num_heads",
+    "n_layer",
+    "n_head",
+)
+
+
+def _check_counts(name: str, config: Any) -> None:
+    """A layer or head count that is not a positive integer is a broken config: say which."""
+    for field in _COUNT_FIELDS:
+        value = getattr(config, field, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ModelLoadError(
+                f"the config of '{name}' is broken: {field} is {value!r}, not a positive integer",
+                hint="fix config.json (layer and head counts are positive integers)",
+            )
+
+
 def _first_attr(config: Any, names: tuple[str, ...]) -> int | None:
     for attr in names:
         value = getattr(config, attr, None)
@@ -315,6 +347,7 @@ def model_info_from_config(name: str, source: str, config: Any, tokenizer: Any |
     parts = _sub_configs(config)
     if parts is not None:
         return _composite_info(name, source, config, parts, tokenizer)
+    _check_counts(name, config)
     enc_layers = _first_attr(config, ("encoder_layers", "num_layers", "num_hidden_layers", "n_layer"))
     enc_heads = _first_attr(config, ("encoder_attention_heads", "num_heads", "num_attention_heads", "n_head"))
     if enc_layers is None or enc_heads is None:
@@ -400,16 +433,19 @@ def load_config(spec: ModelSpec, revision: str | None = None, trust_remote_code:
         return _from_pretrained(AutoConfig, spec, revision, trust_remote_code)
     except ModelLoadError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, strict field validation, ...
         raise ModelLoadError(
             f"cannot load the config of '{spec.name}': {_first_line(exc)}",
-            hint="check the model name or directory; private models need `hf auth login`",
+            hint="check the model name or directory (config.json); private models need `hf auth login`",
         ) from exc
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """The exception's message as one line (a multi-line validation error keeps its reason)."""
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= 240 else text[:239] + "…"
 
 
 def describe_model(
@@ -429,9 +465,12 @@ def describe_model(
             from transformers import AutoTokenizer
 
             tokenizer = _from_pretrained(AutoTokenizer, resolved, revision, trust_remote_code)
-        except (OSError, ValueError, ModelLoadError):
-            tokenizer = None  # max length then comes from the config alone
-    return model_info_from_config(resolved.name, resolved.source, config, tokenizer)
+        except Exception:  # noqa: BLE001 - any tokenizer problem: max length then comes from the config alone
+            tokenizer = None
+    info = model_info_from_config(resolved.name, resolved.source, config, tokenizer)
+    from dataclasses import replace
+
+    return replace(info, notes=tuple(config_notes(config, trust_remote_code)))
 
 
 def pick_device(device: str = "auto") -> str:
@@ -523,6 +562,7 @@ def load_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
     verbose: bool = False,
+    allow_pickle: bool | None = None,
 ) -> LoadedModel:
     """Load tokenizer and model for attention extraction.
 
@@ -533,6 +573,10 @@ def load_model(
     return no attention weights) and are captured with ``output_attentions``.
     ``dtype``: auto, float32, bfloat16 or float16. ``device_map="auto"`` spreads a model
     too big for one GPU over the GPUs and the CPU (needs ``accelerate``).
+    Weights are read from safetensors only; a pickle checkpoint (``pytorch_model.bin``)
+    is refused unless ``allow_pickle`` (or ``ATTNVIZ_ALLOW_PICKLE=1``), since unpickling
+    can run code. A tokenizer without a vocabulary and a broken layer/head count are
+    refused with one line; custom code named by ``auto_map`` is not run, and ``notes`` says so.
     """
     resolved = resolve_model_spec(spec)
     chosen_device = pick_device(device)
@@ -562,26 +606,98 @@ def load_model(
                 f"cannot load the tokenizer of '{resolved.name}': {_first_line(exc)}",
                 hint="the model directory needs its tokenizer files (tokenizer.json or vocab)",
             ) from exc
+        info = model_info_from_config(resolved.name, resolved.source, config, tokenizer)  # checks the counts
+        _check_tokenizer(resolved, tokenizer)
+        pickle_ok = allow_pickle if allow_pickle is not None else _env_allows_pickle()
+        _refuse_pickle_only(resolved, pickle_ok)
         try:
             model, captured = _load_weights(
-                _model_class(config), resolved, revision, trust_remote_code, dtype=torch_dtype, **placement
+                _model_class(config),
+                resolved,
+                revision,
+                trust_remote_code,
+                dtype=torch_dtype,
+                **({} if pickle_ok else {"use_safetensors": True}),
+                **placement,
             )
         except ModelLoadError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged file raises anything from SafetensorError to ZeroDivisionError
             raise ModelLoadError(
                 f"cannot load the weights of '{resolved.name}': {_first_line(exc)}",
-                hint="check that the directory holds model weights (model.safetensors)",
+                hint="the weights file is damaged, incomplete or not this architecture's; "
+                "attnviz reads model.safetensors",
             ) from exc
     model.eval()
     if device_map is None:
         model.to(chosen_device)
     else:
         chosen_device = str(next(model.parameters()).device)
-    info = model_info_from_config(resolved.name, resolved.source, config, tokenizer)
     return LoadedModel(
-        spec=resolved, tokenizer=tokenizer, model=model, info=info, device=chosen_device, captured=captured
+        spec=resolved,
+        tokenizer=tokenizer,
+        model=model,
+        info=info,
+        device=chosen_device,
+        captured=captured,
+        notes=tuple(config_notes(config, trust_remote_code)),
     )
+
+
+PICKLE_VARIABLE = "ATTNVIZ_ALLOW_PICKLE"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _env_allows_pickle() -> bool:
+    return os.environ.get(PICKLE_VARIABLE, "").strip() not in {"", "0", "false", "no"}
+
+
+def _refuse_pickle_only(spec: ModelSpec, allowed: bool) -> None:
+    """A local checkpoint with only pickle weights (pytorch_model.bin) is refused unless the
+    user opts in: unpickling a file can run code from it."""
+    if allowed or not spec.is_local:
+        return  # hub models: use_safetensors=True makes transformers refuse pickles itself
+    folder = Path(spec.source)
+    files = [p.name for p in folder.iterdir() if p.is_file()]
+    if any(name.endswith(".safetensors") for name in files):
+        return
+    pickles = sorted(name for name in files if name.endswith(_PICKLE_SUFFIXES))
+    if pickles:
+        raise ModelLoadError(
+            f"'{spec.name}' has only pickle weights ({', '.join(pickles[:3])}); attnviz does not load "
+            "pickles, because unpickling a file can run code from it",
+            hint=f"convert the checkpoint to model.safetensors, or set {PICKLE_VARIABLE}=1 if you trust the file",
+        )
+
+
+def _check_tokenizer(spec: ModelSpec, tokenizer: Any) -> None:
+    """A tokenizer that turns plain English words into the unknown token has no vocabulary
+    (a directory without tokenizer files): refuse it rather than show [UNK] everywhere."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return
+    try:
+        ids = tokenizer("the of and to in is was it", add_special_tokens=False)["input_ids"]
+    except Exception:  # noqa: BLE001 - a tokenizer that cannot even take this fails later, with its own error
+        return
+    if ids and all(i == unk for i in ids):
+        raise ModelLoadError(
+            f"the tokenizer of '{spec.name}' turns every word into {tokenizer.unk_token}: its vocabulary is missing",
+            hint="the model directory needs its tokenizer files (tokenizer.json, or vocab.txt / vocab.json)",
+        )
+
+
+def config_notes(config: Any, trust_remote_code: bool) -> list[str]:
+    """What a user should know about how a config was read: custom code that was not run."""
+    notes = []
+    auto_map = getattr(config, "auto_map", None)
+    if auto_map and not trust_remote_code:
+        names = ", ".join(sorted(auto_map)) if isinstance(auto_map, dict) else str(auto_map)
+        notes.append(
+            f"config.json names custom code (auto_map: {names}) that was not run; the standard "
+            f"'{getattr(config, 'model_type', '?')}' architecture was used. --trust-remote-code would run that code"
+        )
+    return notes
 
 
 def peek_counts(model: str | os.PathLike[str] | None, revision: str | None = None) -> dict[str, tuple[int, int]] | None:

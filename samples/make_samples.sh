@@ -13,3 +13,25 @@ while IFS= read -r line; do
   attnviz show "$line" --view mean --words --no-special -o "sentence${n}_mean_words.png"
 done < sentences.txt
 attnviz show "The animal didn't cross the street because it was too tired." --pair "It was raining." -o sentence3_pair.html
+
+# the terminal view of `attnviz show "AI changes everything"` at 80 columns, as SVG
+python - <<'PY'
+import os
+
+from rich.console import Console
+
+import attnviz
+from attnviz.render.terminal import print_view
+
+with open(os.devnull, "w") as sink:
+    console = Console(record=True, width=80, color_system="truecolor", force_terminal=True, file=sink)
+    print_view(attnviz.extract("AI changes everything"), "encoder", "grid", console)
+    console.save_svg("terminal_grid.svg", title='attnviz show "AI changes everything"')
+PY
+
+# a long text through export (the Pillow renderer): one head, and each layer's mean
+long="The quick brown fox jumps over the lazy dog while the company reported strong earnings in the third quarter of the year, and analysts expected the stock price to climb further next week."
+rm -rf long_export && echo "$long" | attnviz export - -o long_export --view mean --view head --layer 2 --head 3 --quiet
+mv long_export/000001-*.mean.png long_mean_export.png
+mv long_export/000001-*.L02H03.png long_L2H3_export.png
+rm -rf long_export

@@ -105,8 +105,8 @@ def compare(
             spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
         )
         extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
-        if extractor.capture_note:
-            note(f"note: {extractor.capture_note}")
+        for message in extractor.notes:
+            note(f"note: {message}")
         extractors.append(extractor)
     comparison = compare_models(
         items,

@@ -48,5 +48,7 @@ def info(
             f"{kind} attention", f"{layers} layer{'' if layers == 1 else 's'} x {heads} head{'' if heads == 1 else 's'}"
         )
     table.add_row("max length", f"{described.max_length} tokens")
+    for message in described.notes:
+        table.add_row("note", Text(printable(message)))
     # piped: wide enough that the source path is never cut or wrapped
     stdout_console(min_width=len(printable(described.source)) + 22).print(table)

@@ -125,8 +125,8 @@ def show(
     extractor = Extractor(
         loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head, head_mean=head_mean
     )
-    if extractor.capture_note:
-        note(f"note: {extractor.capture_note}")
+    for message in extractor.notes:
+        note(f"note: {message}")
     raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
     if raw.truncated_tokens:
         warn(

@@ -98,10 +98,10 @@ def stats(
             model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
         )
         extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
-        if extractor.capture_note:
-            from attnviz.cli._output import note
+        from attnviz.cli._output import note
 
-            note(f"note: {extractor.capture_note}")
+        for message in extractor.notes:
+            note(f"note: {message}")
         if words:
             # Word merging averages query rows across a word, so it needs whole maps.
             results = (

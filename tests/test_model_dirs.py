@@ -1,0 +1,106 @@
+"""Hostile or broken model directories: one line each, exit 1, never a traceback; pickles
+are never loaded unless the user opts in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+@pytest.fixture(scope="module")
+def base(tiny_models):
+    return tiny_models["bert"]
+
+
+def _variant(base, tmp_path, change):
+    folder = tmp_path / "model"
+    shutil.copytree(base, folder)
+    change(folder)
+    return folder
+
+
+def _config(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _pickle_only(folder):
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(weights, folder / "pytorch_model.bin")
+
+
+def _no_tokenizer(folder):
+    for path in folder.iterdir():
+        if "token" in path.name or path.name in ("vocab.txt", "vocab.json", "merges.txt"):
+            path.unlink()
+
+
+BROKEN = {
+    "truncated safetensors": (
+        lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
+        "cannot load the weights",
+    ),
+    "garbage safetensors": (
+        lambda f: (f / "model.safetensors").write_bytes(os.urandom(4096)),
+        "cannot load the weights",
+    ),
+    "pickle only": (_pickle_only, "has only pickle weights (pytorch_model.bin)"),
+    "zero heads": (lambda f: _config(f, num_attention_heads=0), "num_attention_heads is 0, not a positive integer"),
+    "heads as a string": (lambda f: _config(f, num_attention_heads="12"), "num_attention_heads"),
+    "no tokenizer files": (_no_tokenizer, "turns every word into [UNK]"),
+    "config not json": (lambda f: (f / "config.json").write_text("{oops"), "cannot load the config"),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+@pytest.mark.parametrize("command", ["show", "info"])
+def test_a_broken_model_directory_is_one_line_exit_1(name, command, base, tmp_path):
+    change, message = BROKEN[name]
+    folder = _variant(base, tmp_path, change)
+    args = ["show", "the cat", "-m", folder, "--json"] if command == "show" else ["info", folder, "--json"]
+    result = invoke(*args)
+    if command == "info" and name in (
+        "truncated safetensors",
+        "garbage safetensors",
+        "pickle only",
+        "no tokenizer files",
+    ):
+        assert result.exit_code == 0  # info reads the config only: the weights and vocabulary are not its business
+        return
+    assert result.exit_code == 1, (result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and message in lines[0], lines
+    assert len(lines) <= 2 and "Traceback" not in result.stderr
+
+
+def test_a_pickle_checkpoint_loads_only_when_the_user_opts_in(base, tmp_path):
+    folder = _variant(base, tmp_path, _pickle_only)
+    refused = invoke("show", "the cat", "-m", folder, "--json")
+    assert refused.exit_code == 1 and "unpickling a file can run code" in refused.stderr
+    assert "ATTNVIZ_ALLOW_PICKLE=1" in refused.stderr
+    allowed = invoke("show", "the cat", "-m", folder, "--json", env={"ATTNVIZ_ALLOW_PICKLE": "1"})
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_custom_code_that_was_not_run_is_said(base, tmp_path):
+    folder = _variant(base, tmp_path, lambda f: _config(f, auto_map={"AutoModel": "modeling_evil.EvilModel"}))
+    result = invoke("show", "the cat", "-m", folder, "--json")
+    assert result.exit_code == 0
+    assert "auto_map: AutoModel" in result.stderr and "--trust-remote-code would run that code" in result.stderr
+    info = invoke("info", folder, "--json")
+    assert "--trust-remote-code would run" in json.loads(info.stdout)["notes"][0]
