@@ -14,10 +14,13 @@ while IFS= read -r line; do
 done < sentences.txt
 attnviz show "The animal didn't cross the street because it was too tired." --pair "It was raining." -o sentence3_pair.html
 
-# the terminal view of `attnviz show "AI changes everything"` at 80 columns, as SVG
+# the terminal view of `attnviz show "AI changes everything"` at 80 columns, as a PNG: rich
+# records it as HTML with inline colours, headless Chromium photographs it (needs the test extras)
 python - <<'PY'
 import os
+import tempfile
 
+from playwright.sync_api import sync_playwright
 from rich.console import Console
 
 import attnviz
@@ -25,8 +28,20 @@ from attnviz.render.terminal import print_view
 
 with open(os.devnull, "w") as sink:
     console = Console(record=True, width=80, color_system="truecolor", force_terminal=True, file=sink)
+    console.print('$ attnviz show "AI changes everything"', style="bold")
     print_view(attnviz.extract("AI changes everything"), "encoder", "grid", console)
-    console.save_svg("terminal_grid.svg", title='attnviz show "AI changes everything"')
+    page = console.export_html(inline_styles=True)
+page = page.replace("<body>", '<body style="background:#1e1e1e;color:#ddd;margin:0;padding:12px">')
+page = page.replace("<pre ", '<pre style="font-family:DejaVu Sans Mono,monospace;font-size:14px;line-height:1.15;margin:0" ')
+with tempfile.NamedTemporaryFile("w", suffix=".html", delete=False) as handle:
+    handle.write(page)
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+    tab = browser.new_page(viewport={"width": 760, "height": 400}, device_scale_factor=1)
+    tab.goto("file://" + handle.name)
+    tab.screenshot(path="terminal_grid.png", full_page=True)
+    browser.close()
+os.unlink(handle.name)
 PY
 
 # a long text through export (the Pillow renderer): one head, and each layer's mean

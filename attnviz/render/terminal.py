@@ -337,7 +337,7 @@ def print_head_roles(result: AttentionResult, kind: str, console: Any) -> None:
         return
     console.print(
         Text(
-            "what each head does: pattern (as attnviz stats labels it), key it attends to most",
+            "each head: its pattern (as attnviz stats labels it) and the key it attends to most",
             style="bold",
         )
     )
