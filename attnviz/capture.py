@@ -192,11 +192,59 @@ class CaptureSession:
         batch_size, _, q_len, k_len = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
         rows_per_chunk = max(1, self.chunk_bytes // max(1, batch_size * len(union) * k_len * 4))
         selected = select_heads(query, key, value, union)  # gathered once, chunked below
+        self._vectors(module, kind, layer, selected, scaling, kwargs, wanted, position, query.shape[1])
         for start in range(0, q_len, rows_per_chunk):
             stop = min(q_len, start + rows_per_chunk)
             probs = eager_probabilities(module, *selected, mask, scaling, kwargs, union, query.shape[1], start, stop)
             chunk = probs.float().cpu().numpy()  # [B, len(union), rows, keys]
             self._dispatch(kind, layer, chunk, start, wanted, position)
+
+    def _vectors(
+        self,
+        module: Any,
+        kind: str,
+        layer: int,
+        selected: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        scaling: float | None,
+        kwargs: dict[str, Any],
+        wanted: list[tuple[Sink, tuple[int, ...]]],
+        position: dict[int, int],
+        n_heads: int,
+    ) -> None:
+        """Hand sinks that ask for them (``wants_vectors``) the queries, keys and values in
+        the model's dot product (post-rotary; for GQA the key and value of each head's
+        group), cut per input, with what else enters the logits (scaling, soft-capping,
+        sinks, T5's position bias)."""
+        takers = [(sink, heads) for sink, heads in wanted if heads and getattr(sink, "wants_vectors", False)]
+        if not takers or self.batch is None:
+            return
+        query, key, value = selected
+        head_dim = query.shape[-1]
+        effective = scaling if scaling is not None else getattr(module, "scaling", None)
+        extras = {
+            "scaling": float(effective) if effective is not None else float(head_dim) ** -0.5,
+            "softcap": kwargs.get("softcap"),
+        }
+        sinks = getattr(module, "sinks", None)
+        if sinks is None and isinstance(kwargs.get("s_aux"), torch.Tensor):
+            sinks = kwargs["s_aux"]
+        bias = kwargs.get("position_bias")
+        for item in range(query.shape[0]):
+            q0, qn = self.batch.query_offsets[kind][item], self.batch.query_lengths[kind][item]
+            k0, kn = self.batch.key_offsets[kind][item], self.batch.key_lengths[kind][item]
+            for sink, heads in takers:
+                index = [position[h] for h in heads]
+                parts = {
+                    "query": query[item, index, q0 : q0 + qn],
+                    "key": key[item, index, k0 : k0 + kn],
+                    "value": value[item, index, k0 : k0 + kn],
+                }
+                if isinstance(sinks, torch.Tensor) and sinks.ndim == 1 and sinks.shape[0] == n_heads:
+                    parts["sinks"] = sinks[list(heads)]
+                if isinstance(bias, torch.Tensor) and bias.ndim == 4 and bias.shape[1] == n_heads:
+                    b = bias[min(item, bias.shape[0] - 1), list(heads)]
+                    parts["bias"] = b[:, q0 : q0 + qn, k0 : k0 + kn] if b.shape[-2] > 1 else b[:, :, k0 : k0 + kn]
+                sink.add_vectors(item, kind, layer, heads, module, parts, extras)  # type: ignore[attr-defined]
 
     def _dispatch(
         self,

@@ -206,8 +206,12 @@ class Extractor:
         head_mean: bool = False,
         chunk_bytes: int | None = None,
         kinds: Sequence[str] | None = None,
+        vectors: bool = False,
+        norms: bool = False,
     ) -> None:
         self.loaded = loaded
+        self.vectors = vectors
+        self.norms = norms
         self.truncate = truncate
         self.verbose = verbose
         self.selection = Selection.resolve(loaded, layers, heads, head_mean, kinds)
@@ -358,14 +362,38 @@ class Extractor:
         """One forward pass over ``encoded`` (padded together); one result per input."""
         batch = self._batch(encoded)
         layout = self.layout()
+        vectors: list[dict[str, Any]] = [{} for _ in encoded]
+        norms: list[dict[str, np.ndarray]] = [{} for _ in encoded]
         if layout.routed:
             sink = self._store_sink()
             sink.allocate(batch.shapes)
-            self._run_captured(batch, layout, [sink])
+            sinks: list[Any] = [sink]
+            if self.norms:
+                normed = self._store_sink()
+                normed.allocate(batch.shapes)
+                sinks = [NormStore(sink, normed, self.loaded.model)]
+            if self.vectors:
+                store = VectorStore(dict(self.selection.layers), dict(self.selection.heads))
+                store.allocate(len(encoded))
+                sinks.append(store)
+            self._run_captured(batch, layout, sinks)
             per_item = sink.arrays
+            if self.vectors:
+                vectors = store.vectors
+            if self.norms:
+                norms = normed.arrays
         else:
+            if self.vectors or self.norms:
+                raise SelectionError(
+                    f"'{self.loaded.name}' computes its attention its own way, so its queries, keys and values "
+                    "cannot be reached (neuron view, norm-based attention)",
+                    hint="these work for models whose attention goes through transformers' attention interface",
+                )
             per_item = self._run_output_attentions(batch)
-        return [self._result(item, attentions) for item, attentions in zip(encoded, per_item)]
+        return [
+            self._result(item, attentions, vectors[i], norms[i])
+            for i, (item, attentions) in enumerate(zip(encoded, per_item))
+        ]
 
     def reduce_batch(self, encoded: Sequence[EncodedInput], sink: Any) -> None:
         """One forward pass over ``encoded`` whose probabilities go only to ``sink`` (a
@@ -561,16 +589,32 @@ class Extractor:
             per_item.append(attentions)
         return per_item
 
-    def _result(self, encoded: EncodedInput, attentions: dict[str, np.ndarray]) -> AttentionResult:
+    def _result(
+        self,
+        encoded: EncodedInput,
+        attentions: dict[str, np.ndarray],
+        vectors: dict[str, Any] | None = None,
+        norms: dict[str, np.ndarray] | None = None,
+    ) -> AttentionResult:
         selection = self.selection
         if selection.head_mean:  # [layers, q, k] -> [layers, 1, q, k]
             attentions = {k: a[:, None] for k, a in attentions.items()}
+            norms = {k: a[:, None] for k, a in (norms or {}).items()}
         head_ids = {k: (MEAN_HEAD,) if selection.head_mean else selection.heads[k] for k in attentions}
         extra_meta: dict[str, Any] = {}
         if selection.head_mean:
             extra_meta["averaged_heads"] = {k: list(selection.heads[k]) for k in attentions}
         if self.loaded.attention_sinks:
             extra_meta["attention_sinks"] = True
+        derived: dict[str, np.ndarray] = {}
+        if norms:
+            kind = next(iter(attentions))
+            derived["norm"] = norms[kind]
+            extra_meta["norm_kind"] = kind
+        if vectors:
+            extra_meta["vectors"] = {
+                kind: {"scaling": v["scaling"], "softcap": v["softcap"]} for kind, v in vectors.items()
+            }
         return AttentionResult(
             model=self.loaded.name,
             family=self.loaded.family,
@@ -585,6 +629,11 @@ class Extractor:
             truncated_tokens=encoded.truncated,
             transforms=selection.transforms,
             extra_meta=extra_meta,
+            derived=derived,
+            vectors={
+                kind: {name: v[name] for name in ("query", "key", "sinks", "bias") if name in v}
+                for kind, v in (vectors or {}).items()
+            },
         )
 
     def extract_many(
@@ -694,3 +743,133 @@ def extract_many(
             raise outcome
         results.append(outcome)
     return results
+
+
+# -- what the neuron view and norm-based attention need ----------------------------------
+class VectorStore:
+    """A capture sink that keeps, for the selected layers and heads, the query and key
+    vectors of the model's dot product (after rotary embedding; for GQA the key of each
+    head's key-value group) and what else enters the logits: ``vectors[item][kind]`` holds
+    ``query`` ``[layers, heads, queries, head_dim]``, ``key`` ``[layers, heads, keys,
+    head_dim]``, ``scaling`` (per layer), ``softcap``, ``sinks`` ``[layers, heads]`` and T5's
+    ``bias`` ``[layers, heads, queries, keys]`` where the model has them."""
+
+    wants_vectors = True
+
+    def __init__(self, layers: dict[str, tuple[int, ...]], heads: dict[str, tuple[int, ...]]) -> None:
+        self.layers, self.heads = layers, heads
+        self.vectors: list[dict[str, dict[str, Any]]] = []
+
+    def allocate(self, count: int) -> None:
+        self.vectors = [{} for _ in range(count)]
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return self.heads.get(kind, ()) if layer in self.layers.get(kind, ()) else ()
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        pass  # the probabilities go to the other sinks
+
+    def add_vectors(
+        self,
+        item: int,
+        kind: str,
+        layer: int,
+        heads: tuple[int, ...],
+        module: Any,
+        parts: dict[str, Any],
+        extras: dict[str, Any],
+    ) -> None:
+        n_layers = len(self.layers[kind])
+        li = self.layers[kind].index(layer)
+        store = self.vectors[item].setdefault(kind, {"scaling": [None] * n_layers, "softcap": [None] * n_layers})
+        store["scaling"][li] = extras["scaling"]
+        store["softcap"][li] = None if extras["softcap"] is None else float(extras["softcap"])
+        for name in ("query", "key", "sinks", "bias"):
+            tensor = parts.get(name)
+            if tensor is None:
+                continue
+            array = tensor.float().cpu().numpy()
+            if name not in store:
+                store[name] = np.zeros((n_layers,) + array.shape, dtype=np.float32)
+            store[name][li] = array
+
+
+def output_projection(model: Any, module: Any) -> Any:
+    """The weight ``[hidden, heads * head_dim]`` of the linear map that reads an attention
+    module's heads back into the residual stream (``o_proj``, ``out_proj``, BERT's
+    ``output.dense``, GPT-2's ``c_proj``...), or None when the family has none we know."""
+    import torch
+
+    cache = getattr(model, "_attnviz_output_projections", None)
+    if cache is None:
+        cache = {}
+        parents = {}
+        for _, parent in model.named_modules():
+            for child in parent.children():
+                parents[id(child)] = parent
+        for _, candidate in model.named_modules():
+            weight = None
+            for name in ("o_proj", "out_proj", "out_lin", "o", "Wo", "dense", "c_proj"):
+                layer = getattr(candidate, name, None)
+                if isinstance(layer, torch.nn.Linear):
+                    weight = layer.weight
+                    break
+                if layer is not None and type(layer).__name__ == "Conv1D":  # GPT-2: y = x W + b
+                    weight = layer.weight.T
+                    break
+            if weight is None:
+                parent = parents.get(id(candidate))
+                dense = getattr(getattr(parent, "output", None), "dense", None) if parent is not None else None
+                if isinstance(dense, torch.nn.Linear) and getattr(parent, "self", None) is candidate:
+                    weight = dense.weight  # BERT, RoBERTa: BertAttention.output.dense
+            if weight is not None:
+                cache[id(candidate)] = weight
+        model._attnviz_output_projections = cache
+    return cache.get(id(module))
+
+
+class NormStore:
+    """Norm-based attention (Kobayashi et al. 2020): for each selected head,
+    ``alpha_ij * || (x_j W_V^h + b_V^h) W_O^h ||``, the attention weight times the length of
+    what key token j actually sends through head h (the output bias left out). The length
+    comes from the Gram matrix ``W_O^h^T W_O^h``, so no ``[keys, hidden]`` array is made."""
+
+    wants_vectors = True
+
+    def __init__(self, raw: Any, normed: Any, model: Any) -> None:
+        self.store, self.normed, self.model = raw, normed, model
+        self.lengths: dict[tuple[int, str, int], np.ndarray] = {}
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return self.store.heads_for(kind, layer)  # type: ignore[no-any-return]
+
+    def add_vectors(
+        self,
+        item: int,
+        kind: str,
+        layer: int,
+        heads: tuple[int, ...],
+        module: Any,
+        parts: dict[str, Any],
+        extras: dict[str, Any],
+    ) -> None:
+        weight = output_projection(self.model, module)
+        value = parts["value"]  # [heads, keys, head_dim]
+        head_dim = value.shape[-1]
+        if weight is None or weight.shape[1] % head_dim:
+            raise SelectionError(
+                f"norm-based attention needs a plain linear output projection, which '{type(module).__name__}' lacks",
+                hint="use the raw attention weights for this model",
+            )
+        lengths = []
+        for position, head in enumerate(heads):
+            w = weight[:, head * head_dim : (head + 1) * head_dim].float()
+            gram = w.T @ w  # [d, d]
+            v = value[position].float()
+            lengths.append(((v @ gram) * v).sum(-1).clamp(min=0).sqrt())
+        self.lengths[(item, kind, layer)] = np.stack([t.cpu().numpy() for t in lengths]).astype(np.float32)
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        lengths = self.lengths[(item, kind, layer)]  # [heads, keys]
+        self.store.add(item, kind, layer, heads, row_start, block)
+        self.normed.add(item, kind, layer, heads, row_start, block * lengths[:, None, :])

@@ -154,6 +154,10 @@ class AttentionResult:
     truncated_tokens: int = 0
     extra_meta: dict[str, Any] = field(default_factory=dict)
     derived: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per kind, the vectors of the dot product (``query``, ``key`` ``[layers, heads, tokens,
+    #: head_dim]``; ``sinks``, ``bias`` where the model has them), when extracted with
+    #: ``vectors=True``; ``meta["vectors"][kind]`` holds ``scaling`` and ``softcap`` per layer
+    vectors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     # -- structure -------------------------------------------------------------------
     @property
@@ -232,12 +236,48 @@ class AttentionResult:
             fields[f"{prefix}segment_ids"] = seq.segment_ids.astype(np.int8)
         return fields
 
+    VECTOR_NAMES = ("query", "key", "sinks", "bias")
+
+    def _vector_fields(self) -> dict[str, np.ndarray]:
+        """``query``, ``key`` (``sinks``, ``bias``) of the first kind under their own names,
+        of other kinds as ``decoder_query``, ``cross_key``, ..."""
+        out: dict[str, np.ndarray] = {}
+        for position, kind in enumerate(k for k in self.kinds if k in self.vectors):
+            prefix = "" if position == 0 and kind == self.default_kind else f"{kind}_"
+            for name, value in self.vectors[kind].items():
+                out[prefix + name] = np.asarray(value, dtype=np.float32)
+        return out
+
+    def norm_weights(self) -> AttentionResult:
+        """This result with norm-based weights (``derived["norm"]``, Kobayashi et al. 2020)
+        in place of the attention of their kind, so every view, transform and rollout works
+        on them; ``meta["weights"]`` says so."""
+        norm = self.derived.get("norm")
+        if norm is None:
+            raise SelectionError(
+                "this result has no norm-based weights", hint="extract with norms=True (or --view norm)"
+            )
+        kind = str(self.extra_meta.get("norm_kind") or self.default_kind)
+        attentions = {kind: np.asarray(norm, dtype=np.float32)}
+        derived = {k: v for k, v in self.derived.items() if k != "norm"}
+        return replace(
+            self,
+            attentions=attentions,
+            layer_ids={kind: self.layer_ids[kind]},
+            head_ids={kind: self.head_ids[kind]},
+            derived=derived,
+            vectors={},
+            extra_meta=dict(self.extra_meta, weights="norm: alpha * ||f(x)|| (Kobayashi et al. 2020)"),
+            transforms=self.transforms + ("norm",),
+        )
+
     def to_npz(self, path: str | os.PathLike[str]) -> None:
         """Write the result as ``.npz`` (see DESIGN.md: arrays per kind, tokens, meta JSON)."""
         from attnviz.io import atomic_write
 
         arrays: dict[str, np.ndarray] = {k: self.attentions[k].astype(np.float32) for k in self.kinds}
         arrays.update({k: v.astype(np.float32) for k, v in self.derived.items()})
+        arrays.update(self._vector_fields())
         arrays.update(self._token_fields())
         arrays["meta"] = np.array(json.dumps(self.meta(), ensure_ascii=False))
 
@@ -255,6 +295,8 @@ class AttentionResult:
         for kind in self.kinds:
             document[kind] = self.attentions[kind].tolist()
         for name, value in self.derived.items():
+            document[name] = value.tolist()
+        for name, value in self._vector_fields().items():
             document[name] = value.tolist()
         return document
 
@@ -311,8 +353,15 @@ class AttentionResult:
             tokens, target_tokens = sequence("", "display_tokens"), None
         attentions = {k: np.asarray(fields[k], dtype=np.float32) for k in KINDS if k in fields}
         derived: dict[str, np.ndarray] = {
-            k: np.asarray(fields[k], dtype=np.float32) for k in ("rollout", "flow") if k in fields
+            k: np.asarray(fields[k], dtype=np.float32) for k in ("rollout", "flow", "norm") if k in fields
         }
+        vectors: dict[str, dict[str, np.ndarray]] = {}
+        first = next((k for k in KINDS if k in fields), None)
+        for kind in KINDS:
+            for name in cls.VECTOR_NAMES:
+                for key in (f"{kind}_{name}",) + ((name,) if kind == first else ()):
+                    if key in fields:
+                        vectors.setdefault(kind, {})[name] = np.asarray(fields[key], dtype=np.float32)
         known = {
             "schema",
             "model",
@@ -345,6 +394,7 @@ class AttentionResult:
             truncated_tokens=int(meta.get("truncated_tokens", 0)),
             extra_meta={k: v for k, v in meta.items() if k not in known},
             derived=derived,
+            vectors=vectors,
         )
 
     # -- notebooks -------------------------------------------------------------------

@@ -86,17 +86,41 @@ def select(result: AttentionResult, layers: IndexSpec = None, heads: IndexSpec =
     for every attention kind. Indices refer to the current arrays' positions."""
     if layers in (None, "all") and heads in (None, "all"):
         return result
-    attentions, layer_ids, head_ids = {}, {}, {}
+    positions = {}
     for kind in result.kinds:
         array = result.attentions[kind]
-        layer_index = parse_index_spec(layers, array.shape[0], "layer")
-        head_index = parse_index_spec(heads, array.shape[1], "head")
-        attentions[kind] = np.ascontiguousarray(array[np.ix_(layer_index, head_index)])
+        positions[kind] = (
+            parse_index_spec(layers, array.shape[0], "layer"),
+            parse_index_spec(heads, array.shape[1], "head"),
+        )
+    step = f"select(layers={describe_index_spec(layers)},heads={describe_index_spec(heads)})"
+    return _take(result, positions, step)
+
+
+def _take(
+    result: AttentionResult, positions: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], step: str
+) -> AttentionResult:
+    """Keep the layer and head positions of each kind, in attention, vectors and norms."""
+    attentions, layer_ids, head_ids, vectors = {}, {}, {}, {}
+    for kind, (layer_index, head_index) in positions.items():
+        grid = np.ix_(layer_index, head_index)
+        attentions[kind] = np.ascontiguousarray(result.attentions[kind][grid])
         layer_ids[kind] = tuple(result.layer_ids[kind][i] for i in layer_index)
         head_ids[kind] = tuple(result.head_ids[kind][i] for i in head_index)
-    step = f"select(layers={describe_index_spec(layers)},heads={describe_index_spec(heads)})"
+        if kind in result.vectors:
+            vectors[kind] = {name: np.ascontiguousarray(v[grid]) for name, v in result.vectors[kind].items()}
+    derived = dict(result.derived)
+    norm_kind = result.extra_meta.get("norm_kind", result.default_kind)
+    if "norm" in derived and norm_kind in positions:
+        derived["norm"] = np.ascontiguousarray(derived["norm"][np.ix_(*positions[norm_kind])])
     return replace(
-        result, attentions=attentions, layer_ids=layer_ids, head_ids=head_ids, transforms=result.transforms + (step,)
+        result,
+        attentions=attentions,
+        layer_ids=layer_ids,
+        head_ids=head_ids,
+        vectors=vectors,
+        derived=derived,
+        transforms=result.transforms + (step,),
     )
 
 
@@ -125,15 +149,8 @@ def select_ids(result: AttentionResult, layers: IndexSpec = None, heads: IndexSp
                 )
             chosen.append(tuple(ids.index(i) for i in wanted))
         positions[kind] = (chosen[0], chosen[1])
-    attentions, layer_ids, head_ids = {}, {}, {}
-    for kind, (layer_index, head_index) in positions.items():
-        attentions[kind] = np.ascontiguousarray(result.attentions[kind][np.ix_(layer_index, head_index)])
-        layer_ids[kind] = tuple(result.layer_ids[kind][i] for i in layer_index)
-        head_ids[kind] = tuple(result.head_ids[kind][i] for i in head_index)
     step = f"select(layers={describe_index_spec(layers)},heads={describe_index_spec(heads)})"
-    return replace(
-        result, attentions=attentions, layer_ids=layer_ids, head_ids=head_ids, transforms=result.transforms + (step,)
-    )
+    return _take(result, positions, step)
 
 
 def mean_heads(result: AttentionResult) -> AttentionResult:
@@ -162,14 +179,24 @@ def drop_special(result: AttentionResult) -> AttentionResult:
     if keep_target is not None and not keep_target.any():
         # No --target: the decoder holds only its start token; keep it so every kind has a map.
         keep_target = np.ones_like(keep_target)
-    attentions = {}
+    attentions, vectors = {}, {}
     for kind, array in result.attentions.items():
         query_keep, key_keep = kind_axes(kind, keep_source, keep_target)
         sliced = array[:, :, query_keep][:, :, :, key_keep]
         attentions[kind] = _renormalise_rows(sliced)
+        if kind in result.vectors:
+            parts = dict(result.vectors[kind])
+            for name, keep in (("query", query_keep), ("key", key_keep)):
+                if name in parts:
+                    parts[name] = parts[name][:, :, keep]
+            if "bias" in parts:
+                parts["bias"] = parts["bias"][:, :, query_keep][:, :, :, key_keep]
+            vectors[kind] = parts
     return replace(
         result,
         attentions=attentions,
+        vectors=vectors,
+        derived={k: v for k, v in result.derived.items() if k != "norm"},
         tokens=result.tokens.subset(keep_source),
         target_tokens=result.target_tokens.subset(keep_target)
         if result.target_tokens is not None and keep_target is not None
@@ -256,6 +283,8 @@ def merge_words(result: AttentionResult, rule: str = "reader") -> AttentionResul
     return replace(
         result,
         attentions=attentions,
+        vectors={},  # a word has no single query or key vector
+        derived={k: v for k, v in result.derived.items() if k != "norm"},
         tokens=merged_sequence(result.tokens, source_groups),
         target_tokens=merged_sequence(result.target_tokens, target_groups)
         if result.target_tokens is not None and target_groups is not None

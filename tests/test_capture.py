@@ -265,3 +265,102 @@ def test_compare_models_by_layer_groups_equals_whole_comparison(name, kind, fami
     np.testing.assert_allclose(got.js, expected.js, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(got.l1, expected.l1, rtol=1e-5, atol=1e-7)
     assert got.js.min() > 0
+
+
+def _logits_to_attention(q, k, scaling, softcap=None, bias=None, sinks=None, zero=None):
+    """softmax(q k^T * scaling (+ bias), soft-capped, masked where ``zero``) with an
+    optional sink column, as the README states the reproduction."""
+    logits = (q.astype(np.float64) @ k.astype(np.float64).T) * scaling
+    if bias is not None:
+        logits = logits + bias
+    if softcap:
+        logits = np.tanh(logits / softcap) * softcap
+    if zero is not None:
+        logits = np.where(zero, -np.inf, logits)
+    if sinks is not None:
+        logits = np.concatenate([logits, np.full((logits.shape[0], 1), float(sinks))], axis=1)
+    logits = logits - logits.max(axis=1, keepdims=True)
+    weights = np.exp(logits)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return weights[:, : k.shape[0]]
+
+
+@pytest.mark.parametrize("name", families.ALL)
+def test_query_and_key_vectors_reproduce_the_attention(name, family_models):
+    """The saved query and key vectors are exactly those of the model's dot product (after
+    rotary, GQA keys of each head's group): softmax(query @ key.T * scaling + mask)
+    reproduces the attention, with T5's position bias, Gemma 2's soft-capping and gpt-oss's
+    sinks where the model has them. The mask is where the model's attention is exactly 0."""
+    from attnviz.errors import SelectionError
+    from attnviz.models import load_model
+
+    loaded = load_model(str(family_models[name]), device="cpu")
+    target = TARGET if loaded.family == "encoder-decoder" else None
+    extractor = Extractor(loaded, vectors=True, layers="0,1", heads="0,1")
+    if not extractor.layout().routed:
+        with pytest.raises(SelectionError, match="computes its attention its own way"):
+            extractor.run_batch([extractor.encode(TextInput(TEXTS[0], target=target))])
+        return
+    results = extractor.run_batch([extractor.encode(TextInput(t, target=target)) for t in TEXTS[:2]])
+    for result in results:
+        for kind, array in result.attentions.items():
+            parts = result.vectors[kind]
+            meta = result.extra_meta["vectors"][kind]
+            assert parts["query"].shape[:3] == array.shape[:3] and parts["key"].shape[2] == array.shape[3]
+            for li in range(array.shape[0]):
+                for hi in range(array.shape[1]):
+                    rebuilt = _logits_to_attention(
+                        parts["query"][li, hi],
+                        parts["key"][li, hi],
+                        meta["scaling"][li],
+                        meta["softcap"][li],
+                        parts["bias"][li, hi] if "bias" in parts else None,
+                        parts["sinks"][li, hi] if "sinks" in parts else None,
+                        zero=array[li, hi] == 0,
+                    )
+                    np.testing.assert_allclose(rebuilt, array[li, hi], atol=2e-5, err_msg=f"{name} {kind} L{li} H{hi}")
+
+
+def test_vectors_and_norms_survive_saving_and_selection(family_models, tmp_path):
+    from attnviz.models import load_model
+    from attnviz.result import AttentionResult
+    from attnviz.transforms import select
+
+    loaded = load_model(str(family_models["llama"]), device="cpu")
+    extractor = Extractor(loaded, vectors=True, norms=True, layers="0,1")
+    result = extractor.run_batch([extractor.encode(TextInput(TEXTS[0]))])[0]
+    for suffix in (".npz", ".json"):
+        result.save(tmp_path / f"r{suffix}")
+        back = AttentionResult.load(tmp_path / f"r{suffix}")
+        np.testing.assert_allclose(back.vectors["decoder"]["query"], result.vectors["decoder"]["query"], atol=1e-6)
+        np.testing.assert_allclose(back.derived["norm"], result.derived["norm"], atol=1e-6)
+    picked = select(result, layers="1", heads="2")
+    np.testing.assert_array_equal(picked.vectors["decoder"]["key"][0, 0], result.vectors["decoder"]["key"][1, 2])
+    np.testing.assert_array_equal(picked.derived["norm"][0, 0], result.derived["norm"][1, 2])
+
+
+@pytest.mark.parametrize("name", families.ALL)
+def test_norm_based_attention_for_every_family(name, family_models):
+    """Every captured family has a plain linear output projection, so norm-based weights
+    come out (alpha times a non-negative length: zero exactly where alpha is); a model
+    whose attention bypasses the interface is refused with one clear error."""
+    from attnviz.errors import SelectionError
+    from attnviz.models import load_model
+
+    loaded = load_model(str(family_models[name]), device="cpu")
+    target = TARGET if loaded.family == "encoder-decoder" else None
+    extractor = Extractor(loaded, norms=True, layers="0", kinds=[next(iter(loaded.info.layers))])
+    item = extractor.encode(TextInput(TEXTS[0], target=target))
+    if not extractor.layout().routed:
+        with pytest.raises(SelectionError, match="computes its attention its own way"):
+            extractor.run_batch([item])
+        return
+    result = extractor.run_batch([item])[0]
+    kind = result.default_kind
+    norm, alpha = result.derived["norm"], result.attentions[kind]
+    assert norm.shape == alpha.shape and (norm >= 0).all()
+    assert ((norm == 0) == (alpha == 0)).all()
+    lengths = norm / np.where(alpha > 0, alpha, 1)
+    # one length per key and head: the same in every query row where alpha > 0
+    spread = np.where(alpha > 0, lengths, np.nan)
+    assert np.nanmax(np.nanstd(spread, axis=2)) < 1e-3 * max(1.0, float(np.nanmax(spread)))

@@ -202,3 +202,81 @@ def test_bundled_model_matches_a_direct_eager_forward(bundled):
     # a real pretrained model: many heads put most of their weight on [CLS] or [SEP]
     special_mass = result.attentions["encoder"][..., [0, -1]].sum(-1).mean(-1)
     assert (special_mass > 0.5).sum() > 20
+
+
+def _norm_reference_bert(loaded, text):
+    """alpha_ij * || (x_j W_V^h + b_V^h) W_O^h || from the weights, in NumPy (Kobayashi et al. 2020)."""
+    import torch
+
+    model = loaded.model
+    ids = torch.tensor([loaded.tokenizer(text)["input_ids"]])
+    with torch.no_grad():
+        out = model(input_ids=ids, output_hidden_states=True, output_attentions=True)
+    heads = model.config.num_attention_heads
+    layers = model.encoder.layer
+    expected = []
+    for index, layer in enumerate(layers):
+        x = out.hidden_states[index][0].numpy().astype(np.float64)
+        value = layer.attention.self.value
+        v = x @ value.weight.detach().numpy().T + value.bias.detach().numpy()
+        w_o = layer.attention.output.dense.weight.detach().numpy().astype(np.float64)  # [hidden, heads*d]
+        d = v.shape[-1] // heads
+        lengths = np.stack(
+            [np.linalg.norm(v[:, h * d : (h + 1) * d] @ w_o[:, h * d : (h + 1) * d].T, axis=-1) for h in range(heads)]
+        )  # [heads, tokens]
+        expected.append(lengths)
+    return np.stack(expected)  # [layers, heads, keys]
+
+
+def test_norm_based_attention_equals_numpy_recomputation_bert(loaded_models):
+    result = Extractor(loaded_models["bert"], norms=True).run_batch(
+        [Extractor(loaded_models["bert"]).encode(TextInput("the cat sat on the mat"))]
+    )[0]
+    lengths = _norm_reference_bert(loaded_models["bert"], "the cat sat on the mat")
+    expected = result.attentions["encoder"] * lengths[:, :, None, :]
+    np.testing.assert_allclose(result.derived["norm"], expected, rtol=1e-4, atol=1e-5)
+    norm = result.norm_weights()
+    assert norm.transforms[-1] == "norm" and "Kobayashi" in norm.extra_meta["weights"]
+    np.testing.assert_array_equal(norm.attentions["encoder"], result.derived["norm"])
+
+
+def test_norm_based_attention_equals_numpy_recomputation_bundled(bundled):
+    text = "The animal didn't cross the street because it was too tired."
+    extractor = Extractor(bundled, norms=True)
+    result = extractor.run_batch([extractor.encode(TextInput(text))])[0]
+    lengths = _norm_reference_bert(bundled, text)
+    np.testing.assert_allclose(
+        result.derived["norm"], result.attentions["encoder"] * lengths[:, :, None, :], rtol=1e-4, atol=1e-5
+    )
+    # the point of the method: [CLS]/[SEP] get far less once what they send is counted
+    raw_special = result.attentions["encoder"][..., [0, -1]].sum(-1).mean()
+    norm = result.derived["norm"] / result.derived["norm"].sum(-1, keepdims=True)
+    assert norm[..., [0, -1]].sum(-1).mean() < raw_special
+
+
+def test_norm_based_attention_equals_numpy_recomputation_gpt2(loaded_models):
+    import torch
+
+    loaded = loaded_models["gpt2"]
+    text = "the cat sat on the mat"
+    extractor = Extractor(loaded, norms=True)
+    result = extractor.run_batch([extractor.encode(TextInput(text))])[0]
+    model = loaded.model
+    ids = torch.tensor([loaded.tokenizer(text)["input_ids"]])
+    with torch.no_grad():
+        hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
+    heads = model.config.n_head
+    for index, block in enumerate(model.h):
+        with torch.no_grad():
+            x = block.ln_1(hidden[index])[0].numpy().astype(np.float64)
+        w_attn = block.attn.c_attn.weight.detach().numpy()  # Conv1D: [hidden, 3*hidden]
+        b_attn = block.attn.c_attn.bias.detach().numpy()
+        hidden_size = x.shape[-1]
+        v = x @ w_attn[:, 2 * hidden_size :] + b_attn[2 * hidden_size :]
+        w_o = block.attn.c_proj.weight.detach().numpy().astype(np.float64)  # [heads*d, hidden]
+        d = hidden_size // heads
+        lengths = np.stack(
+            [np.linalg.norm(v[:, h * d : (h + 1) * d] @ w_o[h * d : (h + 1) * d], axis=-1) for h in range(heads)]
+        )
+        expected = result.attentions["decoder"][index] * lengths[:, None, :]
+        np.testing.assert_allclose(result.derived["norm"][index], expected, rtol=1e-4, atol=1e-5)
