@@ -260,7 +260,8 @@ def validate(path: Path, fields: dict[str, np.ndarray], meta: dict[str, Any]) ->
             raise InputError(f"{where}: '{kind}' holds negative weights; attention weights are probabilities")
         sums = array.sum(-1, dtype=np.float64)
         off = ~((np.abs(sums - 1) <= _ROW_TOLERANCE) | (sums <= _ROW_TOLERANCE))
-        if off.any() and not meta.get("attention_sinks"):
+        norm_weights = str(meta.get("weights", "")).startswith("norm")  # alpha x length: rows need not sum to 1
+        if off.any() and not meta.get("attention_sinks") and not norm_weights:
             warnings.append(
                 f"{where}: {int(off.sum())} of {off.size} '{kind}' rows do not sum to 1 "
                 f"(from {float(sums.min()):.3g} to {float(sums.max()):.3g}); the weights may not be attention"

@@ -225,3 +225,61 @@ def test_rollout_and_flow_with_no_special_follow_the_raw_attention(tiny_models, 
     np.testing.assert_allclose(shown.derived[view], reference[..., keep, :][..., keep], atol=1e-5)
     assert shown.extra_meta["derived_from"].startswith("raw attention")
     assert list(shown.tokens.display) == ["the", "cat", "sat"]
+
+
+def test_neuron_view_in_the_terminal_json_image_and_data(tiny_models, tmp_path):
+    from attnviz.result import AttentionResult
+
+    model = ("-m", tiny_models["gpt2"])
+    args = ("show", "the cat sat on the mat", *model, "--view", "neuron", "--layer", "1", "--head", "1")
+    terminal = invoke(*args, "--query", "3")
+    assert terminal.exit_code == 0, terminal.output
+    assert "layer 1 · head 1 · query 3" in terminal.stdout and "query x key" in terminal.stdout
+    document = json.loads(invoke(*args, "--query", "3", "--json").stdout)
+    data_path = tmp_path / "n.npz"
+    assert invoke(*args, "-o", data_path).exit_code == 0
+    saved = AttentionResult.load(data_path)
+    q = saved.vectors["decoder"]["query"][0, 0, 3].astype(np.float64)
+    k = saved.vectors["decoder"]["key"][0, 0].astype(np.float64)
+    scaling = saved.extra_meta["vectors"]["decoder"]["scaling"][0]
+    np.testing.assert_allclose(document["dot"], k @ q, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(document["score"], k @ q * scaling, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(document["weight"], saved.attentions["decoder"][0, 0, 3], atol=1e-5)
+    assert document["weight"][4:] == [0.0] * (len(document["weight"]) - 4)  # causal: later keys are masked
+    image = tmp_path / "n.png"
+    assert invoke(*args, "-o", image).exit_code == 0 and image.read_bytes()[:4] == b"\x89PNG"
+    # saved vectors re-render without the model
+    again = invoke("render", data_path, "--view", "neuron", "--query", "3", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["dot"] == document["dot"]
+
+
+def test_neuron_view_needs_one_head_and_a_query_in_range(tiny_models):
+    many = invoke("show", "the cat", "-m", tiny_models["bert"], "--view", "neuron")
+    assert many.exit_code == 2 and "the neuron view shows one head" in many.stderr
+    far = invoke(
+        "show", "the cat", "-m", tiny_models["bert"], "--view", "neuron", "-l", "0", "-H", "0", "--query", "40"
+    )
+    assert far.exit_code == 2 and "--query 40 is out of range" in far.stderr
+
+
+def test_norm_view_draws_norm_weights_and_saves_both(tiny_models, tmp_path):
+    from attnviz.result import AttentionResult
+
+    data = tmp_path / "n.npz"
+    assert invoke("show", "the cat sat", "-m", tiny_models["bert"], "--view", "norm", "-o", data).exit_code == 0
+    saved = AttentionResult.load(data)
+    assert saved.derived["norm"].shape == saved.attentions["encoder"].shape
+    shown = invoke("show", "the cat sat", "-m", tiny_models["bert"], "--view", "norm", "--json")
+    assert shown.exit_code == 0 and "norm" in json.loads(shown.stdout)["transforms"]
+    rollout = tmp_path / "r.npz"
+    assert (
+        invoke("show", "the cat sat", "-m", tiny_models["bert"], "--view", "rollout", "--norm", "-o", rollout).exit_code
+        == 0
+    )
+    over_norms = AttentionResult.load(rollout)
+    assert "norm" in over_norms.transforms and "Kobayashi" in over_norms.extra_meta["weights"]
+    from attnviz.analysis.rollout import attention_rollout
+
+    np.testing.assert_allclose(over_norms.derived["rollout"], attention_rollout(saved.derived["norm"]), atol=1e-5)
+    png = tmp_path / "n.png"
+    assert invoke("render", data, "--norm", "-o", png).exit_code == 0

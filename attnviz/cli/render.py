@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -37,6 +37,10 @@ def render(
     json_output: JsonOpt = False,
     cmap: CmapOpt = "viridis",
     max_bytes: MaxBytesOpt = "2G",
+    query: Annotated[
+        Optional[int], typer.Option("--query", metavar="N", min=0, help="Neuron view: the 0-based query token.")
+    ] = None,
+    norm: Annotated[bool, typer.Option("--norm", help="Draw the saved norm-based weights (array 'norm').")] = False,
 ) -> None:
     """Draw saved attention without loading a model (torch is never imported).
 
@@ -64,4 +68,6 @@ def render(
         out=out,
         json_output=json_output,
         cmap=cmap,
+        query=query,
+        norm=norm,
     )

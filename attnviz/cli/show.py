@@ -63,6 +63,15 @@ def show(
     layer: LayerOpt = "all",
     head: HeadOpt = "all",
     view: ViewOpt = "auto",
+    query: Annotated[
+        Optional[int],
+        typer.Option(
+            "--query", metavar="N", min=0, help="Neuron view: the 0-based query token (default: the first word)."
+        ),
+    ] = None,
+    norm: Annotated[
+        bool, typer.Option("--norm", help="Norm-based weights (Kobayashi et al. 2020) in any view, rollout included.")
+    ] = False,
     kind: KindOpt = None,
     words: WordsOpt = False,
     tokenizer_words: TokenizerWordsOpt = False,
@@ -121,9 +130,18 @@ def show(
     from attnviz.outputs import output_kind
 
     drawn = out is None or output_kind(out) == "image"
-    head_mean = drawn and view in ("mean", "rollout", "flow") and not no_special
+    view_name = (view or "auto").lower()
+    head_mean = drawn and view_name in ("mean", "rollout", "flow") and not no_special
     extractor = Extractor(
-        loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head, head_mean=head_mean
+        loaded,
+        truncate=not no_truncate,
+        verbose=verbose,
+        layers=layer,
+        heads=head,
+        head_mean=head_mean,
+        vectors=view_name == "neuron",
+        norms=norm or view_name == "norm",
+        kinds=[kind] if kind and (norm or view_name in ("norm", "neuron")) else None,
     )
     for message in extractor.notes:
         note(f"note: {message}")
@@ -144,6 +162,8 @@ def show(
         out=out,
         json_output=json_output,
         cmap=cmap,
+        query=query,
+        norm=norm,
     )
 
 
@@ -171,14 +191,29 @@ def present(
     out: Any,
     json_output: bool,
     cmap: str,
+    query: int | None = None,
+    norm: bool = False,
 ) -> None:
     """Transform a result as asked, then write -o, print --json, or draw in the terminal
-    (shared by `show` and `render`)."""
+    (shared by `show` and `render`). ``view="norm"`` (or ``norm``) draws norm-based weights;
+    ``view="neuron"`` the breakdown of one head for query token ``query``."""
     from attnviz.render.views import resolve_view
     from attnviz.transforms import apply_transforms
 
     if kind is not None:
         raw.array(kind)
+    if (view or "auto").lower() == "neuron":
+        present_neuron(raw, kind=kind, layer=layer, head=head, out=out, json_output=json_output, query=query)
+        return
+    if norm or (view or "auto").lower() == "norm":
+        if out is not None and _is_data(out) and (view or "auto").lower() == "norm":
+            data = apply_transforms(raw, layers=layer, heads=head, words=words, no_special=no_special)
+            if "norm" in data.derived:  # raw attention plus the array `norm`, as extracted
+                data.save(out)
+                note(f"wrote {out}")
+                return
+        raw = raw.norm_weights()
+        view = "auto" if (view or "auto").lower() == "norm" else view
     result = apply_transforms(raw, layers=layer, heads=head, words=words, no_special=no_special)
     chosen_kind = kind or result.default_kind
     array = result.array(chosen_kind)
@@ -199,6 +234,57 @@ def present(
         print(json.dumps(summary_document(result, chosen_kind, resolved, written), ensure_ascii=False))
     elif out is None:
         print_terminal(result, chosen_kind, resolved, requested=view, cmap=cmap)
+
+
+def _is_data(out: Any) -> bool:
+    from attnviz.outputs import output_kind
+
+    return bool(output_kind(out) == "data")
+
+
+def present_neuron(
+    raw: Any, *, kind: str | None, layer: str, head: str, out: Any, json_output: bool, query: int | None
+) -> None:
+    """The neuron view of one head: terminal, image, data (with the query and key arrays)
+    or --json."""
+    from attnviz.errors import SelectionError
+    from attnviz.render.neuron import neuron_data, neuron_figure, print_neuron
+    from attnviz.transforms import apply_transforms
+
+    result = apply_transforms(raw, layers=layer, heads=head)
+    data = neuron_data(result, kind, query)
+    if out is not None:
+        from attnviz.outputs import output_kind
+
+        what = output_kind(out)
+        if what == "image":
+            from attnviz.render.image import save_figure
+
+            save_figure(neuron_figure(data), out)
+        elif what == "data":
+            result.save(out)
+        else:
+            raise SelectionError(
+                "the neuron view is drawn in the terminal, as an image or saved as data; it has no page yet",
+                hint="use -o neuron.png, or -o data.npz (arrays query and key)",
+            )
+        note(f"wrote {out}")
+    if json_output:
+        document = {
+            "view": "neuron",
+            "title": data.title,
+            "query_index": data.query_index,
+            "query_token": data.query_label,
+            "keys": data.key_labels,
+            "scaling": data.scaling,
+            "query": data.query.round(6).tolist(),
+            "dot": data.dots.round(6).tolist(),
+            "score": data.scores.round(6).tolist(),
+            "weight": data.weights.round(6).tolist(),
+        }
+        print(json.dumps(document, ensure_ascii=False))
+    elif out is None:
+        print_neuron(data, stdout_console())
 
 
 def summary_document(result: Any, kind: str, view: str, written: Any) -> dict[str, Any]:

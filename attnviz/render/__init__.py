@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-VIEWS = ("auto", "head", "layer", "grid", "mean", "rollout", "flow")
+VIEWS = ("auto", "head", "layer", "grid", "mean", "rollout", "flow", "norm", "neuron")
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 DATA_SUFFIXES = (".npz", ".json")
 PAGE_SUFFIXES = (".html",)

@@ -71,6 +71,15 @@ class Painter:
             self._styles[key] = style
         return UPPER_HALF, style
 
+    def diverging(self, level: float) -> Any:
+        """The style of ``level`` in [-1, 1] on a diverging map (the painter's cmap)."""
+        index = int(round((float(np.clip(level, -1, 1)) + 1) / 2 * (len(self._lut) - 1)))
+        key = (index, -3)
+        style = self._styles.get(key)
+        if style is None:
+            style = self._styles[key] = self._style(color=self.rgb(index))
+        return style
+
     def shade(self, value: float) -> str:
         position = float(np.clip(value / self.scale, 0.0, 1.0))
         return SHADES[int(round(position * (len(SHADES) - 1)))]

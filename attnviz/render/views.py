@@ -44,6 +44,8 @@ def resolve_view(view: str, layers: int, heads: int) -> str:
     view = (view or "auto").lower()
     if view not in VIEWS:
         raise SelectionError(f"unknown view '{view}'", hint=f"choose one of: {', '.join(VIEWS)}")
+    if view == "norm":  # norm-based weights, laid out as auto would
+        view = "auto"
     if view != "auto":
         return view
     if layers == 1 and heads == 1:
@@ -56,9 +58,9 @@ def resolve_view(view: str, layers: int, heads: int) -> str:
 def check_view_shape(view: str, layers: int, heads: int) -> None:
     """Refuse a view that cannot show ``layers`` x ``heads`` (the head view shows one head,
     the layer view one layer)."""
-    if view == "head" and (layers != 1 or heads != 1):
+    if view in ("head", "neuron") and (layers != 1 or heads != 1):
         raise SelectionError(
-            f"the head view shows one head, but {layers} {'layer' if layers == 1 else 'layers'} x "
+            f"the {view} view shows one head, but {layers} {'layer' if layers == 1 else 'layers'} x "
             f"{heads} {'head' if heads == 1 else 'heads'} are selected",
             hint="pick one with --layer N --head M, or use --view layer / grid",
         )
@@ -86,6 +88,8 @@ def describe_transforms(result: AttentionResult) -> str:
         notes.append("words")
     if "drop_special" in result.transforms:
         notes.append("no special tokens")
+    if "norm" in result.transforms:
+        notes.append("norm-based weights")
     return f" ({', '.join(notes)})" if notes else ""
 
 
@@ -93,7 +97,10 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
     """Lay out the panels of ``view`` for the (already selected) layers and heads of ``kind``."""
     from dataclasses import replace
 
-    return replace(_build_view(result, view, kind), text=short_text(result))
+    data = replace(_build_view(result, view, kind), text=short_text(result))
+    if "norm" in result.transforms and data.value_label == "attention weight":
+        data = replace(data, value_label="norm-based weight (alpha x ||f(x)||)")
+    return data
 
 
 def short_text(result: AttentionResult, limit: int = 90) -> str:
