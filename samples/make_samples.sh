@@ -50,3 +50,8 @@ rm -rf long_export && echo "$long" | attnviz export - -o long_export --view mean
 mv long_export/000001-*.mean.png long_mean_export.png
 mv long_export/000001-*.L02H03.png long_L2H3_export.png
 rm -rf long_export
+
+# how attention is computed: the neuron view of one head, norm-based weights, head clusters
+attnviz show "The animal didn't cross the street because it was too tired." --view neuron --layer 2 --head 7 --query 8 -o neuron_L2H7.png
+attnviz show "The animal didn't cross the street because it was too tired." --view norm -o norm_grid.png
+attnviz stats -f sentences.txt --cluster -o heads_clustermap.png

@@ -192,3 +192,31 @@ def test_compare_identical_is_zero_and_l1_by_hand():
     assert np.count_nonzero(changed.js) == 1 and changed.js[1, 0] > 0
     expected_l1 = np.abs(a[1, 0] - b[1, 0]).sum(-1).mean()
     assert changed.l1[1, 0] == pytest.approx(expected_l1, abs=1e-6)
+
+
+def test_head_distances_are_pooled_js_between_heads_and_cluster(loaded_models):
+    """The distance between two heads is the JS divergence of their rows for the same
+    query, averaged over every query row of every text; computed here pair by pair."""
+    from attnviz.analysis.clusters import head_distances
+    from attnviz.analysis.compare import js_divergence_rows
+    from attnviz.extract import extract
+
+    results = [extract(t, model=loaded_models["bert"]) for t in ("the cat sat on the mat", "a dog ran")]
+    distances = head_distances(results)
+    heads = [(layer, head) for layer in range(3) for head in range(4)]
+    expected = np.zeros((12, 12))
+    rows = 0
+    for result in results:
+        array = result.attentions["encoder"]
+        rows += array.shape[2]
+        for a, (la, ha) in enumerate(heads):
+            for b, (lb, hb) in enumerate(heads):
+                expected[a, b] += js_divergence_rows(array[la, ha], array[lb, hb]).sum()
+    np.testing.assert_allclose(distances.matrix, expected / rows, atol=1e-9)
+    assert distances.head_names[:2] == ["L0H0", "L0H1"]
+    clusters = distances.clusters(3)
+    assert sorted(set(clusters)) == [1, 2, 3]
+    # the closest pair of heads shares a cluster
+    masked = distances.matrix + np.eye(12) * 9
+    a, b = np.unravel_index(np.argmin(masked), masked.shape)
+    assert clusters[a] == clusters[b]

@@ -283,3 +283,20 @@ def test_norm_view_draws_norm_weights_and_saves_both(tiny_models, tmp_path):
     np.testing.assert_allclose(over_norms.derived["rollout"], attention_rollout(saved.derived["norm"]), atol=1e-5)
     png = tmp_path / "n.png"
     assert invoke("render", data, "--norm", "-o", png).exit_code == 0
+
+
+def test_stats_cluster_draws_a_clustermap_and_gives_each_head_a_cluster(tiny_models, tmp_path):
+    corpus = tmp_path / "texts.txt"
+    corpus.write_text("the cat sat on the mat\na dog ran far\nthe bird sang\n")
+    document = json.loads(
+        invoke("stats", "-f", corpus, "-m", tiny_models["bert"], "--cluster", "--clusters", "3", "--json").stdout
+    )
+    assert sorted({head["cluster"] for head in document["heads"]}) == [1, 2, 3]
+    assert len(document["distances"]["matrix"]) == 12
+    image = tmp_path / "heads.png"
+    result = invoke("stats", "-f", corpus, "-m", tiny_models["bert"], "--cluster", "-o", image)
+    assert result.exit_code == 0 and image.read_bytes()[:4] == b"\x89PNG"
+    table = invoke("stats", "-f", corpus, "-m", tiny_models["bert"], "--cluster")
+    assert "cluster" in table.stdout
+    merged = invoke("stats", "--merge", tmp_path / "x.json", "--cluster")
+    assert merged.exit_code == 2 and "--cluster needs the attention itself" in merged.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -48,6 +48,20 @@ def stats(
         str, typer.Option("--stat", metavar="NAME", help="Statistic drawn by -o (entropy, distance, first, ...).")
     ] = "entropy",
     out: ImageOutOpt = None,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Cluster the heads by Jensen-Shannon distance: -o draws a seaborn clustermap, --json and the "
+            "table add each head's cluster.",
+        ),
+    ] = False,
+    clusters_wanted: Annotated[
+        Optional[int],
+        typer.Option(
+            "--clusters", metavar="K", min=2, help="With --cluster: how many clusters (default sqrt(heads/2))."
+        ),
+    ] = None,
     json_output: JsonOpt = False,
     batch_size: BatchSizeOpt = 16,
     encoding_errors: EncodingErrorsOpt = "strict",
@@ -76,7 +90,13 @@ def stats(
         raise SelectionError(f"unknown statistic '{statistic}'", hint=f"choose one of: {', '.join(STATISTICS)}")
     check_image_output(out, "stats")
     problems: list[str] = []
+    distances = None
     if merge:
+        if cluster:
+            raise SelectionError(
+                "--cluster needs the attention itself; merged shards hold only sums",
+                hint="run --cluster on the texts (-f FILE)",
+            )
         if text is not None or file is not None:
             raise SelectionError("--merge combines saved shards; do not also give TEXT or -f")
         result = merge_statistics(HeadStatistics.load(path) for path in merge)
@@ -102,12 +122,28 @@ def stats(
 
         for message in extractor.notes:
             note(f"note: {message}")
-        if words:
-            # Word merging averages query rows across a word, so it needs whole maps.
+        if words or cluster:
+            # Word merging averages query rows across a word, and head distances compare
+            # whole rows of two heads: both need whole maps (one batch at a time).
             results = (
                 apply_transforms(r, words=word_rule(words, tokenizer_words), no_special=no_special)
                 for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
             )
+            if cluster:
+                from attnviz.analysis.clusters import HeadDistances
+
+                def both(results: Any) -> Any:
+                    nonlocal distances
+                    for r in results:
+                        chosen = kind or r.default_kind
+                        if distances is None:
+                            distances = HeadDistances(
+                                r.model, chosen, list(r.layer_ids[chosen]), list(r.head_ids[chosen])
+                            )
+                        distances.add(r)
+                        yield r
+
+                results = both(results)
             result = head_statistics(results, kind)
         else:
             result = stream_statistics(
@@ -119,7 +155,22 @@ def stats(
                 on_input=lambda index, outcome: note_outcome(extractor, items[index], outcome, problems),
             )
     report_problems(problems)
-    if out is not None:
+    if out is not None and distances is not None:
+        from attnviz.render.clustermap import clustermap_figure
+        from attnviz.render.image import save_figure
+
+        texts = f"{result.texts} text{'s' if result.texts != 1 else ''}"
+        fig = clustermap_figure(
+            distances,
+            result.labels(),
+            title=f"{result.model} · {result.kind} · heads clustered by Jensen-Shannon distance ({texts})",
+            clusters=distances.clusters(clusters_wanted),
+        )
+        save_figure(fig, out, tight=True)
+        from attnviz.cli._output import note
+
+        note(f"wrote {out}")
+    elif out is not None:
         from attnviz.render.image import save_figure
         from attnviz.render.matrix import head_matrix_figure
 
@@ -135,15 +186,21 @@ def stats(
         from attnviz.cli._output import note
 
         note(f"wrote {out}")
+    clusters = distances.clusters(clusters_wanted) if distances is not None else None
     if json_output:
-        print(json.dumps(result.to_dict()))
+        document = result.to_dict()
+        if distances is not None and clusters is not None:
+            for row, number in zip(document["heads"], clusters):
+                row["cluster"] = int(number)
+            document["distances"] = distances.to_dict()
+        print(json.dumps(document))
     elif out is None:
-        _print_table(result)
+        _print_table(result, clusters)
     if problems:
         raise typer.Exit(code=1)
 
 
-def _print_table(result) -> None:  # type: ignore[no-untyped-def]
+def _print_table(result, clusters=None) -> None:  # type: ignore[no-untyped-def]
     from rich import box
     from rich.table import Table
 
@@ -173,11 +230,14 @@ def _print_table(result) -> None:  # type: ignore[no-untyped-def]
     for name in STATISTICS:
         table.add_column(short[name], justify="right", no_wrap=True)
     table.add_column("pattern", no_wrap=True)
-    for row in result.rows():
+    if clusters is not None:
+        table.add_column("cluster", justify="right", no_wrap=True)
+    for index, row in enumerate(result.rows()):
         table.add_row(
             str(row["layer"]),
             str(row["head"]),
             *("-" if row[n] is None else f"{row[n]:.2f}" for n in STATISTICS),
             row["label"],
+            *([str(int(clusters[index]))] if clusters is not None else []),
         )
     stdout_console(min_width=110).print(table)

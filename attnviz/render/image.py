@@ -107,7 +107,7 @@ def render_figure(
     return figure_for_view(build_view(result, view, kind), cmap=cmap, dpi=dpi)
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int | None = None) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int | None = None, tight: bool = False) -> Path:
     """Write ``fig`` as PNG, SVG or PDF (by extension), atomically."""
     from attnviz.io import atomic_write
 
@@ -115,4 +115,5 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int | None = Non
     if suffix not in IMAGE_SUFFIXES:
         raise OutputFormatError(f"cannot draw an image as '{suffix}'", hint="use .png, .svg or .pdf")
     fmt = suffix[1:]
-    return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=dpi or fig.dpi), binary=True)
+    extra = {"bbox_inches": "tight"} if tight else {}
+    return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=dpi or fig.dpi, **extra), binary=True)

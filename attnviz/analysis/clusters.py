@@ -1,0 +1,126 @@
+"""Which heads behave alike: Jensen-Shannon distances between heads, and their clusters.
+
+The distance between heads a and b is the Jensen-Shannon divergence (base 2, 0-1) between
+their attention rows for the same query token, averaged over every query row of every text
+(pooled, like the head statistics). Heads are clustered by complete linkage on those
+distances; the tree is cut into ``k`` flat clusters, by default ``round(sqrt(heads / 2))``
+(6 for 72 heads), or as many as asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from attnviz.errors import InputError, SelectionError
+from attnviz.result import AttentionResult
+
+
+def default_clusters(heads: int) -> int:
+    """How many flat clusters by default: ``round(sqrt(heads / 2))``, at least 2."""
+    return max(2, int(round((heads / 2) ** 0.5)))
+
+
+def _js_to_all(rows: np.ndarray, a: int) -> np.ndarray:
+    """Sum over query rows of JS(head a, head b) for every head b: ``rows`` is
+    ``[heads, queries, keys]`` (float64, rows summing to 1)."""
+    p = rows[a][None]
+    m = 0.5 * (p + rows)
+
+    def kl(x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(x > 0, x * (np.log2(np.where(x > 0, x, 1)) - np.log2(np.where(m > 0, m, 1))), 0.0)
+        return terms.sum(-1)
+
+    js = np.clip(0.5 * kl(np.broadcast_to(p, rows.shape)) + 0.5 * kl(rows), 0.0, 1.0)
+    return js.sum(-1)  # [heads]
+
+
+@dataclass
+class HeadDistances:
+    """Pooled pairwise JS divergence between the selected heads of one kind."""
+
+    model: str
+    kind: str
+    layer_ids: list[int]
+    head_ids: list[int]
+    texts: int = 0
+    rows: float = 0.0
+    sums: np.ndarray | None = None
+    names: list[str] = field(default_factory=list)
+
+    def add(self, result: AttentionResult) -> None:
+        array = result.array(self.kind)
+        if list(result.layer_ids[self.kind]) != self.layer_ids or list(result.head_ids[self.kind]) != self.head_ids:
+            raise SelectionError("all texts must have the same layers and heads selected")
+        if array.shape[-1] != array.shape[-2] and self.kind != "cross":
+            raise SelectionError("head distances need the same tokens on both axes")
+        flat = array.reshape(-1, array.shape[2], array.shape[3]).astype(np.float64)
+        total = flat.sum(-1, keepdims=True)
+        flat = np.where(total > 0, flat / np.where(total > 0, total, 1), 0.0)  # sinks: the mass that reached tokens
+        count = flat.shape[0]
+        if self.sums is None:
+            self.sums = np.zeros((count, count))
+        for a in range(count):
+            self.sums[a] += _js_to_all(flat, a)
+        self.rows += array.shape[2]
+        self.texts += 1
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """``[heads, heads]`` mean JS divergence (symmetric, zero diagonal), heads in
+        layer-major order (L0H0, L0H1, ...)."""
+        if self.sums is None or not self.rows:
+            raise InputError("no texts to compare heads over")
+        matrix = self.sums / self.rows
+        matrix = 0.5 * (matrix + matrix.T)
+        np.fill_diagonal(matrix, 0.0)
+        return matrix
+
+    @property
+    def head_names(self) -> list[str]:
+        return [f"L{layer}H{head}" for layer in self.layer_ids for head in self.head_ids]
+
+    def linkage(self) -> np.ndarray:
+        from scipy.cluster.hierarchy import linkage
+        from scipy.spatial.distance import squareform
+
+        matrix = self.matrix
+        if len(matrix) < 2:
+            raise SelectionError("clustering needs at least two heads", hint="select more with --layer/--head")
+        return linkage(squareform(matrix, checks=False), method="complete")  # type: ignore[no-any-return]
+
+    def clusters(self, count: int | None = None) -> np.ndarray:
+        """Flat cluster number (1-based) per head, layer-major: the complete-linkage tree cut
+        into ``count`` clusters (default :func:`default_clusters`)."""
+        from scipy.cluster.hierarchy import fcluster
+
+        tree = self.linkage()
+        wanted = count or default_clusters(len(self.matrix))
+        return fcluster(tree, t=min(wanted, len(self.matrix)), criterion="maxclust").astype(int)  # type: ignore[no-any-return]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "distance": "Jensen-Shannon divergence (base 2) between heads' rows, mean over query rows and texts",
+            "linkage": "complete",
+            "clusters": "the tree cut into k flat clusters (maxclust)",
+            "heads": self.head_names,
+            "matrix": np.round(self.matrix, 6).tolist(),
+        }
+
+
+def head_distances(results: Iterable[AttentionResult], kind: str | None = None) -> HeadDistances:
+    distances: HeadDistances | None = None
+    for result in results:
+        chosen = kind or result.default_kind
+        if distances is None:
+            distances = HeadDistances(
+                result.model, chosen, list(result.layer_ids[chosen]), list(result.head_ids[chosen])
+            )
+        distances.add(result)
+    if distances is None:
+        raise InputError("no texts to compare heads over")
+    return distances
