@@ -18,10 +18,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "extract": "attnviz.extract",
-    "extract_many": "attnviz.extract",
-    "Extractor": "attnviz.extract",
-    "TextInput": "attnviz.extract",
+    "extract": "attnviz.extraction",
+    "extract_many": "attnviz.extraction",
+    "Extractor": "attnviz.extraction",
+    "TextInput": "attnviz.extraction",
     "load_model": "attnviz.models",
     "describe_model": "attnviz.models",
     "LoadedModel": "attnviz.models",

@@ -28,7 +28,7 @@ from attnviz.result import AttentionResult
 
 MANIFEST = "manifest.jsonl"
 SETTINGS = "export.json"
-EXPORT_VIEWS = ("head", "layer", "grid", "mean", "rollout", "flow")
+EXPORT_VIEWS = ("head", "layer", "grid", "mean", "rollout", "flow", "norm")
 EXPORT_FORMATS = ("png", "svg", "pdf", "npz", "json", "html")
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 SLUG_LENGTH = 40
@@ -80,6 +80,12 @@ class ExportOptions:
                 raise SelectionError(f"unknown format '{fmt}'", hint=f"choose from: {', '.join(EXPORT_FORMATS)}")
         if not self.views or not self.formats:
             raise SelectionError("give at least one --view and one --format")
+        if "norm" in self.views and (self.words or self.no_special):
+            raise SelectionError(
+                "export --view norm draws the norm-based weights as extracted; it does not combine with "
+                "--words or --no-special",
+                hint="use show --norm for those, or export the norm view on its own",
+            )
         if self.resume and self.overwrite:
             raise SelectionError("--resume and --overwrite contradict each other")
         if self.batch_size < 1:
@@ -177,9 +183,10 @@ def render_text(
                 written.append(name)
             else:
                 for view in views:
-                    for suffix, part in _view_results(result, view, kind):
-                        name = f"{base}.{suffix}.{fmt}"
-                        data = build_view(part, view, kind)
+                    source, layout = (result.norm_weights(), "auto") if view == "norm" else (result, view)
+                    for suffix, part in _view_results(source, layout, kind):
+                        name = f"{base}.{'norm' if view == 'norm' else suffix}.{fmt}"
+                        data = build_view(part, layout, kind)
                         if fmt == "png":
                             from attnviz.render.fast import FastRenderer
 
@@ -354,14 +361,21 @@ def _export_locked(
     on_warning: Callable[[str], None] | None,
 ) -> ExportSummary:
     """The export itself, while this process holds the directory's lock."""
-    from attnviz.extract import Extractor, TextInput
+    from attnviz.extraction import Extractor, TextInput
     from attnviz.transforms import apply_transforms
 
     done = _prepare_directory(options, loaded.name)
     out_dir = Path(options.out_dir)
     summary = ExportSummary(out_dir=str(out_dir))
     manifest = _Manifest(out_dir / MANIFEST)
-    extractor = Extractor(loaded, truncate=options.truncate, layers=options.layers, heads=options.heads)
+    extractor = Extractor(
+        loaded,
+        truncate=options.truncate,
+        layers=options.layers,
+        heads=options.heads,
+        norms="norm" in options.views,
+        kinds=[options.kind] if options.kind and "norm" in options.views else None,
+    )
     if on_warning is not None:
         for message in extractor.notes:
             on_warning(message)

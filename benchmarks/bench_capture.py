@@ -66,7 +66,7 @@ def build_llama(
 
 def capture_ids(loaded: Any, tokens: int, *, layers: Any = None, heads: Any = None) -> np.ndarray:
     """Attention of ``tokens`` random token ids through ``loaded``: [layers, heads, T, T]."""
-    from attnviz.extract import Extractor
+    from attnviz.extraction import Extractor
 
     extractor = Extractor(loaded, layers=layers, heads=heads)
     ids = np.random.default_rng(0).integers(3, 1000, size=tokens).tolist()
@@ -77,7 +77,7 @@ def _statistics(loaded: Any, tokens: int, *, streamed: bool) -> np.ndarray:
     """Head statistics of every head: reduced as the rows pass (``stats`` today) or from
     the whole stored maps (``stats`` before); returns the entropy sums (nothing is kept)."""
     from attnviz.analysis.stats import HeadStatistics, StatisticsSink, head_statistics
-    from attnviz.extract import Extractor
+    from attnviz.extraction import Extractor
 
     extractor = Extractor(loaded)
     ids = np.random.default_rng(0).integers(3, 1000, size=tokens).tolist()

@@ -76,7 +76,7 @@ def floor(texts: list[str], images_per_text: int) -> float:
     import numpy as np
     from PIL import Image
 
-    from attnviz.extract import Extractor
+    from attnviz.extraction import Extractor
     from attnviz.models import load_model
 
     extractor = Extractor(load_model("minilm", device="cpu"))

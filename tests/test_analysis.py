@@ -199,7 +199,7 @@ def test_head_distances_are_pooled_js_between_heads_and_cluster(loaded_models):
     query, averaged over every query row of every text; computed here pair by pair."""
     from attnviz.analysis.clusters import head_distances
     from attnviz.analysis.compare import js_divergence_rows
-    from attnviz.extract import extract
+    from attnviz.extraction import extract
 
     results = [extract(t, model=loaded_models["bert"]) for t in ("the cat sat on the mat", "a dog ran")]
     distances = head_distances(results)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnviz.extract import extract
+from attnviz.extraction import extract
 from attnviz.render.html import render_html
 
 HERE = Path(__file__).resolve().parent / "browsers"

@@ -13,7 +13,7 @@ import families
 import numpy as np
 import pytest
 
-from attnviz.extract import Extractor, TextInput
+from attnviz.extraction import Extractor, TextInput
 
 TEXTS = ["the cat sat on the mat and the dog ran fast", "AI changes everything", "a bird sang"]
 TARGET = "the dog sat on a mat"
@@ -93,7 +93,7 @@ def test_sliding_window_and_causality_are_eager_s(family_models):
 
 
 def test_attention_sinks_leave_rows_below_one_and_say_so(family_models):
-    from attnviz.extract import extract
+    from attnviz.extraction import extract
     from attnviz.models import load_model
 
     result = extract(TEXTS[0], model=load_model(str(family_models["gpt_oss"]), device="cpu"))
@@ -118,7 +118,7 @@ def test_small_chunks_give_the_same_numbers(name, family_models):
 
 
 def test_head_mean_is_the_mean_of_the_selected_heads(family_models):
-    from attnviz.extract import extract
+    from attnviz.extraction import extract
     from attnviz.models import load_model
 
     loaded = load_model(str(family_models["qwen2"]), device="cpu")
@@ -131,7 +131,7 @@ def test_head_mean_is_the_mean_of_the_selected_heads(family_models):
 
 
 def test_python_selection_accepts_ints_sequences_slices_and_strings(family_models):
-    from attnviz.extract import extract
+    from attnviz.extraction import extract
     from attnviz.models import load_model
 
     loaded = load_model(str(family_models["bert"]), device="cpu")

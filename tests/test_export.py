@@ -409,3 +409,24 @@ def test_progress_bar_on_a_terminal_and_silent_otherwise(tiny_models, texts, tmp
     piped = subprocess.run(command + ["-o", str(tmp_path / "pipe")], capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0
     assert "exporting" not in piped.stderr and "3/3" not in piped.stderr
+
+
+def test_export_norm_view_and_the_python_api(tiny_models, tmp_path):
+    import numpy as np
+
+    import attnviz
+    from attnviz.result import AttentionResult
+
+    source = tmp_path / "t.txt"
+    source.write_text("the cat sat\na dog ran\n")
+    out = tmp_path / "out"
+    result = invoke("export", source, "-o", out, "-m", tiny_models["bert"], "--view", "norm", "--format", "png,npz")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert "000001-the-cat-sat.norm.png" in names and "000001-the-cat-sat.npz" in names
+    saved = AttentionResult.load(out / "000001-the-cat-sat.npz")
+    direct = attnviz.extract("the cat sat", model=str(tiny_models["bert"]), norms=True, vectors=True)
+    np.testing.assert_allclose(saved.derived["norm"], direct.derived["norm"], atol=1e-5)
+    assert direct.vectors["encoder"]["query"].shape[:2] == (3, 4)
+    refused = invoke("export", source, "-o", tmp_path / "o2", "-m", tiny_models["bert"], "--view", "norm", "--words")
+    assert refused.exit_code == 2 and "does not combine" in refused.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnviz.extract import Extractor, TextInput, extract
+from attnviz.extraction import Extractor, TextInput, extract
 
 TEXTS = ["the cat sat on the mat", "a dog ran", "the bird was singing a slow song and the cat sat"]
 

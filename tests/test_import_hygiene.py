@@ -42,3 +42,9 @@ def test_help_is_light():
         "            pass\n"
     )
     assert _loaded_after(body) == []
+
+
+def test_the_public_extract_is_the_function_even_after_the_module_is_imported():
+    """The module is attnviz.extraction, so importing it can never shadow attnviz.extract."""
+    body = "import attnviz.extraction\nimport attnviz\nassert callable(attnviz.extract) and attnviz.extract.__module__ == 'attnviz.extraction'"
+    _loaded_after(body)  # the subprocess exits non-zero (and this fails) when the assert in it does

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from attnviz.extract import extract
+from attnviz.extraction import extract
 from attnviz.render.image import render_figure
 from attnviz.render.terminal import print_heatmap, top_keys_per_head
 from attnviz.transforms import select

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from attnviz.extract import extract
+from attnviz.extraction import extract
 from attnviz.result import SCHEMA, AttentionResult
 
 

@@ -108,7 +108,7 @@ def test_parse_index_spec_errors_name_the_valid_range(spec, message):
 
 
 def test_words_on_a_real_tokenizer(loaded_models):
-    from attnviz.extract import extract
+    from attnviz.extraction import extract
 
     result = merge_words(extract("the cats playing", model=loaded_models["bert"]))
     assert result.tokens.display == ("[CLS]", "the", "cats", "playing", "[SEP]")
@@ -116,7 +116,7 @@ def test_words_on_a_real_tokenizer(loaded_models):
 
 
 def test_no_special_on_encoder_decoder_keeps_every_kind_consistent(loaded_models):
-    from attnviz.extract import extract
+    from attnviz.extraction import extract
 
     result = drop_special(extract("the cat sat", model=loaded_models["bart"], target="the dog"))
     assert "</s>" not in result.tokens.tokens and "<s>" not in result.target_tokens.tokens
@@ -127,7 +127,7 @@ def test_no_special_on_encoder_decoder_keeps_every_kind_consistent(loaded_models
 
 def test_reader_words_follow_whitespace_through_the_offsets(bundled):
     """--words merges what a reader calls a word; the tokenizer's own words stay an option."""
-    from attnviz.extract import extract
+    from attnviz.extraction import extract
     from attnviz.transforms import merge_words
 
     result = extract("Jane didn't email jane.doe@example.com", model=bundled, pair="Bob replied.")
@@ -143,7 +143,7 @@ def test_reader_words_follow_whitespace_through_the_offsets(bundled):
 
 def test_reader_words_with_byte_level_bpe(loaded_models):
     """GPT-2 style tokens carry their leading space in the offsets; words still split at it."""
-    from attnviz.extract import extract
+    from attnviz.extraction import extract
     from attnviz.transforms import merge_words
 
     result = extract("the cats sat", model=loaded_models["gpt2"])
@@ -152,7 +152,7 @@ def test_reader_words_with_byte_level_bpe(loaded_models):
 
 
 def test_words_of_saved_files_round_trip(bundled, tmp_path):
-    from attnviz.extract import extract
+    from attnviz.extraction import extract
     from attnviz.result import AttentionResult
 
     result = extract("didn't stop", model=bundled)

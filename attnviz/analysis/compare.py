@@ -180,7 +180,7 @@ def compare_models(
     budget_bytes: int = DEFAULT_COMPARE_BYTES,
     on_problem: Callable[[Any, str], None] | None = None,
 ) -> Comparison:
-    """Compare the attention of two models (two :class:`attnviz.extract.Extractor` over the
+    """Compare the attention of two models (two :class:`attnviz.extraction.Extractor` over the
     same layers and heads) on ``items``, ``batch_size`` texts at a time.
 
     Only ``kind`` is captured. When a batch's maps of every selected layer, for both
@@ -191,7 +191,7 @@ def compare_models(
     skipped; a tokenization mismatch between the models stops the comparison.
     """
     from attnviz.errors import SelectionError
-    from attnviz.extract import Extractor, TextInput
+    from attnviz.extraction import Extractor, TextInput
 
     selection = extractor_a.selection
     kinds = list(selection.layers)

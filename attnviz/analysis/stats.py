@@ -291,7 +291,7 @@ def merge_statistics(shards: Iterable[HeadStatistics]) -> HeadStatistics:
 
 
 class StatisticsSink:
-    """A capture sink (see :meth:`attnviz.extract.Extractor.reduce_batch`) that adds each
+    """A capture sink (see :meth:`attnviz.extraction.Extractor.reduce_batch`) that adds each
     block of attention rows straight into ``stats``: head statistics of a long text never
     hold ``[heads, T, T]``. With ``no_special``, special tokens are dropped from both axes
     and each row renormalised, exactly as :func:`attnviz.transforms.drop_special` does."""
@@ -372,7 +372,7 @@ def stream_statistics(
     batch_size: int = 16,
     on_input: Any = None,
 ) -> HeadStatistics:
-    """Head statistics of ``items`` through an :class:`attnviz.extract.Extractor`, reduced
+    """Head statistics of ``items`` through an :class:`attnviz.extraction.Extractor`, reduced
     as the attention is computed: memory follows the chunk size, not the text length.
 
     ``on_input(index, encoded_or_error)`` sees every input (for progress and problems)."""

@@ -14,7 +14,7 @@ def gather_inputs(
     text: str | None, file: Path | None, *, encoding_errors: str = "strict"
 ) -> tuple[list[Any], list[str]]:
     """TEXT or the records of FILE as ``TextInput`` items, plus one message per bad line."""
-    from attnviz.extract import TextInput
+    from attnviz.extraction import TextInput
     from attnviz.inputs import read_inputs
 
     if (text is None) == (file is None):
@@ -22,7 +22,7 @@ def gather_inputs(
             "give either TEXT or -f FILE", hint="e.g. attnviz stats 'some text' or attnviz stats -f texts.txt"
         )
     if text is not None:
-        from attnviz.extract import validate_text
+        from attnviz.extraction import validate_text
 
         return [TextInput(validate_text(text))], []
     items, problems = [], []

@@ -76,7 +76,7 @@ def compare(
     from attnviz.cli._common import gather_inputs, report_problems
     from attnviz.cli._output import note
     from attnviz.errors import SelectionError
-    from attnviz.extract import Extractor
+    from attnviz.extraction import Extractor
     from attnviz.models import load_model
     from attnviz.transforms import apply_transforms
 

@@ -107,7 +107,7 @@ def show(
 
     refuse_early(model, revision, layer, head, (view or "auto").lower())
 
-    from attnviz.extract import Extractor, TextInput
+    from attnviz.extraction import Extractor, TextInput
     from attnviz.models import load_model
 
     spinner = stderr_console().status(f"loading {model}…") if sys.stderr.isatty() and not verbose else nullcontext()

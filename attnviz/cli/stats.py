@@ -101,7 +101,7 @@ def stats(
             raise SelectionError("--merge combines saved shards; do not also give TEXT or -f")
         result = merge_statistics(HeadStatistics.load(path) for path in merge)
     else:
-        from attnviz.extract import Extractor
+        from attnviz.extraction import Extractor
         from attnviz.models import load_model
         from attnviz.transforms import apply_transforms
 

@@ -709,16 +709,30 @@ def extract(
     layers: IndexSpec = None,
     heads: IndexSpec = None,
     head_mean: bool = False,
+    vectors: bool = False,
+    norms: bool = False,
 ) -> AttentionResult:
     """Extract the attention of one text: every layer and head, or only ``layers`` and
     ``heads`` (0-based: an int, a sequence, a slice, or a string such as ``"2-4"``).
     Only what is selected is computed and stored. ``head_mean`` keeps one map per layer,
-    the mean over the selected heads.
+    the mean over the selected heads. ``vectors`` also keeps the query and key vectors of
+    the dot product (``result.vectors``, for the neuron view); ``norms`` the norm-based
+    weights of Kobayashi et al. (``result.derived["norm"]``, ``result.norm_weights()``).
 
     ``model`` is an alias (default ``minilm``, bundled), a hub id, a local directory or an
     already :func:`~attnviz.models.load_model`-ed model (reuse it for many texts).
     """
-    extractor = _extractor(model, device, verbose, truncate=truncate, layers=layers, heads=heads, head_mean=head_mean)
+    extractor = _extractor(
+        model,
+        device,
+        verbose,
+        truncate=truncate,
+        layers=layers,
+        heads=heads,
+        head_mean=head_mean,
+        vectors=vectors,
+        norms=norms,
+    )
     return extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
 
 
