@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 import unicodedata
 from collections import deque
@@ -130,9 +131,40 @@ class ExportSummary:
 _RENDERERS: dict[str, Any] = {}
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int | None = None) -> None:
     # Ctrl-C goes to the whole process group: the main process decides how to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when the export process dies, however it dies (SIGKILL included):
+    the kernel sends SIGTERM when the parent goes (Linux ``PR_SET_PDEATHSIG``), and a
+    watchdog thread notices a new parent pid (elsewhere, or if the parent died first)."""
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="attnviz-parent-watch", daemon=True).start()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during an export: stop as cleanly as for Ctrl-C (workers stopped, manifest
+    true), then exit 143."""
 
 
 def _view_results(result: AttentionResult, view: str, kind: str) -> Iterator[tuple[str, AttentionResult]]:
@@ -385,7 +417,10 @@ def _export_locked(
         import multiprocessing
 
         pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
         )
     started = time.monotonic()
     fed: deque[InputRecord] = deque()

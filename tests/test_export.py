@@ -430,3 +430,63 @@ def test_export_norm_view_and_the_python_api(tiny_models, tmp_path):
     assert direct.vectors["encoder"]["query"].shape[:2] == (3, 4)
     refused = invoke("export", source, "-o", tmp_path / "o2", "-m", tiny_models["bert"], "--view", "norm", "--words")
     assert refused.exit_code == 2 and "does not combine" in refused.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_workers_end_when_the_export_dies(tiny_models, tmp_path, how):
+    """After SIGKILL or SIGTERM of export, its renderer processes exit within seconds;
+    SIGTERM also stops cleanly (exit 143, a true manifest that --resume finishes)."""
+    source = tmp_path / "many.txt"
+    source.write_text("".join(f"the cat sat on the mat {i} and the dog ran\n" for i in range(300)))
+    out = tmp_path / "out"
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "attnviz"),
+        "export", str(source), "-o", str(out), "-m", str(tiny_models["bert"]),
+        "--view", "head", "--workers", "2", "--batch-size", "8",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline:
+        path = out / "manifest.jsonl"
+        workers = [p for p in _children(process.pid) if _alive(p)]
+        if path.exists() and path.read_text().count("\n") >= 3 and len(workers) >= 2:
+            break
+        time.sleep(0.05)
+    assert len(workers) >= 2
+    process.send_signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    gone_by = time.monotonic() + 10
+    while time.monotonic() < gone_by and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "renderer processes outlived export"
+    if how == "SIGTERM":
+        assert process.returncode == 143 and "terminated" in stderr and "Traceback" not in stderr
+    assert_consistent(out)
+    done = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["line"] for r in manifest(out)) == list(range(1, 301))

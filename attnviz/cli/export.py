@@ -132,6 +132,14 @@ def export(
 
     total_inputs = count_inputs(file) if show_progress else None
     progress_context: Any = _progress(total_inputs) if show_progress else None
+    import signal
+
+    from attnviz.batch import Terminated
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_term)  # SIGTERM stops as cleanly as Ctrl-C
     try:
         if progress_context is not None:
             with progress_context as (progress, task):
@@ -151,12 +159,15 @@ def export(
                 summary = run_export(file, loaded, options, on_progress=on_progress, on_warning=on_warning)
         else:
             summary = run_export(file, loaded, options, on_warning=on_warning)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         print(
-            f"interrupted: finished texts are in {printable(out)}/manifest.jsonl; run again with --resume to finish",
+            f"{what}: finished texts are in {printable(out)}/manifest.jsonl; run again with --resume to finish",
             file=sys.stderr,
         )
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(code=143 if isinstance(stop, Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for message in warnings[:20]:
         print(f"warning: {printable(message)}", file=sys.stderr)
     if len(warnings) > 20:
