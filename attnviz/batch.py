@@ -479,7 +479,9 @@ def _export_locked(
             yield TextInput(rec.text or "", rec.pair, rec.target)
 
     try:
-        window = max(options.batch_size * 4, 8)
+        # a window of texts is sorted by length (little padding) and held until its results
+        # come back in input order: bounded, so a huge --batch-size cannot hold thousands of results
+        window = min(max(options.batch_size * 4, 8), 256)
         for outcome in extractor.extract_many(items(), batch_size=options.batch_size, window=window):
             rec = fed.popleft()
             if isinstance(outcome, InputError):

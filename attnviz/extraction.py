@@ -176,6 +176,11 @@ def _special_mask(tokenizer: Any, ids: list[int]) -> np.ndarray:
     return np.array([i in special_ids for i in ids], dtype=bool)
 
 
+#: Padded tokens (width x inputs) in one forward pass at most: about 1 GB of activations for
+#: a BERT-base-sized model on the CPU, whatever --batch-size says.
+DEFAULT_BATCH_TOKENS = 8192
+
+
 @dataclass
 class _Batch:
     """Padded model inputs of one batch, and where each input's real tokens sit."""
@@ -208,8 +213,10 @@ class Extractor:
         kinds: Sequence[str] | None = None,
         vectors: bool = False,
         norms: bool = False,
+        max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
     ) -> None:
         self.loaded = loaded
+        self.max_batch_tokens = max(1, int(max_batch_tokens))
         self.vectors = vectors
         self.norms = norms
         self.truncate = truncate
@@ -666,8 +673,33 @@ class Extractor:
             except InputError as exc:
                 out[index] = exc
         encoded.sort(key=lambda pair: (len(pair[1].ids), len(pair[1].target_ids or [])))
-        for start in range(0, len(encoded), max(1, batch_size)):
-            chunk = encoded[start : start + batch_size]
+        for chunk in self._batches(encoded, batch_size):
+            self._run_chunk(chunk, sink, out)
+        return [r for r in out if r is not None]
+
+    def _batches(self, encoded: list[tuple[int, EncodedInput]], batch_size: int) -> Iterator[list[Any]]:
+        """Consecutive batches (inputs sorted by length) of at most ``batch_size`` inputs
+        and at most ``max_batch_tokens`` padded tokens (width x inputs), so that any
+        ``--batch-size`` stays within a memory budget; an input longer than the budget
+        goes alone."""
+        chunk: list[tuple[int, EncodedInput]] = []
+        width = 0
+        for pair in encoded:
+            length = max(len(pair[1].ids), len(pair[1].target_ids or []))
+            grown = max(width, length)
+            if chunk and (len(chunk) >= max(1, batch_size) or grown * (len(chunk) + 1) > self.max_batch_tokens):
+                yield chunk
+                chunk, grown = [], length
+            chunk.append(pair)
+            width = grown
+        if chunk:
+            yield chunk
+
+    def _run_chunk(self, chunk: list[tuple[int, EncodedInput]], sink: Any, out: list[Any]) -> None:
+        """Run one batch; when it runs out of memory, split it in halves and retry, down to
+        one input, which then fails alone (an :class:`InputError` in its place)."""
+        saved = sink.checkpoint() if sink is not None and hasattr(sink, "checkpoint") else None
+        try:
             if sink is None:
                 for (index, _), result in zip(chunk, self.run_batch([e for _, e in chunk])):
                     out[index] = result
@@ -675,7 +707,46 @@ class Extractor:
                 self.reduce_batch([e for _, e in chunk], sink)
                 for index, e in chunk:
                     out[index] = e
-        return [r for r in out if r is not None]
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
+            if not _out_of_memory(exc):
+                raise
+            _free_memory()
+            if saved is not None:
+                sink.restore(saved)  # the partial sums of the failed pass are dropped
+            if len(chunk) == 1:
+                index, item = chunk[0]
+                out[index] = InputError(
+                    f"ran out of memory on this text ({len(item.ids)} tokens), even on its own",
+                    hint="select fewer layers or heads, use a smaller --dtype, or a shorter text",
+                )
+                return
+            half = len(chunk) // 2
+            self._run_chunk(chunk[:half], sink, out)
+            self._run_chunk(chunk[half:], sink, out)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's CUDA/MPS out-of-memory errors, a CPU allocator failure, MemoryError."""
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    text = str(exc).lower()
+    return name == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    )
+
+
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
 
 
 def _windows(items: Iterable[TextInput | str], size: int) -> Iterator[list[TextInput]]:

@@ -199,3 +199,80 @@ def test_errors_repeating_hostile_options_are_escaped(tiny_models, tmp_path):
         assert result.exit_code != 0
         assert result.stderr.startswith("error: "), result.stderr
         _assert_harmless(result.stderr)
+
+
+# -- bounded batches and out-of-memory retries ----------------------------------------------
+def test_batches_are_bounded_by_tokens_whatever_the_batch_size(loaded_models, monkeypatch):
+    from attnviz.extraction import Extractor
+
+    texts = [" ".join(["cat"] * n) for n in (2, 3, 5, 8, 9, 12, 20, 3, 4)]
+    reference = list(Extractor(loaded_models["bert"]).extract_many(texts, batch_size=1))
+    extractor = Extractor(loaded_models["bert"], max_batch_tokens=40)
+    seen = []
+    original = Extractor.run_batch
+
+    def spy(self, encoded):
+        seen.append((len(encoded), max(len(e.ids) for e in encoded)))
+        return original(self, encoded)
+
+    monkeypatch.setattr(Extractor, "run_batch", spy)
+    results = list(extractor.extract_many(texts, batch_size=1000))
+    assert all(count == 1 or count * width <= 40 for count, width in seen), seen
+    assert sum(count for count, _ in seen) == len(texts) and len(seen) > 1
+    for got, want in zip(results, reference):
+        np.testing.assert_allclose(got.attentions["encoder"], want.attentions["encoder"], atol=1e-6)
+
+
+def test_out_of_memory_retries_smaller_batches_then_fails_that_text_alone(loaded_models, monkeypatch):
+    from attnviz.errors import InputError
+    from attnviz.extraction import Extractor
+
+    texts = ["the cat sat", "a dog ran", "poison pill text", "birds sing", "the end"]
+    original = Extractor.run_batch
+    calls = []
+
+    def flaky(self, encoded):
+        calls.append(len(encoded))
+        if len(encoded) > 2 or any("poison" in e.item.text for e in encoded):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return original(self, encoded)
+
+    monkeypatch.setattr(Extractor, "run_batch", flaky)
+    results = list(Extractor(loaded_models["bert"]).extract_many(texts, batch_size=16))
+    assert [r.text if not isinstance(r, InputError) else None for r in results] == [
+        "the cat sat", "a dog ran", None, "birds sing", "the end",
+    ]  # fmt: skip
+    assert "ran out of memory on this text" in results[2].message
+    assert calls[0] == 5 and 1 in calls  # halved down to single texts
+
+
+def test_streamed_statistics_restore_their_sums_when_a_batch_is_retried(loaded_models, monkeypatch):
+    from attnviz.analysis.stats import stream_statistics
+    from attnviz.extraction import Extractor
+
+    texts = ["the cat sat on the mat", "a dog ran", "birds sing loudly", "the end"]
+    expected = stream_statistics(Extractor(loaded_models["bert"]), texts)
+    original = Extractor.reduce_batch
+
+    def flaky(self, encoded, sink):
+        original(self, encoded, sink)  # the sums of this pass are added, then it "fails"
+        if len(encoded) > 1:
+            raise MemoryError
+
+    monkeypatch.setattr(Extractor, "reduce_batch", flaky)
+    got = stream_statistics(Extractor(loaded_models["bert"]), texts)
+    assert got.texts == expected.texts == 4
+    for name in expected.sums:
+        np.testing.assert_allclose(got.sums[name], expected.sums[name], atol=1e-9)
+        np.testing.assert_array_equal(got.counts[name], expected.counts[name])
+
+
+def test_other_errors_are_not_mistaken_for_out_of_memory(loaded_models, monkeypatch):
+    from attnviz.extraction import Extractor
+
+    def broken(self, encoded):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(Extractor, "run_batch", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        list(Extractor(loaded_models["bert"]).extract_many(["a b", "c d"]))

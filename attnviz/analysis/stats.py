@@ -339,6 +339,17 @@ class StatisticsSink:
             self.stats.counts["_log_keys"] += n
             self.stats.texts += 1
 
+    def checkpoint(self) -> Any:
+        """The sums and counts so far (a retried batch restores them first)."""
+        return (
+            {k: v.copy() for k, v in self.stats.sums.items()},
+            {k: v.copy() for k, v in self.stats.counts.items()},
+            self.stats.texts,
+        )
+
+    def restore(self, saved: Any) -> None:
+        self.stats.sums, self.stats.counts, self.stats.texts = saved[0], saved[1], saved[2]
+
     def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
         if kind != self.stats.kind or layer not in self.layer_index:
             return ()
