@@ -276,3 +276,23 @@ def test_other_errors_are_not_mistaken_for_out_of_memory(loaded_models, monkeypa
     monkeypatch.setattr(Extractor, "run_batch", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         list(Extractor(loaded_models["bert"]).extract_many(["a b", "c d"]))
+
+
+def test_stats_compare_export_and_info_escape_a_hostile_model_path(tiny_models, tmp_path):
+    """Every command's own output (tables, titles, summaries), not just errors."""
+    import shutil
+
+    hostile = tmp_path / "m\x1b]0;pwned\x07[red]x[/red]\u202e"
+    shutil.copytree(tiny_models["bert"], hostile)
+    texts = tmp_path / "t.txt"
+    texts.write_text("the cat sat\n")
+    outputs = [
+        invoke("stats", "the cat sat", "-m", hostile),
+        invoke("compare", "the cat sat", "-m", hostile, "-m", hostile),
+        invoke("info", hostile),
+        invoke("export", texts, "-o", tmp_path / "o\x1b[2J", "-m", hostile, "--format", "npz"),
+    ]
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        _assert_harmless(result.stdout + result.stderr)
+    assert "[red]x[" in outputs[0].stdout  # shown literally, not read as markup

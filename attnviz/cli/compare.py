@@ -159,12 +159,16 @@ def compare(
 
 def _print_table(comparison, top: int) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
+    from rich.text import Text
 
     from attnviz.cli._output import stdout_console
+    from attnviz.safety import printable
 
     table = Table(
-        title=f"{comparison.model_a} vs {comparison.model_b} · {comparison.kind} attention · "
-        f"{comparison.texts} text(s) · most changed heads",
+        title=Text(
+            printable(f"{comparison.model_a} vs {comparison.model_b} · {comparison.kind} attention · ")
+            + f"{comparison.texts} text(s) · most changed heads"
+        ),
         title_justify="left",
     )
     for name in ("layer", "head", "JS divergence", "L1"):

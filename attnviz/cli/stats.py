@@ -203,9 +203,11 @@ def stats(
 def _print_table(result, clusters=None) -> None:  # type: ignore[no-untyped-def]
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from attnviz.analysis.stats import STATISTICS
     from attnviz.cli._output import stdout_console
+    from attnviz.safety import printable
 
     short = {
         "entropy": "entropy",
@@ -219,7 +221,9 @@ def _print_table(result, clusters=None) -> None:  # type: ignore[no-untyped-def]
         "local": "local",
     }
     table = Table(
-        title=f"{result.model} · {result.kind} attention · {result.texts} text(s) · means over query positions",
+        title=Text(
+            printable(f"{result.model} · {result.kind} attention · {result.texts} text(s) · means over query positions")
+        ),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
