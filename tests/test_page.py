@@ -306,3 +306,23 @@ def test_page_data_is_compact_json(loaded_models):
     assert document["bits"] == 16
     assert set(document["kinds"]) == {"encoder"}
     json.dumps(document)
+
+
+def test_neuron_view_on_the_page_breaks_down_the_clicked_query(loaded_models, open_page):
+    result = extract("the cat sat on the mat", model=loaded_models["gpt2"], layers="1", heads="1", vectors=True)
+    opened = open_page(result)
+    page = opened.page
+    assert page.evaluate("document.body.dataset.view") == "neuron"
+    page.click("#neuron-queries li:nth-child(4)")
+    assert page.evaluate("document.body.dataset.query") == "3"
+    dots = [
+        float(x) for x in page.eval_on_selector_all("#neuron-numbers tbody tr", "rows => rows.map(r => r.dataset.dot)")
+    ]
+    q = result.vectors["decoder"]["query"][0, 0, 3].astype(np.float64)
+    k = result.vectors["decoder"]["key"][0, 0].astype(np.float64)
+    np.testing.assert_allclose(dots, k @ q, rtol=1e-4, atol=1e-4)
+    cells = page.eval_on_selector_all(
+        "#neuron-numbers tbody tr td:nth-child(2)", "cells => cells.map(c => c.textContent)"
+    )
+    assert cells[4:] == ["masked"] * (len(cells) - 4)  # causal: the later keys
+    opened.check_clean()

@@ -247,7 +247,6 @@ def present_neuron(
 ) -> None:
     """The neuron view of one head: terminal, image, data (with the query and key arrays)
     or --json."""
-    from attnviz.errors import SelectionError
     from attnviz.render.neuron import neuron_data, neuron_figure, print_neuron
     from attnviz.transforms import apply_transforms
 
@@ -264,10 +263,11 @@ def present_neuron(
         elif what == "data":
             result.save(out)
         else:
-            raise SelectionError(
-                "the neuron view is drawn in the terminal, as an image or saved as data; it has no page yet",
-                hint="use -o neuron.png, or -o data.npz (arrays query and key)",
-            )
+            from attnviz.io import atomic_write
+            from attnviz.render.html import render_html
+
+            page = render_html(result)
+            atomic_write(out, lambda handle: handle.write(page), binary=False)
         note(f"wrote {out}")
     if json_output:
         document = {

@@ -79,6 +79,15 @@ def page_data(result: AttentionResult) -> dict[str, Any]:
         }
         if kind != "cross":
             entry["rollout"] = _pack(attention_rollout(array), bits)
+        parts = result.vectors.get(kind)
+        if parts and "query" in parts and "key" in parts:
+            meta = result.extra_meta.get("vectors", {}).get(kind, {})
+            entry["vectors"] = {
+                "dim": int(parts["query"].shape[-1]),
+                "query": _pack_float(parts["query"]),
+                "key": _pack_float(parts["key"]),
+                "scaling": [float(s) if s is not None else None for s in meta.get("scaling", [])],
+            }
         kinds[kind] = entry
     return {
         "schema": "attnviz-page/1",
@@ -93,6 +102,12 @@ def page_data(result: AttentionResult) -> dict[str, Any]:
         "kinds": kinds,
         "colors": hex_colors("viridis"),
     }
+
+
+def _pack_float(array: np.ndarray) -> str:
+    """float32, little-endian, zlib, base64 (query and key vectors are not in [0, 1])."""
+    raw = np.ascontiguousarray(np.asarray(array, dtype="<f4")).tobytes()
+    return base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
 
 
 def _json_for_script(document: dict[str, Any]) -> str:

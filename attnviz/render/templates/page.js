@@ -6,7 +6,7 @@
   const MIN_LINE = 0.01;        // lines below this weight are not drawn
   const HEAD_COLORS = (n) => Array.from({ length: n }, (_, i) => `hsl(${Math.round((360 * i) / n)}, 70%, 45%)`);
   const scaleOf = DATA.bits === 16 ? 65535 : 255;
-  const state = { view: "head", kind: null, layer: 0, head: "all", segment: "all", hoverQuery: null, hoverKey: null, hidden: new Set() };
+  const state = { view: "head", kind: null, layer: 0, head: "all", segment: "all", hoverQuery: null, hoverKey: null, hidden: new Set(), query: null };
   const decoded = {};           // kind -> { maps: Uint8Array|Uint16Array, rollout }
 
   function el(tag, props = {}, text) {
@@ -14,6 +14,12 @@
     Object.assign(node, props);
     if (text !== undefined) node.textContent = text;   // text is data, never markup
     return node;
+  }
+
+  async function inflateFloats(b64) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Float32Array(await new Response(stream).arrayBuffer());
   }
 
   async function inflate(b64) {
@@ -77,6 +83,9 @@
   function setupControls() {
     const kinds = Object.keys(DATA.kinds);
     state.kind = kinds[0];
+    // a page made for the neuron view (one head, with its vectors) opens on it
+    const first = DATA.kinds[state.kind];
+    if (first.vectors && first.shape[0] === 1 && first.shape[1] === 1) { state.view = "neuron"; state.head = 0; $("view").value = "neuron"; }
     // every head's lines at once is unreadable (and slow) for long texts: start with the mean
     if (DATA.kinds[state.kind].shape[2] > 150) state.head = "mean";
     fillSelect($("kind"), kinds.map((k) => [k, k === "cross" ? "cross (decoder → encoder)" : k]), state.kind);
@@ -104,6 +113,10 @@
     state.head = value;
     const rolloutOption = $("view").querySelector('option[value="rollout"]');
     rolloutOption.disabled = !k.rollout;
+    const neuronOption = $("view").querySelector('option[value="neuron"]');
+    neuronOption.disabled = !k.vectors;
+    if (state.view === "neuron" && !k.vectors) { state.view = "head"; $("view").value = "head"; }
+    if (state.view === "neuron" && (value === "all" || value === "mean")) { state.head = 0; $("head").value = "0"; }
     if (state.view === "rollout" && !k.rollout) { state.view = "matrix"; $("view").value = "matrix"; }
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
   }
@@ -289,6 +302,90 @@
     readout.textContent = `${queryTokens().display[i]} (${i}) → ${keyTokens().display[j]} (${j}): ${values[i * K + j].toFixed(4)}`;
   }
 
+  // -- neuron view: how one head's weights for one query come about -----------------------
+  function diverging(value, limit) {
+    const t = Math.max(-1, Math.min(1, value / (limit || 1)));
+    const [a, b] = t < 0 ? [[247, 247, 247], [33, 102, 172]] : [[247, 247, 247], [178, 24, 43]];
+    const s = Math.abs(t);
+    return `rgb(${a.map((c, i) => Math.round(c + (b[i] - c) * s)).join(",")})`;
+  }
+
+  function drawNeuron() {
+    const k = info();
+    const [, H, Q, K] = k.shape;
+    const vec = decoded[state.kind].vectors;
+    const d = k.vectors.dim;
+    const head = typeof state.head === "number" ? state.head : 0;
+    if (state.query === null || state.query >= Q) {
+      const special = queryTokens().special;
+      state.query = Math.max(0, special.findIndex((s) => !s));
+    }
+    const i = state.query;
+    const queries = $("neuron-queries");
+    queries.replaceChildren(...queryTokens().display.map((t, index) => {
+      const li = el("li", { className: index === i ? "token selected" : "token" }, t);
+      li.dataset.index = String(index);
+      li.tabIndex = 0;
+      const pick = () => { state.query = index; drawNeuron(); };
+      li.addEventListener("click", pick);
+      li.addEventListener("keydown", (e) => { if (e.key === "Enter") pick(); });
+      return li;
+    }));
+    const base = (state.layer * H + head);
+    const q = vec.query.subarray((base * Q + i) * d, (base * Q + i + 1) * d);
+    const keys = vec.key.subarray(base * K * d, (base + 1) * K * d);
+    const scaling = k.vectors.scaling[state.layer] ?? 1 / Math.sqrt(d);
+    const weights = map(state.kind, state.layer, head).subarray(i * K, (i + 1) * K);
+    const cell = Math.max(3, Math.min(12, Math.floor((room() - 520) / (2 * d + 2))));
+    const canvas = $("neuron-canvas");
+    const ratio = window.devicePixelRatio || 1;
+    const w = (2 * d + 2) * cell, h = (K + 2) * ROW;
+    canvas.style.width = `${w}px`; canvas.style.height = `${h}px`;
+    canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio);
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, w, h);
+    const limit = (values) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const qLimit = limit(q), kLimit = limit(keys);
+    const products = new Float32Array(K * d);
+    for (let j = 0; j < K; j++) for (let x = 0; x < d; x++) products[j * d + x] = q[x] * keys[j * d + x];
+    const pLimit = limit(products);
+    for (let x = 0; x < d; x++) { ctx.fillStyle = diverging(q[x], qLimit); ctx.fillRect(x * cell, 2, cell, ROW - 4); }
+    ctx.fillStyle = "#666"; ctx.font = "11px system-ui, sans-serif"; ctx.textBaseline = "middle";
+    ctx.fillText(`query vector of '${queryTokens().display[i]}'`, (d + 2) * cell, ROW / 2);
+    ctx.fillText("key vectors", 0, ROW * 1.5);
+    ctx.fillText("query × key", (d + 2) * cell, ROW * 1.5);
+    const rows = [];
+    const top = Math.max(...weights) || 1;
+    for (let j = 0; j < K; j++) {
+      let dot = 0;
+      for (let x = 0; x < d; x++) {
+        const y = (j + 2) * ROW + 2;
+        ctx.fillStyle = diverging(keys[j * d + x], kLimit); ctx.fillRect(x * cell, y, cell, ROW - 4);
+        ctx.fillStyle = diverging(products[j * d + x], pLimit); ctx.fillRect((d + 2 + x) * cell, y, cell, ROW - 4);
+        dot += products[j * d + x];
+      }
+      const masked = weights[j] === 0;
+      const tr = el("tr");
+      tr.append(
+        el("td", {}, keyTokens().display[j]),
+        el("td", {}, masked ? "masked" : dot.toFixed(2)),
+        el("td", {}, masked ? "" : (dot * scaling).toFixed(2)),
+        el("td", {}, weights[j].toFixed(3)),
+      );
+      const bar = el("td", { className: "bar" });
+      const span = el("span");
+      span.style.width = `${Math.round(60 * weights[j] / top)}px`;
+      bar.append(span);
+      tr.append(bar);
+      tr.dataset.dot = dot.toFixed(6);
+      rows.push(tr);
+    }
+    $("neuron-numbers").tBodies[0].replaceChildren(...rows);
+    $("neuron-title").textContent = `${state.kind} · layer ${k.layers[state.layer]} · head ${k.heads[head]} · query ${i} '${queryTokens().display[i]}' · score = q·k × ${scaling.toPrecision(4)}`;
+    document.body.dataset.query = String(i);
+  }
+
   // -- grid view --------------------------------------------------------------------------
   function drawGrid() {
     const grid = $("grid");
@@ -345,6 +442,7 @@
     $("head-view").hidden = state.view !== "head";
     $("matrix-view").hidden = state.view !== "matrix" && state.view !== "rollout";
     $("grid-view").hidden = state.view !== "grid";
+    $("neuron-view").hidden = state.view !== "neuron";
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
     $("layer-label").hidden = state.view === "grid";  // the grid shows every layer: no picker
     const layerId = k.layers[state.layer];
@@ -353,6 +451,8 @@
     } else if (state.view === "matrix") {
       const headName = state.head === "mean" ? "mean of heads" : `head ${k.heads[state.head]}`;
       drawMatrix(map(state.kind, state.layer, state.head), Q, K, `${state.kind} · layer ${layerId} · ${headName}`);
+    } else if (state.view === "neuron") {
+      drawNeuron();
     } else if (state.view === "rollout") {
       drawMatrix(rolloutMap(state.kind, state.layer), Q, K, `${state.kind} · rollout to layer ${layerId}`);
     } else {
@@ -389,6 +489,7 @@
     showMeta();
     for (const [kind, k] of Object.entries(DATA.kinds)) {
       decoded[kind] = { maps: await inflate(k.data), rollout: k.rollout ? await inflate(k.rollout) : null };
+      if (k.vectors) decoded[kind].vectors = { query: await inflateFloats(k.vectors.query), key: await inflateFloats(k.vectors.key) };
     }
     setupControls();
     $("matrix").addEventListener("mousemove", onMatrixMove);
