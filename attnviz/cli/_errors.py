@@ -20,12 +20,17 @@ def debug_enabled() -> bool:
 
 
 def report(error: AttnvizError) -> None:
-    """Print ``error: ...`` and ``hint: ...`` on stderr."""
+    """Print ``error: ...`` and ``hint: ...`` on stderr. Typed errors get the command line's
+    wording here (``--layer`` for the layer axis): the library does not name flags."""
+    from attnviz.errors import IndexSpecError
     from attnviz.safety import printable
 
-    print(f"error: {printable(error.message)}", file=sys.stderr)
-    if error.hint:
-        print(f"hint: {printable(error.hint)}", file=sys.stderr)
+    message, hint = error.message, error.hint
+    if isinstance(error, IndexSpecError):
+        message, hint = error.worded(f"--{error.axis}")
+    print(f"error: {printable(message)}", file=sys.stderr)
+    if hint:
+        print(f"hint: {printable(hint)}", file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from attnviz.analysis.stats import LABELS
+
 #: Colours of the pattern labels in the strip beside the clustermap.
 PATTERN_COLORS = {
     "vertical": "#4c72b0",
@@ -57,7 +59,7 @@ def clustermap_figure(distances: Any, labels: np.ndarray, *, title: str, cluster
     )
     size = float(np.clip(9 - len(names) / 30, 4, 9))
     grid.ax_heatmap.tick_params(labelsize=size)
-    present = [label for label in PATTERN_COLORS if label in flat_labels]
+    present = [label for label in LABELS if label in flat_labels]
     grid.ax_heatmap.legend(
         handles=[Patch(color=PATTERN_COLORS[label], label=label) for label in present],
         title="pattern",

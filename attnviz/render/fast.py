@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.render.colors import LEVELS, colormap_lut
-from attnviz.render.views import ViewData
+from attnviz.render.views import ViewData, shorten
 
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
@@ -64,8 +64,7 @@ def _line_height(font: Any) -> int:
 
 
 def _fit(text: str, limit: int = 18) -> str:
-    text = text.replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(text, limit)
 
 
 def nice_ticks(vmax: float, most: int = 6) -> list[float]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.render.views import ViewData, head_name
+from attnviz.render.views import ViewData, head_name, shorten
 from attnviz.result import MEAN_HEAD, AttentionResult
 from attnviz.safety import printable
 
@@ -97,8 +97,7 @@ class Painter:
 
 
 def _fit(label: str, width: int) -> str:
-    label = printable(label).replace("\n", " ")
-    return label if len(label) <= width else label[: max(1, width - 1)] + "…"
+    return shorten(printable(label), width)
 
 
 # -- summary ---------------------------------------------------------------------------------

@@ -71,6 +71,12 @@ def check_view_shape(view: str, layers: int, heads: int) -> None:
         )
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: max(1, limit - 1)] + "…"
+
+
 def head_name(head: int) -> str:
     return "mean" if head == MEAN_HEAD else str(head)
 
