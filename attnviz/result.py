@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from attnviz.errors import SelectionError
+from attnviz.errors import InputError, SelectionError
 
 SCHEMA = "attnviz/1"
 KINDS = ("encoder", "decoder", "cross")
@@ -396,6 +397,99 @@ class AttentionResult:
             derived=derived,
             vectors=vectors,
         )
+
+    # -- interop ---------------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls,
+        attention: Any,
+        tokens: list[str],
+        *,
+        target_tokens: list[str] | None = None,
+        model: str = "custom",
+        text: str | None = None,
+        kind: str = "encoder",
+        layer_ids: list[int] | None = None,
+        head_ids: list[int] | None = None,
+        special_mask: list[bool] | None = None,
+    ) -> AttentionResult:
+        """A result from attention you computed yourself, so every renderer and analysis of
+        attnviz works on it.
+
+        ``attention``: ``[layers, heads, query, key]`` (also ``[heads, q, k]`` or ``[q, k]``,
+        NumPy or CPU torch tensors) of ``kind``, or a dict ``{kind: array}`` for several
+        kinds (``encoder``, ``decoder``, ``cross``; an encoder-decoder needs
+        ``target_tokens``). Special tokens are ``[...]`` and ``<...>`` unless
+        ``special_mask`` says otherwise. Shapes and values are checked."""
+        arrays = attention if isinstance(attention, dict) else {kind: attention}
+        attentions: dict[str, np.ndarray] = {}
+        for name, value in arrays.items():
+            if name not in KINDS:
+                raise InputError(f"unknown attention kind '{name}'", hint=f"use one of: {', '.join(KINDS)}")
+            array = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float32)
+            while array.ndim < 4:
+                array = array[None]
+            if array.ndim != 4:
+                raise InputError(f"'{name}' attention must be [layers, heads, query, key], not {array.ndim}-d")
+            if not np.isfinite(array).all() or (array < 0).any():
+                raise InputError(f"'{name}' attention must hold finite, non-negative weights")
+            attentions[name] = array
+
+        def sequence(names: list[str], mask: list[bool] | None) -> TokenSequence:
+            special = mask if mask is not None else [bool(re.fullmatch(r"\[[^\]]+\]|<[^>]+>", t)) for t in names]
+            return TokenSequence.from_tokens(
+                list(names), np.where(special, -1, np.arange(len(names))), special, display=list(names)
+            )
+
+        source = sequence(tokens, special_mask)
+        target = sequence(target_tokens, None) if target_tokens is not None else None
+        for name, array in attentions.items():
+            queries, keys = kind_axes(name, source, target)
+            if array.shape[2:] != (len(queries), len(keys)):
+                raise InputError(
+                    f"'{name}' attention is {array.shape[2]} x {array.shape[3]}, "
+                    f"but the tokens give {len(queries)} x {len(keys)}"
+                )
+        family = "encoder-decoder" if "cross" in attentions else "decoder" if "decoder" in attentions else "encoder"
+        if family == "encoder-decoder" and target is None:
+            raise InputError("an encoder-decoder result needs target_tokens")
+        return cls(
+            model=model,
+            family=family,
+            text=text if text is not None else " ".join(tokens),
+            tokens=source,
+            target_tokens=target,
+            attentions=attentions,
+            layer_ids={k: tuple(layer_ids or range(a.shape[0])) for k, a in attentions.items()},
+            head_ids={k: tuple(head_ids or range(a.shape[1])) for k, a in attentions.items()},
+        )
+
+    def to_bertviz(self, kind: str | None = None) -> Any:
+        """What bertviz's ``head_view`` and ``model_view`` take: ``(attention, tokens,
+        sentence_b_start)``, attention a tuple of torch tensors ``[1, heads, T, T]``, one per
+        kept layer (bertviz numbers them from 0: its layer i is ``self.layer_ids[kind][i]``).
+        For an encoder-decoder, a dict of bertviz's keyword arguments instead
+        (``encoder_attention``, ``decoder_attention``, ``cross_attention``,
+        ``encoder_tokens``, ``decoder_tokens``): ``head_view(**result.to_bertviz())``."""
+        import torch
+
+        def layers(name: str) -> tuple[Any, ...]:
+            return tuple(torch.from_numpy(np.ascontiguousarray(layer))[None] for layer in self.attentions[name])
+
+        if self.family == "encoder-decoder" and kind is None and self.target_tokens is not None:
+            return {
+                "encoder_attention": layers("encoder"),
+                "decoder_attention": layers("decoder"),
+                "cross_attention": layers("cross"),
+                "encoder_tokens": list(self.tokens.tokens),
+                "decoder_tokens": list(self.target_tokens.tokens),
+            }
+        kind = kind or self.default_kind
+        self.array(kind)
+        queries, keys = self.axes(kind)
+        if queries is not keys:
+            raise SelectionError("bertviz draws self-attention; pass kind='encoder' or 'decoder'")
+        return layers(kind), list(queries.tokens), queries.pair_start
 
     # -- notebooks -------------------------------------------------------------------
     def _repr_html_(self) -> str:

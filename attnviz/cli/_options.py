@@ -134,3 +134,11 @@ def check_cmap(name: str) -> None:
             f"unknown colour map '{name}'",
             hint="matplotlib colormaps, e.g. " + ", ".join(close or ["viridis", "magma", "cividis", "Blues"]),
         )
+
+
+ViewOpt = Annotated[
+    str,
+    typer.Option(
+        "--view", metavar="VIEW", help="auto, head, layer, grid, mean, rollout or flow (auto: by the selection)."
+    ),
+]

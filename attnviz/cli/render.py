@@ -17,11 +17,11 @@ from attnviz.cli._options import (
     NoSpecialOpt,
     OutOpt,
     TokenizerWordsOpt,
+    ViewOpt,
     WordsOpt,
     check_cmap,
     word_rule,
 )
-from attnviz.cli.show import ViewOpt
 
 
 def render(
@@ -48,7 +48,7 @@ def render(
     file saved with --layer 2 holds layer 2). The file is checked before it is drawn: sizes
     before inflating (--max-bytes), schema, shapes and finite values."""
     from attnviz.cli._output import warn
-    from attnviz.cli.show import check_output_path, present
+    from attnviz.cli._present import check_output_path, present
     from attnviz.saved import load_checked, parse_size
     from attnviz.transforms import select_ids
 
