@@ -8,15 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import invoke
 from typer.testing import CliRunner
 
-from attnviz.cli import app
-
 runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,10 @@ import time
 
 import numpy as np
 import pytest
+from helpers import invoke
 from typer.testing import CliRunner
 
-from attnviz.cli import app
-
 runner = CliRunner()
-
-
-def invoke(*args, **kwargs):
-    return runner.invoke(app, [str(a) for a in args], **kwargs)
 
 
 def test_show_json_summary(tiny_models):

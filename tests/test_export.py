@@ -13,22 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import invoke, manifest
 from PIL import Image
 from typer.testing import CliRunner
 
 from attnviz.batch import base_name, slugify
-from attnviz.cli import app
 from attnviz.inputs import InputRecord
 
 runner = CliRunner()
-
-
-def invoke(*args, **kwargs):
-    return runner.invoke(app, [str(a) for a in args], **kwargs)
-
-
-def manifest(directory: Path) -> list[dict]:
-    return [json.loads(line) for line in (directory / "manifest.jsonl").read_text().splitlines()]
 
 
 def assert_consistent(directory: Path) -> None:

@@ -8,13 +8,7 @@ import os
 import shutil
 
 import pytest
-from typer.testing import CliRunner
-
-from attnviz.cli import app
-
-
-def invoke(*args, env=None):
-    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+from helpers import invoke
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from attnviz.cli import app
-
-
-def invoke(*args, input=None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
-
-
-def manifest(out):
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+from helpers import invoke, manifest
 
 
 def test_a_lone_surrogate_fails_its_line_and_the_rest_are_exported(tiny_models, tmp_path):

@@ -10,14 +10,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from helpers import invoke
 
-from attnviz.cli import app
 from attnviz.result import AttentionResult, TokenSequence
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def _result() -> AttentionResult:
