@@ -9,9 +9,6 @@ import sys
 import numpy as np
 import pytest
 from helpers import invoke
-from typer.testing import CliRunner
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,6 @@ import time
 import numpy as np
 import pytest
 from helpers import invoke
-from typer.testing import CliRunner
-
-runner = CliRunner()
 
 
 def test_show_json_summary(tiny_models):

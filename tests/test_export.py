@@ -15,12 +15,9 @@ import numpy as np
 import pytest
 from helpers import invoke, manifest
 from PIL import Image
-from typer.testing import CliRunner
 
 from attnviz.batch import base_name, slugify
 from attnviz.inputs import InputRecord
-
-runner = CliRunner()
 
 
 def assert_consistent(directory: Path) -> None:
