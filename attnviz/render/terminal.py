@@ -345,7 +345,7 @@ def print_head_roles(result: AttentionResult, kind: str, console: Any) -> None:
         return
     console.print(
         Text(
-            "each head: its pattern (as attnviz stats labels it) and the key it attends to most",
+            "each head: pattern (as attnviz stats labels it) and the key it attends to most",
             style="bold",
         )
     )
