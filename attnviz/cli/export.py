@@ -146,15 +146,8 @@ def export(
                 started = time.monotonic()
 
                 def on_progress(summary: Any) -> None:
-                    # rate and time left count only this run's texts: texts finished by an
-                    # earlier run (--resume) pass in no time and would make the ETA far too short
-                    elapsed = max(time.monotonic() - started, 1e-9)
-                    done_now = summary.total - summary.resumed
-                    rate = done_now / elapsed
-                    left = ""
-                    if total_inputs is not None and rate > 0 and done_now >= 2:
-                        left = f"{_duration((total_inputs - summary.total) / rate)} left"
-                    progress.update(task, completed=summary.total, rate=f"{rate:.1f} texts/s", left=left)
+                    rate, left = progress_fields(summary, total_inputs, time.monotonic() - started)
+                    progress.update(task, completed=summary.total, rate=rate, left=left)
 
                 summary = run_export(file, loaded, options, on_progress=on_progress, on_warning=on_warning)
         else:
@@ -193,6 +186,18 @@ def export(
             print(f"  {where}{printable(error)}", file=sys.stderr)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def progress_fields(summary: Any, total_inputs: int | None, elapsed: float) -> tuple[str, str]:
+    """(rate, time left) for the progress bar. Both count only this run's texts: texts
+    finished by an earlier run (--resume) pass in no time and would make the ETA far too
+    short."""
+    done_now = summary.total - summary.resumed
+    rate = done_now / max(elapsed, 1e-9)
+    left = ""
+    if total_inputs is not None and rate > 0 and done_now >= 2:
+        left = f"{_duration((total_inputs - summary.total) / rate)} left"
+    return f"{rate:.1f} texts/s", left
 
 
 def _duration(seconds: float) -> str:
