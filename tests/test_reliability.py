@@ -286,3 +286,21 @@ def test_stats_compare_export_and_info_escape_a_hostile_model_path(tiny_models, 
         assert result.exit_code == 0, result.output
         _assert_harmless(result.stdout + result.stderr)
     assert "[red]x[" in outputs[0].stdout  # shown literally, not read as markup
+
+
+@pytest.mark.parametrize("command", ["show", "export", "render"])
+def test_an_unknown_colour_map_is_one_line_exit_2_before_any_work(command, tiny_models, tmp_path):
+    source = tmp_path / "t.txt"
+    source.write_text("the cat\n")
+    saved = tmp_path / "s.npz"
+    args = {
+        "show": ["show", "the cat", "-m", tiny_models["bert"], "-o", tmp_path / "x.png"],
+        "export": ["export", source, "-o", tmp_path / "out", "-m", tiny_models["bert"]],
+        "render": ["render", saved, "-o", tmp_path / "x.png"],
+    }[command]
+    if command == "render":
+        assert invoke("show", "the cat", "-m", tiny_models["bert"], "-o", saved).exit_code == 0
+    result = invoke(*args, "--cmap", "notacmap")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: unknown colour map 'notacmap'") and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.png").exists()
