@@ -85,8 +85,8 @@ def export(
     Exit codes: 0 every text exported; 1 some texts failed (see the manifest) or the
     directory could not be written; 2 bad usage or an unusable input file; 130 Ctrl-C
     (run again with --resume to finish)."""
-    from attnviz.batch import ExportOptions, count_inputs
-    from attnviz.batch import export as run_export
+    from attnviz.export import ExportOptions, count_inputs
+    from attnviz.export import export as run_export
 
     options = ExportOptions(
         out_dir=out,
@@ -134,7 +134,7 @@ def export(
     progress_context: Any = _progress(total_inputs) if show_progress else None
     import signal
 
-    from attnviz.batch import Terminated
+    from attnviz.export import Terminated
 
     def on_term(signum: int, frame: Any) -> None:
         raise Terminated
