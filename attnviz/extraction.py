@@ -643,10 +643,11 @@ class Extractor:
             },
         )
 
-    def extract_many(
+    def outcomes(
         self, items: Iterable[TextInput | str], *, batch_size: int = 16, window: int = 256
     ) -> Iterator[AttentionResult | InputError]:
-        """Yield one result per input, in input order.
+        """Yield one outcome per input, in input order: its result, or its
+        :class:`InputError` (the function :func:`extract_many` raises instead).
 
         Inputs are read in windows of ``window``; inside a window they are sorted by length
         so that each batch pads little (length bucketing). An input that cannot be encoded
@@ -656,10 +657,10 @@ class Extractor:
         for buffer in _windows(items, window):
             yield from self._run_window(buffer, batch_size, None)
 
-    def reduce_many(
+    def reduce(
         self, items: Iterable[TextInput | str], sink: Any, *, batch_size: int = 16, window: int = 256
     ) -> Iterator[EncodedInput | InputError]:
-        """Like :meth:`extract_many`, but the probabilities go only to ``sink`` (see
+        """Like :meth:`outcomes`, but the probabilities go only to ``sink`` (see
         :meth:`reduce_batch`); yields each input's encoding (or its error) in input order."""
         for buffer in _windows(items, window):
             yield from self._run_window(buffer, batch_size, sink)
@@ -823,7 +824,7 @@ def extract_many(
     ``layers``, ``heads`` and ``head_mean`` as for :func:`extract`."""
     results = []
     extractor = _extractor(model, device, verbose, truncate=truncate, layers=layers, heads=heads, head_mean=head_mean)
-    for outcome in extractor.extract_many(texts, batch_size=batch_size):
+    for outcome in extractor.outcomes(texts, batch_size=batch_size):
         if isinstance(outcome, InputError):
             raise outcome
         results.append(outcome)

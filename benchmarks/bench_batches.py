@@ -34,7 +34,7 @@ def measure(texts: int, max_batch_tokens: int) -> dict[str, float]:
     start = time.perf_counter()
     done = 0
     # batch_size 1000 with export's window of 256 texts
-    for _ in extractor.extract_many((f"{SENTENCE} {i}" for i in range(texts)), batch_size=1000, window=256):
+    for _ in extractor.outcomes((f"{SENTENCE} {i}" for i in range(texts)), batch_size=1000, window=256):
         done += 1
     return {
         "max_batch_tokens": max_batch_tokens,

@@ -80,11 +80,9 @@ def floor(texts: list[str], images_per_text: int) -> float:
     from attnviz.models import load_model
 
     extractor = Extractor(load_model("minilm", device="cpu"))
-    list(
-        extractor.extract_many(texts[:16], batch_size=16)
-    )  # warm-up, as export's own run is warm after its first batch
+    list(extractor.outcomes(texts[:16], batch_size=16))  # warm-up, as export's own run is warm after its first batch
     start = time.perf_counter()
-    for result in extractor.extract_many(texts, batch_size=16):
+    for result in extractor.outcomes(texts, batch_size=16):
         array = result.attentions["encoder"].reshape(-1, *result.attentions["encoder"].shape[2:])
         for index in range(images_per_text):
             matrix = array[index % len(array)]

@@ -194,7 +194,7 @@ def test_streamed_statistics_equal_statistics_of_whole_maps(name, kind, no_speci
     items = [TextInput(t, target=target) for t in TEXTS]
     whole = Extractor(loaded, layers="0,1", heads="1-2")
     expected = head_statistics(
-        (apply_transforms(r, no_special=no_special) for r in whole.extract_many(items, batch_size=2)), kind
+        (apply_transforms(r, no_special=no_special) for r in whole.outcomes(items, batch_size=2)), kind
     )
     keys = max(len(e.ids) for e in map(whole.encode, items))
     streamed_extractor = Extractor(loaded, layers="0,1", heads="1-2", chunk_bytes=2 * 2 * keys * 4 * 2)
@@ -246,7 +246,7 @@ def test_compare_models_by_layer_groups_equals_whole_comparison(name, kind, fami
     items = [TextInput(t, target=target) for t in TEXTS]
     ea, eb = Extractor(a, heads="0,2"), Extractor(b, heads="0,2")
     expected = compare_results(
-        [(drop_special(x), drop_special(y)) for x, y in zip(ea.extract_many(items), eb.extract_many(items))], kind
+        [(drop_special(x), drop_special(y)) for x, y in zip(ea.outcomes(items), eb.outcomes(items))], kind
     )
     problems = []
     got = compare_models(

@@ -87,7 +87,7 @@ def test_batched_extraction_equals_single(loaded_models, name):
         TextInput(t, target=("the dog sat on " * (i + 1)).strip() if seq2seq else None) for i, t in enumerate(TEXTS)
     ]
     extractor = Extractor(loaded)
-    batched = list(extractor.extract_many(items, batch_size=3))
+    batched = list(extractor.outcomes(items, batch_size=3))
     assert [r.text for r in batched] == TEXTS
     for item, together in zip(items, batched):
         alone = extractor.run_batch([extractor.encode(item)])[0]
@@ -150,7 +150,7 @@ def test_empty_text_is_an_input_error(loaded_models, text):
 def test_one_bad_text_in_a_batch_does_not_lose_the_others(loaded_models):
     from attnviz.errors import InputError
 
-    outcomes = list(Extractor(loaded_models["bert"]).extract_many(["the cat", "  ", "a dog"]))
+    outcomes = list(Extractor(loaded_models["bert"]).outcomes(["the cat", "  ", "a dog"]))
     assert isinstance(outcomes[1], InputError)
     assert [o.text for o in (outcomes[0], outcomes[2])] == ["the cat", "a dog"]
 

@@ -196,7 +196,7 @@ def test_batches_are_bounded_by_tokens_whatever_the_batch_size(loaded_models, mo
     from attnviz.extraction import Extractor
 
     texts = [" ".join(["cat"] * n) for n in (2, 3, 5, 8, 9, 12, 20, 3, 4)]
-    reference = list(Extractor(loaded_models["bert"]).extract_many(texts, batch_size=1))
+    reference = list(Extractor(loaded_models["bert"]).outcomes(texts, batch_size=1))
     extractor = Extractor(loaded_models["bert"], max_batch_tokens=40)
     seen = []
     original = Extractor.run_batch
@@ -206,7 +206,7 @@ def test_batches_are_bounded_by_tokens_whatever_the_batch_size(loaded_models, mo
         return original(self, encoded)
 
     monkeypatch.setattr(Extractor, "run_batch", spy)
-    results = list(extractor.extract_many(texts, batch_size=1000))
+    results = list(extractor.outcomes(texts, batch_size=1000))
     assert all(count == 1 or count * width <= 40 for count, width in seen), seen
     assert sum(count for count, _ in seen) == len(texts) and len(seen) > 1
     for got, want in zip(results, reference):
@@ -228,7 +228,7 @@ def test_out_of_memory_retries_smaller_batches_then_fails_that_text_alone(loaded
         return original(self, encoded)
 
     monkeypatch.setattr(Extractor, "run_batch", flaky)
-    results = list(Extractor(loaded_models["bert"]).extract_many(texts, batch_size=16))
+    results = list(Extractor(loaded_models["bert"]).outcomes(texts, batch_size=16))
     assert [r.text if not isinstance(r, InputError) else None for r in results] == [
         "the cat sat", "a dog ran", None, "birds sing", "the end",
     ]  # fmt: skip
@@ -265,7 +265,7 @@ def test_other_errors_are_not_mistaken_for_out_of_memory(loaded_models, monkeypa
 
     monkeypatch.setattr(Extractor, "run_batch", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        list(Extractor(loaded_models["bert"]).extract_many(["a b", "c d"]))
+        list(Extractor(loaded_models["bert"]).outcomes(["a b", "c d"]))
 
 
 def test_stats_compare_export_and_info_escape_a_hostile_model_path(tiny_models, tmp_path):

@@ -400,7 +400,7 @@ def stream_statistics(
         _check_square(())
     stats = HeadStatistics(extractor.loaded.name, chosen, list(selection.layers[chosen]), list(selection.heads[chosen]))
     sink = StatisticsSink(stats, no_special=no_special)
-    for index, outcome in enumerate(extractor.reduce_many(items, sink, batch_size=batch_size)):
+    for index, outcome in enumerate(extractor.reduce(items, sink, batch_size=batch_size)):
         if on_input is not None:
             on_input(index, outcome)
     if stats.texts == 0:

@@ -37,7 +37,7 @@ def gather_inputs(
 def extract_all(extractor: Any, items: list[Any], problems: list[str], *, batch_size: int) -> Iterator[tuple[int, Any]]:
     """(position in ``items``, result) in order; a text that fails is noted in ``problems``
     and skipped, so the others still count."""
-    outcomes = extractor.extract_many(items, batch_size=batch_size)
+    outcomes = extractor.outcomes(items, batch_size=batch_size)
     for index, (item, outcome) in enumerate(zip(items, outcomes)):
         if note_outcome(extractor, item, outcome, problems):
             yield index, outcome

@@ -205,9 +205,7 @@ class _ExportRun:
             # a window of texts is sorted by length (little padding) and held until its results
             # come back in input order: bounded, so a huge --batch-size cannot hold thousands of results
             window = min(max(options.batch_size * 4, 8), 256)
-            for outcome in self.extractor.extract_many(
-                self.texts(records), batch_size=options.batch_size, window=window
-            ):
+            for outcome in self.extractor.outcomes(self.texts(records), batch_size=options.batch_size, window=window):
                 rec = self.fed.popleft()
                 if isinstance(outcome, InputError):
                     self.record(rec, "failed", [], outcome.message, {})
