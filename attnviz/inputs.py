@@ -97,13 +97,12 @@ def read_inputs(
     path: str | os.PathLike[str],
     *,
     encoding_errors: str = "strict",
-    jsonl: bool | None = None,
 ) -> Iterator[InputRecord]:
     """Yield one :class:`InputRecord` per non-blank line of ``path`` (``-`` for stdin).
 
     Raises :class:`InputError` for a missing file, a directory, an unreadable or binary file
-    or one with no text at all. ``jsonl=None`` detects JSONL by the extension or a first
-    line starting with ``{``.
+    or one with no text at all. JSONL is detected by the extension or a first line starting
+    with ``{``.
     """
     if encoding_errors not in ENCODING_ERRORS:
         raise InputError(f"unknown --encoding-errors '{encoding_errors}'", hint="use strict or replace")
@@ -115,7 +114,7 @@ def read_inputs(
                 f"{name} looks like a binary file (it contains NUL bytes)", hint="pass a UTF-8 text or JSONL file"
             )
         seen_text = False
-        mode: bool | None = jsonl
+        mode: bool | None = None
         for line_number, raw_bytes in enumerate(handle, start=1):
             stripped = raw_bytes.rstrip(b"\r\n")
             if not stripped.strip():

@@ -498,6 +498,8 @@ class AttentionResult:
 
         return render_html(self, inline=True)
 
+    # The one upward edge from result.py: the notebook forms import the page renderer lazily
+    # (render.html imports result.py), so there is no module-level import cycle.
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         """Jupyter: the page (HTML) and, for where HTML is not shown, a text form that says
         how to get the view."""

@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+from helpers import random_result, repeated_result
 from rich.console import Console
 
 from attnviz.extraction import extract
@@ -93,24 +94,6 @@ def _plain(console: Console) -> list[str]:
     return [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in console.file.getvalue().splitlines()]
 
 
-def _result_from(matrix: np.ndarray, layers: int = 1, heads: int = 1):
-    """A result whose every head holds ``matrix`` (tokens a, b, ...)."""
-    from attnviz.result import AttentionResult, TokenSequence
-
-    n = matrix.shape[0]
-    tokens = TokenSequence.from_tokens([chr(97 + i) for i in range(n)], special_mask=[False] * n)
-    array = np.broadcast_to(matrix.astype(np.float32), (layers, heads, n, n)).copy()
-    return AttentionResult(
-        model="m",
-        family="encoder",
-        text="t",
-        tokens=tokens,
-        attentions={"encoder": array},
-        layer_ids={"encoder": tuple(range(layers))},
-        head_ids={"encoder": tuple(range(heads))},
-    )
-
-
 def test_half_blocks_put_the_upper_row_in_front_and_the_lower_row_behind():
     """The first character of a 2x2 identity map: upper row value 1 (viridis' last colour
     as foreground), lower row value 0 (its first colour as background)."""
@@ -118,7 +101,7 @@ def test_half_blocks_put_the_upper_row_in_front_and_the_lower_row_behind():
     from attnviz.render.terminal import print_view
 
     console = _console(60, "truecolor")
-    print_view(_result_from(np.eye(2), layers=2, heads=2), "encoder", "grid", console)
+    print_view(repeated_result(np.eye(2), layers=2, heads=2), "encoder", "grid", console)
     out = console.file.getvalue()
     lut = colormap_lut("viridis", 64)
     high, low = (",".join(map(str, lut[-1])), ",".join(map(str, lut[0])))
@@ -132,7 +115,7 @@ def test_half_blocks_put_the_upper_row_in_front_and_the_lower_row_behind():
 def test_256_colour_terminals_get_256_colour_codes_and_no_colour_gets_shades():
     from attnviz.render.terminal import print_view
 
-    result = _result_from(np.eye(3), layers=2, heads=3)
+    result = repeated_result(np.eye(3), layers=2, heads=3)
     console = _console(80, "256")
     # another colormap than the other tests: rich caches each style's codes for the first
     # colour system that drew it, and one process normally has one terminal
@@ -210,23 +193,8 @@ WORDS = (
 
 
 def _long_result(layers: int = 2, heads: int = 3):
-    from attnviz.result import AttentionResult, TokenSequence
-
     words = WORDS[:40]
-    n = len(words)
-    rng = np.random.default_rng(0)
-    array = rng.random((layers, heads, n, n)).astype(np.float32)
-    array /= array.sum(-1, keepdims=True)
-    tokens = TokenSequence.from_tokens(words, special_mask=[w.startswith("[") for w in words])
-    return AttentionResult(
-        model="m",
-        family="encoder",
-        text=" ".join(words[1:-1]),
-        tokens=tokens,
-        attentions={"encoder": array},
-        layer_ids={"encoder": tuple(range(layers))},
-        head_ids={"encoder": tuple(range(heads))},
-    )
+    return random_result(words, layers, heads, text=" ".join(words[1:-1]))
 
 
 def _overlap(a, b) -> bool:

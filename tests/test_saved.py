@@ -10,25 +10,13 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import invoke
+from helpers import invoke, random_result
 
-from attnviz.result import AttentionResult, TokenSequence
+from attnviz.result import AttentionResult
 
 
 def _result() -> AttentionResult:
-    words = ["[CLS]", "the", "cat", "[SEP]"]
-    rng = np.random.default_rng(0)
-    array = rng.random((2, 3, 4, 4)).astype(np.float32)
-    array /= array.sum(-1, keepdims=True)
-    return AttentionResult(
-        model="m",
-        family="encoder",
-        text="the cat",
-        tokens=TokenSequence.from_tokens(words, special_mask=[True, False, False, True]),
-        attentions={"encoder": array},
-        layer_ids={"encoder": (0, 1)},
-        head_ids={"encoder": (0, 1, 2)},
-    )
+    return random_result(["[CLS]", "the", "cat", "[SEP]"], text="the cat")
 
 
 def _npz_fields() -> dict:

@@ -15,7 +15,6 @@ def head_matrix_figure(
     title: str,
     colorbar_label: str,
     cmap: str = "viridis",
-    annotate: bool = True,
     min_range: float = 0.0,
 ) -> Any:
     """``values`` ``[layers, heads]`` drawn with each cell's value written in it."""
@@ -33,7 +32,7 @@ def head_matrix_figure(
     ax.set_yticks(range(layers), [str(layer) for layer in layer_ids])
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
-    if annotate and layers * heads <= 400:
+    if layers * heads <= 400:  # each cell's value written in it, while they fit
         middle = (vmin + vmax) / 2
         for i in range(layers):
             for j in range(heads):
