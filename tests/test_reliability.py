@@ -304,3 +304,24 @@ def test_an_unknown_colour_map_is_one_line_exit_2_before_any_work(command, tiny_
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: unknown colour map 'notacmap'") and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_render_of_a_saved_hostile_text_is_escaped(tiny_models, tmp_path):
+    """The text and tokens inside a saved file are untrusted too: render draws them escaped,
+    in the terminal, the neuron view and --json."""
+    saved = tmp_path / "h.npz"
+    assert invoke("show", HOSTILE, "-m", tiny_models["gpt2"], "-o", saved).exit_code == 0
+    terminal = invoke("render", saved)
+    assert terminal.exit_code == 0, terminal.output
+    _assert_harmless(terminal.stdout)
+    assert "\\x1b]0;pwned\\x07" in terminal.stdout
+    vectors = tmp_path / "v.npz"
+    assert (
+        invoke(
+            "show", HOSTILE, "-m", tiny_models["gpt2"], "--view", "neuron", "-l", "0", "-H", "0", "-o", vectors
+        ).exit_code
+        == 0
+    )
+    neuron = invoke("render", vectors, "--view", "neuron")
+    assert neuron.exit_code == 0, neuron.output
+    _assert_harmless(neuron.stdout)
