@@ -259,7 +259,7 @@ class Extractor:
                 what = "target text" if target else "text"
                 raise InputError(
                     f"the {what} has {length} tokens, more than the model's maximum of {limit}",
-                    hint="shorten it, or allow truncation (drop --no-truncate)",
+                    hint="shorten it, or allow truncation",
                 )
             strategy = "longest_first" if pair is not None else True
             cut = call(truncation=strategy, max_length=limit, **kwargs)
@@ -272,13 +272,13 @@ class Extractor:
         family = self.loaded.family
         if pair is not None and family != "encoder":
             raise InputError(
-                f"--pair needs an encoder model; '{self.loaded.name}' is {_article(family)} {family} model",
-                hint="for encoder-decoder models give the decoder text with --target",
+                f"a sentence pair needs an encoder model; '{self.loaded.name}' is {_article(family)} {family} model",
+                hint="encoder-decoder models take a target (decoder) text instead",
             )
         if item.target is not None and family != "encoder-decoder":
             raise InputError(
-                f"--target needs an encoder-decoder model; '{self.loaded.name}' is {_article(family)} {family} model",
-                hint="use --pair for a second sentence with encoder models",
+                f"a target text needs an encoder-decoder model; '{self.loaded.name}' is {_article(family)} {family} model",
+                hint="encoder models take a second sentence as a pair instead",
             )
         encoding, truncated = self._tokenize(text, pair)
         ids = list(encoding["input_ids"])
@@ -718,7 +718,7 @@ class Extractor:
                 index, item = chunk[0]
                 out[index] = InputError(
                     f"ran out of memory on this text ({len(item.ids)} tokens), even on its own",
-                    hint="select fewer layers or heads, use a smaller --dtype, or a shorter text",
+                    hint="select fewer layers or heads, use a smaller dtype, or a shorter text",
                 )
                 return
             half = len(chunk) // 2

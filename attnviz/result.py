@@ -256,7 +256,7 @@ class AttentionResult:
         norm = self.derived.get("norm")
         if norm is None:
             raise SelectionError(
-                "this result has no norm-based weights", hint="extract with norms=True (or --view norm)"
+                "this result has no norm-based weights", hint="extract with norms=True (the norm view does)"
             )
         kind = str(self.extra_meta.get("norm_kind") or self.default_kind)
         attentions = {kind: np.asarray(norm, dtype=np.float32)}

@@ -185,7 +185,9 @@ def drop_special(result: AttentionResult) -> AttentionResult:
     keep_source = ~result.tokens.special_mask
     keep_target = ~result.target_tokens.special_mask if result.target_tokens is not None else None
     if not keep_source.any() or (keep_target is not None and result.target is not None and not keep_target.any()):
-        raise SelectionError("the text has only special tokens; nothing is left without them", hint="drop --no-special")
+        raise SelectionError(
+            "the text has only special tokens; nothing is left without them", hint="keep the special tokens"
+        )
     if keep_target is not None and not keep_target.any():
         # No --target: the decoder holds only its start token; keep it so every kind has a map.
         keep_target = np.ones_like(keep_target)

@@ -158,7 +158,7 @@ def test_one_bad_text_in_a_batch_does_not_lose_the_others(loaded_models):
 def test_pair_on_a_decoder_is_refused(loaded_models):
     from attnviz.errors import InputError
 
-    with pytest.raises(InputError, match="--pair needs an encoder"):
+    with pytest.raises(InputError, match="a sentence pair needs an encoder"):
         extract("the cat", model=loaded_models["gpt2"], pair="a dog")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.errors import SelectionError
+from attnviz.errors import IndexSpecError, SelectionError
 from attnviz.result import AttentionResult
 from attnviz.safety import printable
 
@@ -53,21 +53,22 @@ def neuron_data(result: AttentionResult, kind: str | None = None, query: int | N
     if array.shape[0] != 1 or array.shape[1] != 1:
         raise SelectionError(
             f"the neuron view shows one head, but {array.shape[0]} layers x {array.shape[1]} heads are selected",
-            hint="pick one with --layer N --head M",
+            hint="select one layer and one head",
         )
     parts = result.vectors.get(kind)
     if not parts or "query" not in parts or "key" not in parts:
         raise SelectionError(
             "this result has no query and key vectors",
-            hint="extract with vectors=True (the CLI does for --view neuron); saved files need them too",
+            hint="extract with vectors=True (the neuron view does); saved files need them too",
         )
     queries, keys = result.axes(kind)
     n_queries = array.shape[2]
     index = default_query(result, kind) if query is None else int(query)
     if not 0 <= index < n_queries:
-        raise SelectionError(
-            f"--query {index} is out of range: there are {n_queries} query tokens (0-{n_queries - 1})",
-            hint="--query is a 0-based token position (see the tokens line)",
+        raise IndexSpecError(
+            "query",
+            f"{{name}} {index} is out of range: there are {n_queries} query tokens (0-{n_queries - 1})",
+            hint="{name} is a 0-based token position (see the tokens line)",
         )
     meta = result.extra_meta.get("vectors", {}).get(kind, {})
     scaling = float((meta.get("scaling") or [None])[0] or parts["query"].shape[-1] ** -0.5)

@@ -62,12 +62,12 @@ def check_view_shape(view: str, layers: int, heads: int) -> None:
         raise SelectionError(
             f"the {view} view shows one head, but {layers} {'layer' if layers == 1 else 'layers'} x "
             f"{heads} {'head' if heads == 1 else 'heads'} are selected",
-            hint="pick one with --layer N --head M, or use --view layer / grid",
+            hint="select one layer and one head, or use the layer or grid view",
         )
     if view == "layer" and layers != 1:
         raise SelectionError(
             f"the layer view shows one layer, but {layers} layers are selected",
-            hint="pick one with --layer N, or use --view grid",
+            hint="select one layer, or use the grid view",
         )
 
 
@@ -139,7 +139,7 @@ def _build_view(result: AttentionResult, view: str, kind: str | None) -> ViewDat
             raise SelectionError(
                 f"{resolved} follows the residual stream through one stack of self-attention; "
                 "cross attention maps decoder tokens onto encoder tokens and has no such path",
-                hint="use --kind encoder (the source stack) or --kind decoder (the target stack)",
+                hint="use the encoder kind (the source stack) or the decoder kind (the target stack)",
             )
 
         if resolved == "rollout":
