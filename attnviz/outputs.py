@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,30 @@ def raw_derived_without_special(raw: AttentionResult, shown: AttentionResult, vi
     return shown.with_changes(derived=derived, extra_meta=meta)
 
 
+_FAST_RENDERERS: dict[str, Any] = {}
+
+
+def write_view(
+    data: Any, path: str | os.PathLike[str], *, cmap: str = "viridis", fast: bool = False, dpi: int = 100
+) -> Path:
+    """Draw laid-out panels (:class:`~attnviz.render.views.ViewData`) to an image file,
+    atomically: PNGs through the Pillow renderer when ``fast`` (export: one labelled frame
+    per layout, reused), otherwise, and for SVG and PDF, through matplotlib."""
+    target = Path(path)
+    if fast and target.suffix.lower() == ".png":
+        from attnviz.io import atomic_write
+        from attnviz.render.fast import FastRenderer
+
+        renderer = _FAST_RENDERERS.get(cmap)
+        if renderer is None:
+            renderer = _FAST_RENDERERS[cmap] = FastRenderer(cmap)
+        png = renderer.render(data)
+        return atomic_write(target, lambda handle: handle.write(png))
+    from attnviz.render.image import figure_for_view, save_figure
+
+    return save_figure(figure_for_view(data, cmap=cmap, dpi=dpi), target)
+
+
 def write_output(
     result: AttentionResult,
     path: str | os.PathLike[str],
@@ -71,15 +96,17 @@ def write_output(
     kind: str | None = None,
     cmap: str = "viridis",
     dpi: int = 100,
+    fast: bool = False,
 ) -> Path:
-    """Write ``result`` to ``path`` atomically, in the format its extension names."""
+    """Write ``result`` to ``path`` atomically, in the format its extension names: an image
+    of ``view`` (see :func:`write_view`), the page, or data (with rollout/flow for those
+    views). The one place that turns a result into a file."""
     target = Path(path)
     what = output_kind(target)
     if what == "image":
-        from attnviz.render.image import render_figure, save_figure
+        from attnviz.render.views import build_view
 
-        fig = render_figure(result, view, kind, cmap=cmap, dpi=dpi)
-        return save_figure(fig, target)
+        return write_view(build_view(result, view, kind), target, cmap=cmap, fast=fast, dpi=dpi)
     if what == "page":
         from attnviz.io import atomic_write
         from attnviz.render.html import render_html

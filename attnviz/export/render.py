@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from attnviz.errors import AttnvizError, OutputWriteError
-from attnviz.io import atomic_write
 from attnviz.result import AttentionResult
-
-_RENDERERS: dict[str, Any] = {}
 
 
 def worker_init(parent: int | None = None) -> None:
@@ -88,6 +85,7 @@ def render_text(
     Raises :class:`AttnvizError` (e.g. :class:`OutputWriteError`) on failure; files already
     written for this text are removed so that a text is either complete or absent.
     """
+    from attnviz.outputs import write_output, write_view
     from attnviz.render.views import build_view
 
     kind = kind or result.default_kind
@@ -96,8 +94,6 @@ def render_text(
     try:
         for fmt in formats:
             if fmt in ("npz", "json", "html"):
-                from attnviz.outputs import write_output
-
                 # data files carry rollout/flow when those views were asked for
                 derived_view = "flow" if "flow" in views else "rollout" if "rollout" in views else "grid"
                 name = f"{base}.{fmt}"
@@ -108,23 +104,7 @@ def render_text(
                     source, layout = (result.norm_weights(), "auto") if view == "norm" else (result, view)
                     for suffix, part in _view_results(source, layout, kind):
                         name = f"{base}.{'norm' if view == 'norm' else suffix}.{fmt}"
-                        data = build_view(part, layout, kind)
-                        if fmt == "png":
-                            from attnviz.render.fast import FastRenderer
-
-                            renderer = _RENDERERS.get(cmap)
-                            if renderer is None:
-                                renderer = _RENDERERS[cmap] = FastRenderer(cmap)
-                            png = renderer.render(data)
-
-                            def write_png(handle: Any, png: bytes = png) -> None:
-                                handle.write(png)
-
-                            atomic_write(directory / name, write_png)
-                        else:
-                            from attnviz.render.image import figure_for_view, save_figure
-
-                            save_figure(figure_for_view(data, cmap=cmap), directory / name)
+                        write_view(build_view(part, layout, kind), directory / name, cmap=cmap, fast=True)
                         written.append(name)
     except BaseException:
         for name in written:
