@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import sys
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @cache
-def stderr_console() -> Any:
+def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
 
 
-def stdout_console(min_width: int = 0) -> Any:
+def stdout_console(min_width: int = 0) -> Console:
     """A console on stdout; when stdout is not a terminal (a pipe, a file) wide tables get
     ``min_width`` columns instead of rich's default of 80, so they are not squeezed.
 

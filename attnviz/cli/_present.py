@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attnviz.cli._output import note, stdout_console
+
+if TYPE_CHECKING:
+    from attnviz.result import AttentionResult
 
 
 def check_output_path(out: Any, view: str) -> None:
@@ -22,7 +25,7 @@ def check_output_path(out: Any, view: str) -> None:
 
 
 def present(
-    raw: Any,
+    raw: AttentionResult,
     *,
     kind: str | None,
     layer: str,
@@ -85,7 +88,7 @@ def _is_data(out: Any) -> bool:
 
 
 def present_neuron(
-    raw: Any, *, kind: str | None, layer: str, head: str, out: Any, json_output: bool, query: int | None
+    raw: AttentionResult, *, kind: str | None, layer: str, head: str, out: Any, json_output: bool, query: int | None
 ) -> None:
     """The neuron view of one head: terminal, image, data (with the query and key arrays)
     or --json."""
@@ -129,7 +132,7 @@ def present_neuron(
         print_neuron(data, stdout_console())
 
 
-def summary_document(result: Any, kind: str, view: str, written: Any) -> dict[str, Any]:
+def summary_document(result: AttentionResult, kind: str, view: str, written: Any) -> dict[str, Any]:
     from attnviz.render.terminal import top_keys_per_head
 
     return {
@@ -155,7 +158,9 @@ def summary_document(result: Any, kind: str, view: str, written: Any) -> dict[st
     }
 
 
-def print_terminal(result: Any, kind: str, view: str, *, requested: str = "auto", cmap: str = "viridis") -> None:
+def print_terminal(
+    result: AttentionResult, kind: str, view: str, *, requested: str = "auto", cmap: str = "viridis"
+) -> None:
     from attnviz.render.terminal import print_view
 
     print_view(result, kind, view, stdout_console(), requested=(requested or "auto").lower(), cmap=cmap)

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attnviz.errors import InputError, OutputWriteError, SelectionError
 from attnviz.export.manifest import MANIFEST, ManifestWriter, prepare_directory
@@ -19,6 +19,10 @@ from attnviz.export.options import ExportOptions, ExportSummary
 from attnviz.export.render import job, worker_init
 from attnviz.inputs import InputRecord, read_inputs
 from attnviz.io import DirectoryLock, ensure_directory
+
+if TYPE_CHECKING:
+    from attnviz.models import LoadedModel
+    from attnviz.result import AttentionResult
 
 
 def count_inputs(path: str | os.PathLike[str]) -> int | None:
@@ -34,7 +38,7 @@ def count_inputs(path: str | os.PathLike[str]) -> int | None:
 
 def export(
     input_path: str | os.PathLike[str],
-    loaded: Any,
+    loaded: LoadedModel,
     options: ExportOptions,
     *,
     on_progress: Callable[[ExportSummary], None] | None = None,
@@ -71,7 +75,7 @@ class _ExportRun:
 
     def __init__(
         self,
-        loaded: Any,
+        loaded: LoadedModel,
         options: ExportOptions,
         on_progress: Callable[[ExportSummary], None] | None,
         on_warning: Callable[[str], None] | None,
@@ -169,7 +173,7 @@ class _ExportRun:
             self.fed.append(rec)
             yield TextInput(rec.text or "", rec.pair, rec.target)
 
-    def render(self, rec: InputRecord, result: Any, extra: dict[str, Any]) -> None:
+    def render(self, rec: InputRecord, result: AttentionResult, extra: dict[str, Any]) -> None:
         """Render one text, in a worker (waiting when too many are in flight) or here."""
         options = self.options
         payload = (

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from attnviz.analysis.stats import LABELS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Colours of the pattern labels in the strip beside the clustermap.
 PATTERN_COLORS = {
@@ -20,7 +23,7 @@ PATTERN_COLORS = {
 }
 
 
-def clustermap_figure(distances: Any, labels: np.ndarray, *, title: str, clusters: np.ndarray | None = None) -> Any:
+def clustermap_figure(distances: Any, labels: np.ndarray, *, title: str, clusters: np.ndarray | None = None) -> Figure:
     """A seaborn clustermap of ``distances`` (a :class:`~attnviz.analysis.clusters.HeadDistances`)
     with the heads' pattern labels (``[layers, heads]`` of str) and clusters as colour
     strips; returns the matplotlib Figure (close it with ``matplotlib.pyplot.close``)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from attnviz.errors import OutputFormatError
 from attnviz.render import IMAGE_SUFFIXES
 from attnviz.render.views import ViewData, build_view
 from attnviz.result import AttentionResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DEFAULT_CMAP = "viridis"
 
@@ -36,7 +39,7 @@ def _font_for(count: int) -> float:
     return float(np.clip(11 - count / 8, 5, 10))
 
 
-def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100) -> Any:
+def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100) -> Figure:
     """Draw ``data`` (see :func:`~attnviz.render.views.build_view`) into a new Figure."""
     from matplotlib.figure import Figure
 
@@ -107,7 +110,7 @@ def render_figure(
     return figure_for_view(build_view(result, view, kind), cmap=cmap, dpi=dpi)
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int | None = None, tight: bool = False) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int | None = None, tight: bool = False) -> Path:
     """Write ``fig`` as PNG, SVG or PDF (by extension), atomically."""
     from attnviz.io import atomic_write
 
@@ -115,5 +118,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int | None = Non
     if suffix not in IMAGE_SUFFIXES:
         raise OutputFormatError(f"cannot draw an image as '{suffix}'", hint="use .png, .svg or .pdf")
     fmt = suffix[1:]
-    extra = {"bbox_inches": "tight"} if tight else {}
-    return atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=dpi or fig.dpi, **extra), binary=True)
+    bbox = "tight" if tight else None
+    return atomic_write(
+        path, lambda handle: fig.savefig(handle, format=fmt, dpi=dpi or fig.dpi, bbox_inches=bbox), binary=True
+    )

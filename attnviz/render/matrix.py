@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def head_matrix_figure(
@@ -16,7 +19,7 @@ def head_matrix_figure(
     colorbar_label: str,
     cmap: str = "viridis",
     min_range: float = 0.0,
-) -> Any:
+) -> Figure:
     """``values`` ``[layers, heads]`` drawn with each cell's value written in it."""
     from matplotlib.figure import Figure
 

@@ -11,13 +11,19 @@ after rotary embedding, and for GQA the key of the head's key-value group.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from attnviz.errors import IndexSpecError, SelectionError
 from attnviz.result import AttentionResult
 from attnviz.safety import printable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from rich.console import Console
+
+    from attnviz.render.terminal import Painter
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def neuron_data(result: AttentionResult, kind: str | None = None, query: int | N
 _NEGATIVE, _POSITIVE = "−", "+"
 
 
-def _cells(values: np.ndarray, scale: float, painter: Any) -> Any:
+def _cells(values: np.ndarray, scale: float, painter: Painter) -> Any:
     """One character per value: a diverging colour (blue negative, red positive) in colour
     terminals; without colour, the sign and size as ``·``, ``+``/``−``, ``⊕``/``⊖``."""
     from rich.text import Text
@@ -131,7 +137,7 @@ def _cells(values: np.ndarray, scale: float, painter: Any) -> Any:
     return line
 
 
-def print_neuron(data: NeuronData, console: Any) -> None:
+def print_neuron(data: NeuronData, console: Console) -> None:
     """The breakdown as rich text that fits ``console.width``."""
     from rich.text import Text
 
@@ -182,7 +188,7 @@ def print_neuron(data: NeuronData, console: Any) -> None:
 
 
 # -- image ------------------------------------------------------------------------------------
-def neuron_figure(data: NeuronData, *, dpi: int = 100) -> Any:
+def neuron_figure(data: NeuronData, *, dpi: int = 100) -> Figure:
     """Query vector, key vectors, their elementwise products and the scores and weights."""
     from matplotlib.figure import Figure
 

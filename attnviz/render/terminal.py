@@ -19,7 +19,7 @@ colour (``NO_COLOR``, non-tty) in one place.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,11 +27,14 @@ from attnviz.render.views import ViewData, head_name, shorten
 from attnviz.result import MEAN_HEAD, AttentionResult
 from attnviz.safety import printable
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 SHADES = " ░▒▓█"
 UPPER_HALF = "▀"
 
 
-def color_mode(console: Any) -> str:
+def color_mode(console: Console) -> str:
     """``truecolor``, ``256`` or ``none`` (shade characters) for ``console``."""
     system = getattr(console, "color_system", None)
     if system is None or getattr(console, "no_color", False) or system in ("standard", "windows"):
@@ -42,7 +45,7 @@ def color_mode(console: Any) -> str:
 class Painter:
     """Turns attention values into styled cells on one shared scale ``[0, scale]``."""
 
-    def __init__(self, console: Any, scale: float, cmap: str = "viridis") -> None:
+    def __init__(self, console: Console, scale: float, cmap: str = "viridis") -> None:
         from rich.color import Color
         from rich.style import Style
 
@@ -101,7 +104,7 @@ def _fit(label: str, width: int) -> str:
 
 
 # -- summary ---------------------------------------------------------------------------------
-def print_summary(result: AttentionResult, console: Any) -> None:
+def print_summary(result: AttentionResult, console: Console) -> None:
     """Model, text, tokens and array shapes."""
     from rich.table import Table
     from rich.text import Text
@@ -136,7 +139,7 @@ def print_heatmap(
     matrix: np.ndarray,
     query_labels: list[str],
     key_labels: list[str],
-    console: Any,
+    console: Console,
     *,
     title: str = "",
     painter: Painter | None = None,
@@ -189,7 +192,7 @@ def _ruler(count: int, cell: int) -> list[str]:
     return [tens, units]
 
 
-def print_colorbar(console: Any, painter: Painter, label: str) -> None:
+def print_colorbar(console: Console, painter: Painter, label: str) -> None:
     """``0 ▕gradient▏ max  label`` with the numbers of the scale under it."""
     from rich.text import Text
 
@@ -231,7 +234,7 @@ def _mini_lines(matrix: np.ndarray, painter: Painter, keys: int) -> list[Any]:
 
 def print_small_multiples(
     data: ViewData,
-    console: Any,
+    console: Console,
     painter: Painter,
     *,
     grid: bool,
@@ -295,7 +298,7 @@ def _short_label(label: str) -> str:
     return label.replace("layer ", "L").replace("head ", "H")
 
 
-def _print_band(console: Any, panels: list[Any], painter: Painter, keys: int, label: str) -> None:
+def _print_band(console: Console, panels: list[Any], painter: Painter, keys: int, label: str) -> None:
     from rich.text import Text
 
     maps = [_mini_lines(p.matrix, painter, keys) for p in panels]
@@ -336,7 +339,7 @@ def head_roles(result: AttentionResult, kind: str) -> list[dict[str, Any]]:
     return out
 
 
-def print_head_roles(result: AttentionResult, kind: str, console: Any) -> None:
+def print_head_roles(result: AttentionResult, kind: str, console: Console) -> None:
     """One entry per head: ``L2 H5  previous  → sat .41`` in as many columns as fit."""
     from rich.text import Text
 
@@ -427,7 +430,7 @@ def terminal_view(view: str, requested: str, layers: int, heads: int, keys: int,
 
 
 def print_view(
-    result: AttentionResult, kind: str, view: str, console: Any, *, requested: str = "auto", cmap: str = "viridis"
+    result: AttentionResult, kind: str, view: str, console: Console, *, requested: str = "auto", cmap: str = "viridis"
 ) -> None:
     """Draw ``view`` of ``kind``: the summary, the maps with their colour bar, and what each
     head does."""
@@ -476,11 +479,11 @@ def print_view(
         print_head_roles(result, kind, console)
 
 
-def _painter(console: Any, values: np.ndarray, cmap: str) -> Painter:
+def _painter(console: Console, values: np.ndarray, cmap: str) -> Painter:
     return Painter(console, float(values.max()) if values.size else 1.0, cmap)
 
 
-def _print_token_key(console: Any, query_labels: list[str], key_labels: list[str]) -> None:
+def _print_token_key(console: Console, query_labels: list[str], key_labels: list[str]) -> None:
     """Which token each row and column of the small maps is."""
     from rich.text import Text
 
