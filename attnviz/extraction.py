@@ -17,7 +17,7 @@ import numpy as np
 
 from attnviz.errors import InputError, NoAttentionError, SelectionError
 from attnviz.models import LoadedModel, load_model, quiet_libraries
-from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence
+from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence, kind_axes
 from attnviz.transforms import IndexSpec, describe_index_spec, parse_index_spec
 
 
@@ -523,13 +523,10 @@ class Extractor:
         source_offsets = [batch.width - n if batch.left else 0 for n in lengths]
         zeros = [0] * len(lengths)
         offsets = BatchLayout({}, {}, {}, {})
+        source = (source_offsets, lengths)
+        target = (zeros, target_lengths) if family == "encoder-decoder" else None  # targets are right-padded
         for kind in self.selection.layers:
-            if kind == "cross":
-                q_off, q_len, k_off, k_len = zeros, target_lengths, zeros, lengths
-            elif kind == "decoder" and family == "encoder-decoder":
-                q_off, q_len, k_off, k_len = zeros, target_lengths, zeros, target_lengths
-            else:
-                q_off, q_len, k_off, k_len = source_offsets, lengths, source_offsets, lengths
+            (q_off, q_len), (k_off, k_len) = kind_axes(kind, source, target)
             offsets.query_offsets[kind], offsets.query_lengths[kind] = q_off, q_len
             offsets.key_offsets[kind], offsets.key_lengths[kind] = k_off, k_len
         session = CaptureSession(layout, sinks, offsets, chunk_bytes=self.chunk_bytes or DEFAULT_CHUNK_BYTES)
@@ -584,15 +581,10 @@ class Extractor:
             n = lengths[b]
             src = slice(width - n, width) if left else slice(0, n)
             attentions: dict[str, np.ndarray] = {}
+            target = slice(0, target_lengths[b]) if family == "encoder-decoder" else None
             for kind, array in stacked.items():
-                if kind == "encoder" or (kind == "decoder" and family == "decoder"):
-                    attentions[kind] = np.ascontiguousarray(array[b, ..., src, src])
-                elif kind == "decoder":
-                    t = target_lengths[b]
-                    attentions[kind] = np.ascontiguousarray(array[b, ..., :t, :t])
-                else:
-                    t = target_lengths[b]
-                    attentions[kind] = np.ascontiguousarray(array[b, ..., :t, :n])
+                rows, columns = kind_axes(kind, src, target)
+                attentions[kind] = np.ascontiguousarray(array[b, ..., rows, columns])
             per_item.append(attentions)
         return per_item
 

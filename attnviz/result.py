@@ -44,7 +44,7 @@ def clean_token(token: str) -> str:
     return text if text else "␣"
 
 
-def kind_axes(kind: str, source: Any, target: Any) -> tuple[Any, Any]:
+def kind_axes(kind: Kind | str, source: Any, target: Any) -> tuple[Any, Any]:
     """(query axis, key axis) of attention ``kind``, given what runs along the source side
     (the text: ``tokens``) and the target side (an encoder-decoder's decoder text:
     ``target_tokens``, None otherwise). The one place this rule is written: encoder

@@ -236,13 +236,9 @@ def validate(path: Path, fields: dict[str, np.ndarray], meta: dict[str, Any]) ->
             raise InputError(f"{where}: '{kind}' must be [layers, heads, query, key], not {array.ndim}-d")
         if 0 in array.shape:
             raise InputError(f"{where}: '{kind}' is empty (shape {list(array.shape)})")
-        source, target = lengths["source"], lengths.get("target")
-        if kind == "encoder" or target is None:
-            q, k = source, source
-        elif kind == "decoder":
-            q, k = target, target
-        else:
-            q, k = target, source
+        from attnviz.result import kind_axes
+
+        q, k = kind_axes(kind, lengths["source"], lengths.get("target"))
         if array.shape[2:] != (q, k):
             raise InputError(
                 f"{where}: '{kind}' is {array.shape[2]} x {array.shape[3]} (query x key), but the tokens say {q} x {k}"

@@ -282,12 +282,7 @@ def merge_words(result: AttentionResult, rule: str = "reader") -> AttentionResul
 
     attentions = {}
     for kind, array in result.attentions.items():
-        if kind == "encoder" or target_groups is None:
-            query_groups, key_groups = source_groups, source_groups
-        elif kind == "decoder":
-            query_groups, key_groups = target_groups, target_groups
-        else:
-            query_groups, key_groups = target_groups, source_groups
+        query_groups, key_groups = kind_axes(kind, source_groups, target_groups)
         to_words = _sum_groups(array.astype(np.float64), key_groups, axis=-1)  # TO a word: sum over its pieces
         from_words = _sum_groups(to_words, query_groups, axis=-2)
         sizes = np.array([len(g) for g in query_groups], dtype=np.float64)
