@@ -88,8 +88,16 @@ MUTATIONS = {
 }
 
 
-@pytest.mark.parametrize("name", list(MUTATIONS))
-@pytest.mark.parametrize("suffix", [".npz", ".json"])
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    # JSON has no object arrays: that case is the npz's alone
+    [
+        (name, suffix)
+        for name in MUTATIONS
+        for suffix in (".npz", ".json")
+        if (name, suffix) != ("object array", ".json")
+    ],
+)
 def test_malformed_saved_data_is_one_line_exit_2(name, suffix, tmp_path):
     mutate, message = MUTATIONS[name]
     fields = mutate(_npz_fields())
@@ -101,8 +109,6 @@ def test_malformed_saved_data_is_one_line_exit_2(name, suffix, tmp_path):
         else:
             _write_npz(path, fields)
     else:
-        if name == "object array":
-            pytest.skip("JSON has no object arrays")
         document = {k: v.tolist() for k, v in fields.items() if k != "meta"}
         if "meta" in fields:
             try:
