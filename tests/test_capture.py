@@ -364,3 +364,18 @@ def test_norm_based_attention_for_every_family(name, family_models):
     # one length per key and head: the same in every query row where alpha > 0
     spread = np.where(alpha > 0, lengths, np.nan)
     assert np.nanmax(np.nanstd(spread, axis=2)) < 1e-3 * max(1.0, float(np.nanmax(spread)))
+
+
+def test_device_map_auto_loads_and_captures_the_same_numbers(family_models):
+    """--device-map auto (accelerate places the model; here everything fits the CPU) gives
+    the same attention as a plain load."""
+    pytest.importorskip("accelerate")
+    from attnviz.models import load_model
+
+    plain = load_model(str(family_models["llama"]), device="cpu")
+    mapped = load_model(str(family_models["llama"]), device="cpu", device_map="auto")
+    assert mapped.device == "cpu"
+    item = TextInput(TEXTS[0])
+    a = Extractor(plain, layers="1").run_batch([Extractor(plain).encode(item)])[0]
+    b = Extractor(mapped, layers="1").run_batch([Extractor(mapped).encode(item)])[0]
+    np.testing.assert_allclose(a.attentions["decoder"], b.attentions["decoder"], atol=1e-6)
