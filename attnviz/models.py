@@ -319,6 +319,14 @@ def _check_counts(name: str, config: Any) -> None:
             )
 
 
+#: Where configs keep their layer and head counts (the first positive integer wins); read by
+#: model_info_from_config and by peek_counts, which works on config.json without transformers.
+_LAYER_FIELDS = ("encoder_layers", "num_layers", "num_hidden_layers", "n_layer")
+_HEAD_FIELDS = ("encoder_attention_heads", "num_heads", "num_attention_heads", "n_head")
+_DECODER_LAYER_FIELDS = ("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers")
+_DECODER_HEAD_FIELDS = ("decoder_attention_heads", "num_heads", "num_attention_heads")
+
+
 def _first_attr(config: Any, names: tuple[str, ...]) -> int | None:
     for attr in names:
         value = getattr(config, attr, None)
@@ -347,8 +355,8 @@ def model_info_from_config(name: str, source: str, config: Any, tokenizer: Any |
     if parts is not None:
         return _composite_info(name, source, config, parts, tokenizer)
     _check_counts(name, config)
-    enc_layers = _first_attr(config, ("encoder_layers", "num_layers", "num_hidden_layers", "n_layer"))
-    enc_heads = _first_attr(config, ("encoder_attention_heads", "num_heads", "num_attention_heads", "n_head"))
+    enc_layers = _first_attr(config, _LAYER_FIELDS)
+    enc_heads = _first_attr(config, _HEAD_FIELDS)
     if enc_layers is None or enc_heads is None:
         raise ModelLoadError(
             f"cannot tell the number of layers and heads of '{name}' from its config",
@@ -357,11 +365,8 @@ def model_info_from_config(name: str, source: str, config: Any, tokenizer: Any |
     layers: dict[str, int]
     heads: dict[str, int]
     if family == "encoder-decoder":
-        dec_layers = (
-            _first_attr(config, ("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers"))
-            or enc_layers
-        )
-        dec_heads = _first_attr(config, ("decoder_attention_heads", "num_heads", "num_attention_heads")) or enc_heads
+        dec_layers = _first_attr(config, _DECODER_LAYER_FIELDS) or enc_layers
+        dec_heads = _first_attr(config, _DECODER_HEAD_FIELDS) or enc_heads
         layers = {"encoder": enc_layers, "decoder": dec_layers, "cross": dec_layers}
         heads = {"encoder": enc_heads, "decoder": dec_heads, "cross": dec_heads}
     elif family == "decoder":
@@ -721,16 +726,14 @@ def peek_counts(model: str | os.PathLike[str] | None, revision: str | None = Non
 
     def counts(config: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
         c = SimpleNamespace(**config)
-        layers = _first_attr(c, ("encoder_layers", "num_layers", "num_hidden_layers", "n_layer"))
-        heads = _first_attr(c, ("encoder_attention_heads", "num_heads", "num_attention_heads", "n_head"))
+        layers = _first_attr(c, _LAYER_FIELDS)
+        heads = _first_attr(c, _HEAD_FIELDS)
         if layers is None or heads is None:
             return None
         if not config.get("is_encoder_decoder"):
             return {"any": (layers, heads)}
-        dec_layers = (
-            _first_attr(c, ("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers")) or layers
-        )
-        dec_heads = _first_attr(c, ("decoder_attention_heads", "num_heads", "num_attention_heads")) or heads
+        dec_layers = _first_attr(c, _DECODER_LAYER_FIELDS) or layers
+        dec_heads = _first_attr(c, _DECODER_HEAD_FIELDS) or heads
         return {"encoder": (layers, heads), "decoder": (dec_layers, dec_heads), "cross": (dec_layers, dec_heads)}
 
     if document.get("model_type") == "encoder-decoder":

@@ -286,26 +286,21 @@ def test_disk_full_stops_cleanly_and_resume_finishes(tiny_models, tmp_path, monk
     assert_consistent(out)
 
 
+def _worker_export(source: Path, out: Path, model: Path) -> list[str]:
+    """The installed `attnviz export` of every head, with two renderer processes."""
+    return [
+        os.path.join(os.path.dirname(sys.executable), "attnviz"),
+        "export", str(source), "-o", str(out), "-m", str(model),
+        "--view", "head", "--workers", "2", "--batch-size", "8",
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_ctrl_c_then_resume_exports_each_text_exactly_once(tiny_models, tmp_path):
     source = tmp_path / "many.txt"
     source.write_text("".join(f"the cat sat on the mat {i} and the dog ran\n" for i in range(200)))
     out = tmp_path / "out"
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "attnviz"),
-        "export",
-        str(source),
-        "-o",
-        str(out),
-        "-m",
-        str(tiny_models["bert"]),
-        "--view",
-        "head",
-        "--workers",
-        "2",
-        "--batch-size",
-        "8",
-    ]
+    command = _worker_export(source, out, tiny_models["bert"])
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -452,11 +447,7 @@ def test_workers_end_when_the_export_dies(tiny_models, tmp_path, how):
     source = tmp_path / "many.txt"
     source.write_text("".join(f"the cat sat on the mat {i} and the dog ran\n" for i in range(300)))
     out = tmp_path / "out"
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "attnviz"),
-        "export", str(source), "-o", str(out), "-m", str(tiny_models["bert"]),
-        "--view", "head", "--workers", "2", "--batch-size", "8",
-    ]  # fmt: skip
+    command = _worker_export(source, out, tiny_models["bert"])
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     workers: list[int] = []

@@ -226,16 +226,17 @@ def compare_models(
 
     def run(batch: list[TextInput]) -> None:
         nonlocal comparison
-        encoded_a, good = [], []
+        encoded_a, encoded_b = [], []
         for item in batch:
             try:
-                encoded_a.append(extractor_a.encode(item))
-                extractor_b.encode(item)
-                good.append(item)
+                pair = extractor_a.encode(item), extractor_b.encode(item)
             except InputError as exc:
                 if on_problem is not None:
                     on_problem(item, exc.message)
-        if not good:
+                continue
+            encoded_a.append(pair[0])
+            encoded_b.append(pair[1])
+        if not encoded_a:
             return
         per_layer = 0
         for e in encoded_a:
@@ -246,7 +247,7 @@ def compare_models(
         groups = layer_groups(layers, per_layer, budget_bytes)
         for number, group in enumerate(groups):
             results_a = narrowed(extractor_a, group).run_batch(encoded_a)
-            results_b = narrowed(extractor_b, group).run_batch([extractor_b.encode(item) for item in good])
+            results_b = narrowed(extractor_b, group).run_batch(encoded_b)
             for a, b in zip(results_a, results_b):
                 if transform is not None:
                     a, b = transform(a), transform(b)

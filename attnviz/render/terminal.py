@@ -310,7 +310,7 @@ def _print_band(console: Console, panels: list[Any], painter: Painter, keys: int
         console.print(line, no_wrap=True, overflow="crop")
 
 
-def grid_width(layers: int, heads: int, keys: int) -> int:
+def grid_width(heads: int, keys: int) -> int:
     """Columns the terminal grid needs for ``heads`` maps of ``keys`` tokens."""
     return 4 + heads * (keys + 1) - 1
 
@@ -415,7 +415,7 @@ def terminal_view(view: str, requested: str, layers: int, heads: int, keys: int,
     layer (``mean``), and that, when even one layer's map is too wide, one labelled map."""
     if requested != "auto" or view != "grid":
         return view, ""
-    needed = grid_width(layers, heads, keys)
+    needed = grid_width(heads, keys)
     if needed <= width:
         return "grid", ""
     if keys + 1 <= width:
