@@ -7,19 +7,63 @@ cannot be loaded, a file that cannot be written).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 
 class AttnvizError(Exception):
-    """Base class: an expected failure with a user-facing message and a hint."""
+    """Base class: an expected failure with a user-facing message and a hint.
+
+    An error about one parameter carries it as ``option`` (its Python name, ``max_bytes``);
+    ``{max_bytes}`` in the message or hint stands for that parameter. The library words it
+    as the parameter itself (``max_bytes '5X' is not a size``); the command line words it as
+    the flag (``--max-bytes '5X' is not a size``) through :meth:`worded`. So the library
+    never names a flag, and the CLI never re-phrases a message.
+    """
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+    def __init__(self, message: str, hint: str | None = None, *, option: str | Sequence[str] | None = None) -> None:
+        self.options: tuple[str, ...] = (option,) if isinstance(option, str) else tuple(option or ())
+        self.template, self.hint_template = message, hint
+        self.message, self.hint = self.worded(_as_written)
+        super().__init__(self.message)
+
+    @property
+    def option(self) -> str | None:
+        """The parameter the error concerns (the first one named), if any."""
+        return self.options[0] if self.options else None
+
+    def worded(self, name: str | Callable[[str], str]) -> tuple[str, str | None]:
+        """(message, hint) with ``name(option)`` (e.g. ``--max-bytes``) for each option; a
+        string ``name`` stands for the (one) option."""
+
+        def fill(text: str) -> str:
+            for option in self.options:
+                text = text.replace("{" + option + "}", name if isinstance(name, str) else name(option))
+            return text
+
+        return fill(self.template), fill(self.hint_template) if self.hint_template else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (export's workers); rebuild from the templates,
+        # not from ``args``, which subclasses with other signatures cannot take.
+        return _rebuild, (type(self), self.__dict__.copy())
 
     def __str__(self) -> str:
         return self.message
+
+
+def _as_written(option: str) -> str:
+    """The library's wording of a parameter: its Python name (``max_bytes``)."""
+    return option
+
+
+def _rebuild(cls: type[AttnvizError], state: dict[str, Any]) -> AttnvizError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
 
 
 class InputError(AttnvizError):
@@ -29,26 +73,24 @@ class InputError(AttnvizError):
 
 
 class SelectionError(AttnvizError):
-    """A --layer / --head / --view choice that the model or result cannot satisfy."""
+    """A layer, head or view choice that the model or result cannot satisfy."""
 
     exit_code = 2
 
 
 class IndexSpecError(SelectionError):
-    """A layer or head index that cannot be used. The message names the axis plainly
-    (``layer 9 is out of range``) for library users; the command line shows it as the flag
-    (``--layer 9 is out of range``) through :meth:`worded`."""
+    """A layer, head or query index that cannot be used: an :class:`AttnvizError` whose
+    option is the axis (``layer 9 is out of range``; ``--layer 9 ...`` on the command line).
+    ``template`` is a :meth:`str.format` template in which ``{name}`` stands for the axis."""
 
     def __init__(self, axis: str, template: str, hint: str | None = None) -> None:
         self.axis = axis
-        self.template = template  # "{name}" stands for the axis or the flag
-        self.hint_template = hint
-        super().__init__(template.format(name=axis), hint=hint.format(name=axis) if hint else None)
-
-    def worded(self, name: str) -> tuple[str, str | None]:
-        """(message, hint) with ``name`` (e.g. ``--layer``) for the axis."""
-        hint = self.hint_template.format(name=name) if self.hint_template else None
-        return self.template.format(name=name), hint
+        placeholder = "{" + axis + "}"
+        super().__init__(
+            template.format(name=placeholder),
+            hint=hint.format(name=placeholder) if hint else None,
+            option=axis,
+        )
 
 
 class OutputFormatError(AttnvizError):

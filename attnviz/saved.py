@@ -44,9 +44,11 @@ def parse_size(text: str) -> int:
     try:
         number = float(value)
     except ValueError:
-        raise InputError(f"--max-bytes '{text}' is not a size", hint="e.g. 500M, 4G or 1048576") from None
+        raise InputError(
+            "{max_bytes} '" + text + "' is not a size", hint="e.g. 500M, 4G or 1048576", option="max_bytes"
+        ) from None
     if not number > 0:
-        raise InputError(f"--max-bytes '{text}' must be positive")
+        raise InputError("{max_bytes} '" + text + "' must be positive", option="max_bytes")
     return int(number * scale)
 
 
@@ -65,10 +67,12 @@ def read_fields(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[st
     size = path.stat().st_size
     if size == 0:
         raise InputError(f"{path} is empty", hint="pass an .npz or .json written by attnviz")
-    too_big = f"--max-bytes {max_bytes} (or a larger size such as 8G) reads it anyway"
+    too_big = "{max_bytes} " + f"{max_bytes} (or a larger size such as 8G) reads it anyway"
     if path.suffix.lower() == ".json":
         if size > max_bytes:
-            raise InputError(f"{path} is {_human(size)}, over the {_human(max_bytes)} limit", hint=too_big)
+            raise InputError(
+                f"{path} is {_human(size)}, over the {_human(max_bytes)} limit", hint=too_big, option="max_bytes"
+            )
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except RecursionError:
@@ -104,7 +108,9 @@ def _read_npz(path: Path, max_bytes: int, too_big: str) -> tuple[dict[str, np.nd
         declared = sum(m.file_size for m in members)
         if declared > max_bytes:
             raise InputError(
-                f"{path} would inflate to {_human(declared)}, over the {_human(max_bytes)} limit", hint=too_big
+                f"{path} would inflate to {_human(declared)}, over the {_human(max_bytes)} limit",
+                hint=too_big,
+                option="max_bytes",
             )
         fields: dict[str, np.ndarray] = {}
         total = 0
@@ -132,6 +138,7 @@ def _read_npz(path: Path, max_bytes: int, too_big: str) -> tuple[dict[str, np.nd
                             f"{path}: array '{name}' declares {_human(needed)} ({'x'.join(map(str, shape)) or 'scalar'}), "
                             f"over the {_human(max_bytes)} limit",
                             hint=too_big,
+                            option="max_bytes",
                         )
                     if needed > member.file_size:
                         raise InputError(f"{path}: array '{name}' is truncated or its header lies about its shape")

@@ -31,7 +31,8 @@ def residual_attention(attention: np.ndarray) -> np.ndarray:
     if attention.ndim != 4 or attention.shape[-1] != attention.shape[-2]:
         raise SelectionError(
             f"rollout and flow need square self-attention [layers, heads, T, T], got shape {list(attention.shape)}",
-            hint="cross attention maps target onto source tokens and has no rollout; use --kind encoder or decoder",
+            hint="cross attention maps target onto source tokens and has no rollout; use {kind} encoder or decoder",
+            option="kind",
         )
     mean = attention.mean(axis=1) + np.eye(attention.shape[-1])[None]
     return mean / mean.sum(axis=-1, keepdims=True)
@@ -61,7 +62,8 @@ def attention_flow(attention: np.ndarray, *, max_tokens: int = FLOW_MAX_TOKENS) 
         raise SelectionError(
             f"attention flow is limited to {max_tokens} tokens (this text has {tokens}): "
             f"it solves tokens^2 max-flow problems",
-            hint="use --view rollout, or shorten the text",
+            hint="use {view} rollout, or shorten the text",
+            option="view",
         )
     # node (l, t) -> l * tokens + t; layer `layers` is the output, layer 0 the input
     nodes = (layers + 1) * tokens

@@ -19,15 +19,22 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "").strip() not in {"", "0", "false", "no"}
 
 
+#: Library parameters whose flag is not ``--`` + the name with dashes.
+FLAGS: dict[str, str] = {"output": "-o"}
+
+
+def flag(option: str) -> str:
+    """The command line's name for a library parameter: ``max_bytes`` -> ``--max-bytes``."""
+    return FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
 def report(error: AttnvizError) -> None:
-    """Print ``error: ...`` and ``hint: ...`` on stderr. Typed errors get the command line's
-    wording here (``--layer`` for the layer axis): the library does not name flags."""
-    from attnviz.errors import IndexSpecError
+    """Print ``error: ...`` and ``hint: ...`` on stderr. An error that carries the option it
+    concerns gets the command line's wording here (``--layer`` for the layer axis): the
+    library does not name flags."""
     from attnviz.safety import printable
 
-    message, hint = error.message, error.hint
-    if isinstance(error, IndexSpecError):
-        message, hint = error.worded(f"--{error.axis}")
+    message, hint = error.worded(flag)
     print(f"error: {printable(message)}", file=sys.stderr)
     if hint:
         print(f"hint: {printable(hint)}", file=sys.stderr)
