@@ -1,0 +1,119 @@
+"""The torch reductions equal today's NumPy ones (CPU tensors; float64 accumulation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attnviz import device_reduce
+from attnviz.analysis.compare import js_divergence_rows
+from attnviz.analysis.stats import STATISTICS, HeadStatistics, row_sums
+
+
+def attention(shape: tuple[int, ...], seed: int, zeros: bool = False) -> np.ndarray:
+    """Rows that sum to 1, float32; with ``zeros`` some exact zeros (masked keys)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=shape) * 3
+    if zeros:
+        logits[..., ::3] = -np.inf
+    a = np.exp(logits - logits.max(-1, keepdims=True))
+    return (a / a.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("zeros", [False, True])
+def test_row_sums_equal_numpy(zeros: bool) -> None:
+    n = 9
+    block = attention((4, 5, n), seed=1, zeros=zeros)  # 4 heads, rows 3..7 of a 9x9 map
+    rows = np.arange(3, 8)
+    separator = np.zeros(n, bool)
+    separator[[4, 8]] = True
+    punctuation = np.zeros(n, bool)
+    punctuation[[2, 5]] = True
+    expected = row_sums(block, rows, separator, punctuation)
+    got = device_reduce.row_sums(torch.from_numpy(block), rows, separator, punctuation)
+    assert set(got) == set(STATISTICS)
+    for name in STATISTICS:
+        assert got[name].dtype == torch.float64
+        np.testing.assert_allclose(got[name].numpy(), expected[name], rtol=1e-13, atol=1e-15, err_msg=name)
+
+
+def test_row_sums_at_the_edges_of_the_map() -> None:
+    # the first and last rows have no previous / next token
+    block = attention((2, 2, 6), seed=2)
+    rows = np.array([0, 5])
+    masks = np.zeros(6, bool), np.zeros(6, bool)
+    expected = row_sums(block, rows, *masks)
+    got = device_reduce.row_sums(torch.from_numpy(block), rows, *masks)
+    for name in STATISTICS:
+        np.testing.assert_allclose(got[name].numpy(), expected[name], rtol=1e-13, err_msg=name)
+    # hand-computed: previous is row 5's mass on key 4, next is row 0's mass on key 1
+    np.testing.assert_allclose(got["previous"].numpy(), block[:, 1, 4].astype(np.float64))
+    np.testing.assert_allclose(got["next"].numpy(), block[:, 0, 1].astype(np.float64))
+
+
+def test_renormalised_rows_equal_the_statistics_sink() -> None:
+    block = attention((3, 4, 7), seed=3)[:, :, 1:5]  # special keys dropped: rows no longer sum to 1
+    block[0, 2] = 0.0  # a row with nothing left stays zero
+    total = block.sum(axis=-1, keepdims=True, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.where(total > 0, block / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
+    got = device_reduce.renormalised_rows(torch.from_numpy(block)).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_head_mean_equals_the_float64_mean() -> None:
+    block = attention((12, 5, 5), seed=4)
+    got = device_reduce.head_mean(torch.from_numpy(block)).numpy()
+    np.testing.assert_array_equal(got, block.mean(axis=0, dtype=np.float64).astype(np.float32))
+
+
+@pytest.mark.parametrize("zeros", [False, True])
+def test_comparison_sums_equal_numpy(zeros: bool) -> None:
+    a = attention((3, 4, 6, 6), seed=5, zeros=zeros)
+    b = attention((3, 4, 6, 6), seed=6)
+    js, l1 = device_reduce.comparison_sums(torch.from_numpy(a), torch.from_numpy(b))
+    np.testing.assert_allclose(js.numpy(), js_divergence_rows(a, b).sum(-1), rtol=1e-12, atol=1e-15)
+    l1_numpy = np.abs(a.astype(np.float64) - b.astype(np.float64)).sum(-1).sum(-1)
+    np.testing.assert_allclose(l1.numpy(), l1_numpy, rtol=1e-13)
+    # the same maps: divergence 0
+    same, distance = device_reduce.comparison_sums(torch.from_numpy(a), torch.from_numpy(a))
+    assert float(same.abs().max()) < 1e-12 and float(distance.max()) == 0.0
+
+
+def test_norm_lengths_and_weights_equal_the_direct_product() -> None:
+    generator = torch.Generator().manual_seed(7)
+    heads, keys, head_dim, hidden = [1, 3], 5, 4, 16
+    weight = torch.randn(hidden, 4 * head_dim, generator=generator)
+    value = torch.randn(len(heads), keys, head_dim, generator=generator)
+    lengths = device_reduce.norm_lengths(value, weight, heads)
+    for position, head in enumerate(heads):
+        sent = value[position] @ weight[:, head * head_dim : (head + 1) * head_dim].T  # [keys, hidden]
+        np.testing.assert_allclose(lengths[position].numpy(), sent.norm(dim=-1).numpy(), rtol=1e-5)
+    block = torch.from_numpy(attention((2, 3, keys), seed=8))
+    weighted = device_reduce.norm_weighted(block, lengths)
+    np.testing.assert_array_equal(weighted.numpy(), block.numpy() * lengths.numpy()[:, None, :])
+
+
+def test_device_statistics_flush_adds_to_the_host_sums() -> None:
+    stats = HeadStatistics("m", "encoder", [0, 2], [0, 1, 2])
+    for name in STATISTICS:
+        stats.sums[name] = np.ones((2, 3))
+    kept = device_reduce.DeviceStatistics(stats, "cpu")
+    block = attention((2, 3, 3), seed=9)
+    masks = np.zeros(3, bool), np.zeros(3, bool)
+    sums = device_reduce.row_sums(torch.from_numpy(block), np.arange(3), *masks)
+    kept.add(1, [0, 2], sums)
+    kept.add(1, [0, 2], sums)
+    assert stats.sums["entropy"][1, 0] == 1.0  # nothing on the host before the flush
+    kept.flush()
+    expected = row_sums(block, np.arange(3), *masks)
+    for name in STATISTICS:
+        np.testing.assert_allclose(stats.sums[name][1, [0, 2]], 1 + 2 * expected[name], rtol=1e-13)
+        np.testing.assert_array_equal(stats.sums[name][0], np.ones(3))
+        assert stats.sums[name][1, 1] == 1.0
+    kept.add(0, [1], {name: values[:1] for name, values in sums.items()})
+    kept.discard()
+    kept.flush()
+    np.testing.assert_array_equal(stats.sums["self"][0], np.ones(3))
