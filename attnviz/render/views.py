@@ -8,6 +8,7 @@ import numpy as np
 
 from attnviz.errors import SelectionError
 from attnviz.render import VIEWS
+from attnviz.render.colors import ColorScale, color_scale, scale_excluded_keys
 from attnviz.result import MEAN_HEAD, AttentionResult
 
 
@@ -37,6 +38,13 @@ class ViewData:
     col_labels: list[str] | None = None
     value_label: str = "attention weight"
     text: str = ""  # the input, shortened, for image titles
+    #: bool ``[keys]``: columns the default colour scale ignores (special tokens; the
+    #: first token of a decoder, its attention sink); see :func:`color_scale`
+    scale_excluded: np.ndarray | None = None
+
+    def color_scale(self, scale: str = "keys") -> ColorScale:
+        """The one colour scale every panel of this view shares (``keys`` or ``full``)."""
+        return color_scale(np.stack([p.matrix for p in self.panels]), self.scale_excluded, scale)
 
 
 def resolve_view(view: str, layers: int, heads: int) -> str:
@@ -103,7 +111,9 @@ def build_view(result: AttentionResult, view: str = "auto", kind: str | None = N
     """Lay out the panels of ``view`` for the (already selected) layers and heads of ``kind``."""
     from dataclasses import replace
 
-    data = replace(_build_view(result, view, kind), text=short_text(result))
+    kind = kind or result.default_kind
+    excluded = scale_excluded_keys(result.axes(kind)[1].special_mask, sink=kind == "decoder")
+    data = replace(_build_view(result, view, kind), text=short_text(result), scale_excluded=excluded)
     if "norm" in result.transforms and data.value_label == "attention weight":
         data = replace(data, value_label="norm-based weight (alpha x ||f(x)||)")
     return data
