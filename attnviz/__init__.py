@@ -21,7 +21,7 @@ _LAZY = {
     "extract": "attnviz.extraction",
     "extract_many": "attnviz.extraction",
     "Extractor": "attnviz.extraction",
-    "TextInput": "attnviz.extraction",
+    "TextInput": "attnviz.encoding",
     "load_model": "attnviz.models",
     "describe_model": "attnviz.models",
     "LoadedModel": "attnviz.models",

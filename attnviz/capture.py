@@ -16,10 +16,8 @@ that
   ``chunk_rows x keys`` per selected head.
 
 Each chunk of probabilities is cut into one block per input of the batch (padding
-removed) and handed to the session's sinks: :class:`StoreHeads` keeps the selected heads
-as float32 arrays, :class:`MeanOverHeads` accumulates a layer's mean over all heads
-(for rollout) without holding ``[heads, T, T]``, and other sinks (head statistics) reduce
-the blocks as they pass.
+removed) and handed to the session's sinks (:mod:`attnviz.sinks`: keep the heads, their
+mean, the query and key vectors, norm-weighted maps, or head statistics).
 
 A model whose attention does not go through the interface (DeBERTa-v2, BLOOM, Falcon
 today) is detected by a probe forward pass and falls back to ``output_attentions``.
@@ -30,12 +28,17 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# Re-exported: the sinks lived here; attnviz.sinks holds them now.
+from attnviz.sinks import Sink as Sink
+from attnviz.sinks import StoreHeads as StoreHeads
+from attnviz.sinks import VectorSink
 
 IMPLEMENTATION = "attnviz"
 #: Bytes of float32 probabilities computed at once per layer (all selected heads, whole batch).
@@ -58,61 +61,6 @@ def register() -> str:
         AttentionMaskInterface.register(IMPLEMENTATION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
         _registered = True
     return IMPLEMENTATION
-
-
-# -- what a session hands out --------------------------------------------------------------
-class Sink(Protocol):
-    """Receives attention probabilities block by block.
-
-    ``heads_for(kind, layer)``: the (original, 0-based) heads this sink needs of that layer,
-    empty when none. ``add(item, kind, layer, heads, row_start, block)``: ``block`` is
-    float32 ``[len(heads), rows, keys]`` for batch input ``item``, query rows
-    ``row_start .. row_start + rows`` of its real (unpadded) tokens, all of its keys.
-    """
-
-    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]: ...
-
-    def add(
-        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray
-    ) -> None: ...
-
-
-@dataclass
-class StoreHeads:
-    """Keeps the chosen layers and heads of each kind: ``arrays[item][kind]`` is float32
-    ``[len(layers), len(heads), query, key]`` in the order of ``layers[kind]``/``heads[kind]``.
-    With ``mean``, each layer's mean over the chosen heads is accumulated instead, without
-    holding the heads: ``[len(layers), query, key]``."""
-
-    layers: dict[str, tuple[int, ...]]
-    heads: dict[str, tuple[int, ...]]
-    mean: bool = False
-    arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
-
-    def allocate(self, shapes: Sequence[dict[str, tuple[int, int]]]) -> None:
-        """One buffer per input and kind; ``shapes[item][kind]`` = (queries, keys)."""
-        self.arrays = [
-            {
-                kind: np.zeros(
-                    (len(self.layers[kind]),) + (() if self.mean else (len(self.heads[kind]),)) + (q, k),
-                    dtype=np.float32,
-                )
-                for kind, (q, k) in item.items()
-                if kind in self.layers
-            }
-            for item in shapes
-        ]
-
-    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
-        return self.heads.get(kind, ()) if layer in self.layers.get(kind, ()) else ()
-
-    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
-        rows = slice(row_start, row_start + block.shape[1])
-        target = self.arrays[item][kind][self.layers[kind].index(layer)]
-        if self.mean:
-            target[rows] = block.mean(axis=0, dtype=np.float64)
-        else:
-            target[:, rows] = block
 
 
 # -- the layout of calls -------------------------------------------------------------------
@@ -215,7 +163,11 @@ class CaptureSession:
         the model's dot product (post-rotary; for GQA the key and value of each head's
         group), cut per input, with what else enters the logits (scaling, soft-capping,
         sinks, T5's position bias)."""
-        takers = [(sink, heads) for sink, heads in wanted if heads and getattr(sink, "wants_vectors", False)]
+        takers: list[tuple[VectorSink, tuple[int, ...]]] = [
+            (cast("VectorSink", sink), heads)
+            for sink, heads in wanted
+            if heads and getattr(sink, "wants_vectors", False)
+        ]
         if not takers or self.batch is None:
             return
         query, key, value = selected
@@ -244,7 +196,7 @@ class CaptureSession:
                 if isinstance(bias, torch.Tensor) and bias.ndim == 4 and bias.shape[1] == n_heads:
                     b = bias[min(item, bias.shape[0] - 1), list(heads)]
                     parts["bias"] = b[:, q0 : q0 + qn, k0 : k0 + kn] if b.shape[-2] > 1 else b[:, :, k0 : k0 + kn]
-                sink.add_vectors(item, kind, layer, heads, module, parts, extras)  # type: ignore[attr-defined]
+                sink.add_vectors(item, kind, layer, heads, module, parts, extras)
 
     def _dispatch(
         self,

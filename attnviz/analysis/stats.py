@@ -36,6 +36,7 @@ import numpy as np
 
 from attnviz.errors import InputError, SelectionError
 from attnviz.result import AttentionResult, TokenSequence
+from attnviz.sinks import StatisticsSink
 
 STATISTICS = ("entropy", "distance", "first", "separator", "punctuation", "self", "previous", "next", "local")
 STATS_SCHEMA = "attnviz-stats/1"
@@ -61,7 +62,7 @@ def _is_punctuation(token: str) -> bool:
     return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
 
 
-def _token_masks(tokens: TokenSequence) -> tuple[np.ndarray, np.ndarray]:
+def token_masks(tokens: TokenSequence) -> tuple[np.ndarray, np.ndarray]:
     """(separator, punctuation) masks over ``tokens``: special tokens after position 0,
     tokens made only of punctuation."""
     separator = np.asarray(tokens.special_mask, dtype=bool).copy()
@@ -106,7 +107,7 @@ def text_counts(n: int) -> dict[str, float]:
     return counts
 
 
-def _check_square(shape: tuple[int, ...]) -> None:
+def check_square(shape: tuple[int, ...]) -> None:
     if len(shape) != 4 or shape[-1] != shape[-2]:
         raise SelectionError(
             "head statistics need square self-attention; cross attention has no positions to compare",
@@ -118,9 +119,9 @@ def per_query_statistics(array: np.ndarray, tokens: TokenSequence) -> dict[str, 
     """``array`` ``[layers, heads, n, n]`` -> for each statistic, (sum over queries, count)
     with sums shaped ``[layers, heads]``."""
     a = np.asarray(array, dtype=np.float64)
-    _check_square(a.shape)
+    check_square(a.shape)
     n = a.shape[-1]
-    separator, punctuation = _token_masks(tokens)
+    separator, punctuation = token_masks(tokens)
     sums = row_sums(a, np.arange(n), separator, punctuation)
     counts = text_counts(n)
     out = {name: (sums[name], np.full(a.shape[:2], counts[name])) for name in STATISTICS}
@@ -291,90 +292,6 @@ def merge_statistics(shards: Iterable[HeadStatistics]) -> HeadStatistics:
     return merged
 
 
-class StatisticsSink:
-    """A capture sink (see :meth:`attnviz.extraction.Extractor.reduce_batch`) that adds each
-    block of attention rows straight into ``stats``: head statistics of a long text never
-    hold ``[heads, T, T]``. With ``no_special``, special tokens are dropped from both axes
-    and each row renormalised, exactly as :func:`attnviz.transforms.drop_special` does."""
-
-    def __init__(self, stats: HeadStatistics, *, no_special: bool = False) -> None:
-        self.stats = stats
-        self.no_special = no_special
-        self.layer_index = {layer: i for i, layer in enumerate(stats.layer_ids)}
-        self.head_index = {head: i for i, head in enumerate(stats.head_ids)}
-        self.items: list[tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]] = []
-        for name in (*STATISTICS, "_log_keys"):
-            shape = (len(stats.layer_ids), len(stats.head_ids))
-            stats.sums.setdefault(name, np.zeros(shape))
-            stats.counts.setdefault(name, np.zeros(shape))
-
-    def begin(self, encoded: list[Any]) -> None:
-        """Per input of the coming batch: which rows and keys count, and the token masks;
-        the counts of query positions are added now (the sums arrive with the blocks)."""
-        from attnviz.result import kind_axes
-
-        self.items = []
-        for e in encoded:
-            queries, keys = kind_axes(self.stats.kind, e.tokens, e.target_tokens)
-            if queries is not keys:
-                _check_square(())
-            keep: np.ndarray | None = None
-            if self.no_special:
-                keep = ~np.asarray(queries.special_mask, dtype=bool)
-                if not keep.any():
-                    if self.stats.kind == "decoder" and e.target_tokens is not None and e.item.target is None:
-                        keep = None  # only the decoder start token: drop_special keeps it too
-                    else:
-                        raise SelectionError(
-                            "the text has only special tokens; nothing is left without them",
-                            hint="drop --no-special",
-                        )
-            tokens = queries if keep is None else queries.subset(keep)
-            n = len(tokens.tokens)
-            rank = np.arange(len(queries.tokens)) if keep is None else np.cumsum(keep) - 1
-            separator, punctuation = _token_masks(tokens)
-            self.items.append((keep, rank, separator, punctuation))
-            for name, count in text_counts(n).items():
-                self.stats.counts[name] += count
-            self.stats.sums["_log_keys"] += n * np.log(max(n, 2))
-            self.stats.counts["_log_keys"] += n
-            self.stats.texts += 1
-
-    def checkpoint(self) -> Any:
-        """The sums and counts so far (a retried batch restores them first)."""
-        return (
-            {k: v.copy() for k, v in self.stats.sums.items()},
-            {k: v.copy() for k, v in self.stats.counts.items()},
-            self.stats.texts,
-        )
-
-    def restore(self, saved: Any) -> None:
-        self.stats.sums, self.stats.counts, self.stats.texts = saved[0], saved[1], saved[2]
-
-    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
-        if kind != self.stats.kind or layer not in self.layer_index:
-            return ()
-        return tuple(self.stats.head_ids)
-
-    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
-        keep, rank, separator, punctuation = self.items[item]
-        rows = np.arange(row_start, row_start + block.shape[1])
-        if keep is not None:
-            chosen = keep[rows]
-            block = block[:, chosen][:, :, keep]
-            rows = rows[chosen]
-            if not rows.size:
-                return
-            total = block.sum(axis=-1, keepdims=True, dtype=np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                block = np.where(total > 0, block / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
-        sums = row_sums(block, rank[rows], separator, punctuation)
-        li = self.layer_index[layer]
-        hi = [self.head_index[h] for h in heads]
-        for name, values in sums.items():
-            self.stats.sums[name][li, hi] += values
-
-
 def stream_statistics(
     extractor: Any,
     items: Iterable[Any],
@@ -397,7 +314,7 @@ def stream_statistics(
             hint=f"choose one of: {', '.join(kinds)}",
         )
     if chosen == "cross":
-        _check_square(())
+        check_square(())
     stats = HeadStatistics(extractor.loaded.name, chosen, list(selection.layers[chosen]), list(selection.heads[chosen]))
     sink = StatisticsSink(stats, no_special=no_special)
     for index, outcome in enumerate(extractor.reduce(items, sink, batch_size=batch_size)):

@@ -1,0 +1,322 @@
+"""Capture sinks: what receives the attention probabilities block by block.
+
+A :class:`~attnviz.capture.CaptureSession` (or the ``output_attentions`` fallback in
+:mod:`attnviz.extraction`) hands every sink the blocks it asks for through
+:meth:`Sink.heads_for`; each sink keeps or reduces them its own way:
+
+* :class:`StoreHeads` keeps the chosen heads as float32 arrays, or each layer's mean over
+  them (``mean=True``, for rollout) without holding ``[heads, T, T]``;
+* :class:`VectorStore` keeps the queries and keys (the neuron view);
+* :class:`NormStore` scales each block by the length of what each key sends through the
+  head (norm-based attention) and passes both on to two :class:`StoreHeads`;
+* :class:`StatisticsSink` adds the rows straight into :class:`~attnviz.analysis.stats.HeadStatistics`.
+
+A sink that also wants a layer's queries, keys and values (before the probabilities)
+follows :class:`VectorSink`. Only NumPy here; torch is imported where a sink touches tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from attnviz.errors import SelectionError
+
+if TYPE_CHECKING:
+    from attnviz.analysis.stats import HeadStatistics
+
+
+class Sink(Protocol):
+    """Receives attention probabilities block by block.
+
+    ``heads_for(kind, layer)``: the (original, 0-based) heads this sink needs of that layer,
+    empty when none. ``add(item, kind, layer, heads, row_start, block)``: ``block`` is
+    float32 ``[len(heads), rows, keys]`` for batch input ``item``, query rows
+    ``row_start .. row_start + rows`` of its real (unpadded) tokens, all of its keys.
+    """
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]: ...
+
+    def add(
+        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray
+    ) -> None: ...
+
+
+class VectorSink(Sink, Protocol):
+    """A sink that is also handed, before the probabilities of a layer, the tensors that
+    make them: ``parts`` holds ``query`` ``[heads, queries, head_dim]``, ``key`` and
+    ``value`` ``[heads, keys, head_dim]`` (one input, padding removed) and, where the model
+    has them, ``sinks`` and ``bias``; ``extras`` holds ``scaling`` and ``softcap``."""
+
+    wants_vectors: bool
+
+    def add_vectors(
+        self,
+        item: int,
+        kind: str,
+        layer: int,
+        heads: tuple[int, ...],
+        module: Any,
+        parts: dict[str, Any],
+        extras: dict[str, Any],
+    ) -> None: ...
+
+
+@dataclass
+class StoreHeads:
+    """Keeps the chosen layers and heads of each kind: ``arrays[item][kind]`` is float32
+    ``[len(layers), len(heads), query, key]`` in the order of ``layers[kind]``/``heads[kind]``.
+    With ``mean``, each layer's mean over the chosen heads is accumulated instead, without
+    holding the heads: ``[len(layers), query, key]``."""
+
+    layers: dict[str, tuple[int, ...]]
+    heads: dict[str, tuple[int, ...]]
+    mean: bool = False
+    arrays: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def allocate(self, shapes: Sequence[dict[str, tuple[int, int]]]) -> None:
+        """One buffer per input and kind; ``shapes[item][kind]`` = (queries, keys)."""
+        self.arrays = [
+            {
+                kind: np.zeros(
+                    (len(self.layers[kind]),) + (() if self.mean else (len(self.heads[kind]),)) + (q, k),
+                    dtype=np.float32,
+                )
+                for kind, (q, k) in item.items()
+                if kind in self.layers
+            }
+            for item in shapes
+        ]
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return self.heads.get(kind, ()) if layer in self.layers.get(kind, ()) else ()
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        rows = slice(row_start, row_start + block.shape[1])
+        target = self.arrays[item][kind][self.layers[kind].index(layer)]
+        if self.mean:
+            target[rows] = block.mean(axis=0, dtype=np.float64)
+        else:
+            target[:, rows] = block
+
+
+class VectorStore:
+    """A capture sink that keeps, for the selected layers and heads, the query and key
+    vectors of the model's dot product (after rotary embedding; for GQA the key of each
+    head's key-value group) and what else enters the logits: ``vectors[item][kind]`` holds
+    ``query`` ``[layers, heads, queries, head_dim]``, ``key`` ``[layers, heads, keys,
+    head_dim]``, ``scaling`` (per layer), ``softcap``, ``sinks`` ``[layers, heads]`` and T5's
+    ``bias`` ``[layers, heads, queries, keys]`` where the model has them."""
+
+    wants_vectors = True
+
+    def __init__(self, layers: dict[str, tuple[int, ...]], heads: dict[str, tuple[int, ...]]) -> None:
+        self.layers, self.heads = layers, heads
+        self.vectors: list[dict[str, dict[str, Any]]] = []
+
+    def allocate(self, count: int) -> None:
+        self.vectors = [{} for _ in range(count)]
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return self.heads.get(kind, ()) if layer in self.layers.get(kind, ()) else ()
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        pass  # the probabilities go to the other sinks
+
+    def add_vectors(
+        self,
+        item: int,
+        kind: str,
+        layer: int,
+        heads: tuple[int, ...],
+        module: Any,
+        parts: dict[str, Any],
+        extras: dict[str, Any],
+    ) -> None:
+        n_layers = len(self.layers[kind])
+        li = self.layers[kind].index(layer)
+        store = self.vectors[item].setdefault(kind, {"scaling": [None] * n_layers, "softcap": [None] * n_layers})
+        store["scaling"][li] = extras["scaling"]
+        store["softcap"][li] = None if extras["softcap"] is None else float(extras["softcap"])
+        for name in ("query", "key", "sinks", "bias"):
+            tensor = parts.get(name)
+            if tensor is None:
+                continue
+            array = tensor.float().cpu().numpy()
+            if name not in store:
+                store[name] = np.zeros((n_layers,) + array.shape, dtype=np.float32)
+            store[name][li] = array
+
+
+def output_projection(model: Any, module: Any) -> Any:
+    """The weight ``[hidden, heads * head_dim]`` of the linear map that reads an attention
+    module's heads back into the residual stream (``o_proj``, ``out_proj``, BERT's
+    ``output.dense``, GPT-2's ``c_proj``...), or None when the family has none we know."""
+    import torch
+
+    cache = getattr(model, "_attnviz_output_projections", None)
+    if cache is None:
+        cache = {}
+        parents = {}
+        for _, parent in model.named_modules():
+            for child in parent.children():
+                parents[id(child)] = parent
+        for _, candidate in model.named_modules():
+            weight = None
+            for name in ("o_proj", "out_proj", "out_lin", "o", "Wo", "dense", "c_proj"):
+                layer = getattr(candidate, name, None)
+                if isinstance(layer, torch.nn.Linear):
+                    weight = layer.weight
+                    break
+                if layer is not None and type(layer).__name__ == "Conv1D":  # GPT-2: y = x W + b
+                    weight = layer.weight.T
+                    break
+            if weight is None:
+                parent = parents.get(id(candidate))
+                dense = getattr(getattr(parent, "output", None), "dense", None) if parent is not None else None
+                if isinstance(dense, torch.nn.Linear) and getattr(parent, "self", None) is candidate:
+                    weight = dense.weight  # BERT, RoBERTa: BertAttention.output.dense
+            if weight is not None:
+                cache[id(candidate)] = weight
+        model._attnviz_output_projections = cache
+    return cache.get(id(module))
+
+
+class NormStore:
+    """Norm-based attention (Kobayashi et al. 2020): for each selected head,
+    ``alpha_ij * || (x_j W_V^h + b_V^h) W_O^h ||``, the attention weight times the length of
+    what key token j actually sends through head h (the output bias left out). The length
+    comes from the Gram matrix ``W_O^h^T W_O^h``, so no ``[keys, hidden]`` array is made."""
+
+    wants_vectors = True
+
+    def __init__(self, raw: StoreHeads, normed: StoreHeads, model: Any) -> None:
+        self.store, self.normed, self.model = raw, normed, model
+        self.lengths: dict[tuple[int, str, int], np.ndarray] = {}
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return self.store.heads_for(kind, layer)
+
+    def add_vectors(
+        self,
+        item: int,
+        kind: str,
+        layer: int,
+        heads: tuple[int, ...],
+        module: Any,
+        parts: dict[str, Any],
+        extras: dict[str, Any],
+    ) -> None:
+        weight = output_projection(self.model, module)
+        value = parts["value"]  # [heads, keys, head_dim]
+        head_dim = value.shape[-1]
+        if weight is None or weight.shape[1] % head_dim:
+            raise SelectionError(
+                f"norm-based attention needs a plain linear output projection, which '{type(module).__name__}' lacks",
+                hint="use the raw attention weights for this model",
+            )
+        lengths = []
+        for position, head in enumerate(heads):
+            w = weight[:, head * head_dim : (head + 1) * head_dim].float()
+            gram = w.T @ w  # [d, d]
+            v = value[position].float()
+            lengths.append(((v @ gram) * v).sum(-1).clamp(min=0).sqrt())
+        self.lengths[(item, kind, layer)] = np.stack([t.cpu().numpy() for t in lengths]).astype(np.float32)
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        lengths = self.lengths[(item, kind, layer)]  # [heads, keys]
+        self.store.add(item, kind, layer, heads, row_start, block)
+        self.normed.add(item, kind, layer, heads, row_start, block * lengths[:, None, :])
+
+
+class StatisticsSink:
+    """A capture sink (see :meth:`attnviz.extraction.Extractor.reduce_batch`) that adds each
+    block of attention rows straight into ``stats``: head statistics of a long text never
+    hold ``[heads, T, T]``. With ``no_special``, special tokens are dropped from both axes
+    and each row renormalised, exactly as :func:`attnviz.transforms.drop_special` does."""
+
+    def __init__(self, stats: HeadStatistics, *, no_special: bool = False) -> None:
+        self.stats = stats
+        self.no_special = no_special
+        self.layer_index = {layer: i for i, layer in enumerate(stats.layer_ids)}
+        self.head_index = {head: i for i, head in enumerate(stats.head_ids)}
+        self.items: list[tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]] = []
+        from attnviz.analysis.stats import STATISTICS
+
+        for name in (*STATISTICS, "_log_keys"):
+            shape = (len(stats.layer_ids), len(stats.head_ids))
+            stats.sums.setdefault(name, np.zeros(shape))
+            stats.counts.setdefault(name, np.zeros(shape))
+
+    def begin(self, encoded: list[Any]) -> None:
+        """Per input of the coming batch: which rows and keys count, and the token masks;
+        the counts of query positions are added now (the sums arrive with the blocks)."""
+        from attnviz.analysis.stats import check_square, text_counts, token_masks
+        from attnviz.result import kind_axes
+
+        self.items = []
+        for e in encoded:
+            queries, keys = kind_axes(self.stats.kind, e.tokens, e.target_tokens)
+            if queries is not keys:
+                check_square(())
+            keep: np.ndarray | None = None
+            if self.no_special:
+                keep = ~np.asarray(queries.special_mask, dtype=bool)
+                if not keep.any():
+                    if self.stats.kind == "decoder" and e.target_tokens is not None and e.item.target is None:
+                        keep = None  # only the decoder start token: drop_special keeps it too
+                    else:
+                        raise SelectionError(
+                            "the text has only special tokens; nothing is left without them",
+                            hint="keep the special tokens (drop {no_special})",
+                            option="no_special",
+                        )
+            tokens = queries if keep is None else queries.subset(keep)
+            n = len(tokens.tokens)
+            rank = np.arange(len(queries.tokens)) if keep is None else np.cumsum(keep) - 1
+            separator, punctuation = token_masks(tokens)
+            self.items.append((keep, rank, separator, punctuation))
+            for name, count in text_counts(n).items():
+                self.stats.counts[name] += count
+            self.stats.sums["_log_keys"] += n * np.log(max(n, 2))
+            self.stats.counts["_log_keys"] += n
+            self.stats.texts += 1
+
+    def checkpoint(self) -> Any:
+        """The sums and counts so far (a retried batch restores them first)."""
+        return (
+            {k: v.copy() for k, v in self.stats.sums.items()},
+            {k: v.copy() for k, v in self.stats.counts.items()},
+            self.stats.texts,
+        )
+
+    def restore(self, saved: Any) -> None:
+        self.stats.sums, self.stats.counts, self.stats.texts = saved[0], saved[1], saved[2]
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        if kind != self.stats.kind or layer not in self.layer_index:
+            return ()
+        return tuple(self.stats.head_ids)
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        from attnviz.analysis.stats import row_sums
+
+        keep, rank, separator, punctuation = self.items[item]
+        rows = np.arange(row_start, row_start + block.shape[1])
+        if keep is not None:
+            chosen = keep[rows]
+            block = block[:, chosen][:, :, keep]
+            rows = rows[chosen]
+            if not rows.size:
+                return
+            total = block.sum(axis=-1, keepdims=True, dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                block = np.where(total > 0, block / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
+        sums = row_sums(block, rank[rows], separator, punctuation)
+        li = self.layer_index[layer]
+        hi = [self.head_index[h] for h in heads]
+        for name, values in sums.items():
+            self.stats.sums[name][li, hi] += values
