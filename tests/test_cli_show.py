@@ -31,7 +31,7 @@ def test_show_terminal_default_prints_summary_heatmap_and_top_tokens(tiny_models
     assert "3 layers x 4 heads" not in out  # selection applied
     assert "1 layer x 1 head x 5 queries x 5 keys" in out
     assert "layer 1 · head 2" in out
-    assert "each head: pattern" in out and "L1 H2" in out
+    assert "what the heads do" in out and "(1, → " in out and "L1 H2" in out
 
 
 @pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])

@@ -153,7 +153,7 @@ def test_auto_view_of_a_long_text_falls_back_to_layer_means_and_says_so(bert_res
     console = _console(80, "truecolor")
     print_view(long, "encoder", "grid", console, requested="auto")
     plain = _plain(console)
-    joined = " ".join(plain)
+    joined = " ".join(" ".join(plain).split())
     assert "showing each layer's mean over heads" in joined
     assert "mean over heads 0-3, per layer" in joined
     assert all(len(line) <= 80 for line in plain)
@@ -166,12 +166,23 @@ def test_colour_bar_states_the_scale_and_roles_follow_the_stats_labels(bert_resu
     console = _console(120, "truecolor")
     print_view(bert_result, "encoder", "grid", console)
     plain = _plain(console)
-    top = float(bert_result.attentions["encoder"].max())
-    assert any(line.strip().startswith("0 ") and f"{top:.3g}  attention weight" in line for line in plain)
+    array = bert_result.attentions["encoder"]
+    words = float(array[..., 1:-1].max())  # [CLS] and [SEP] are the first and last keys
+    assert any(line.strip().startswith("0 ") and f"{words:.3g}  attention weight" in line for line in plain)
+    if array.max() > words * 1.01:  # a column barely above the scale is not marked
+        assert any(f"above the scale, up to {float(array.max()):.3g}" in line for line in plain)
+    full = _console(120, "truecolor")
+    print_view(bert_result, "encoder", "grid", full, scale="full")
+    top = float(array.max())
+    assert any(line.strip().startswith("0 ") and f"{top:.3g}  attention weight" in line for line in _plain(full))
     roles = head_roles(bert_result, "encoder")
     labels = head_statistics([bert_result]).labels()
     assert [r["label"] for r in roles] == list(labels.ravel())
-    assert any(f"L2 H3   {labels[2, 3]}" in line for line in plain)
+    from attnviz.render.roles import head_spans
+
+    heads = [(layer, head) for layer in range(3) for head in range(4) if labels[layer, head] == labels[2, 3]]
+    joined = " ".join(" ".join(plain).split())
+    assert f"{labels[2, 3]} ({len(heads)}, " in joined and head_spans(heads) in joined
 
 
 def test_untrusted_tokens_never_reach_the_terminal_raw(loaded_models):

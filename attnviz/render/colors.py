@@ -83,7 +83,7 @@ def color_scale(values: np.ndarray, excluded: np.ndarray | None, scale: str = "k
     if kept <= 0:
         return ColorScale(_positive(peak), peak, none, 0.0)
     column_max = np.nanmax(array.reshape(-1, keys), axis=0)
-    marked = mask & (column_max > kept)
+    marked = mask & (column_max > kept * 1.01)  # a column barely above looks the same: no mark
     return ColorScale(kept, peak, marked, float(column_max[marked].max()) if marked.any() else 0.0)
 
 

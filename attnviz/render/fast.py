@@ -23,6 +23,7 @@ INK = (20, 20, 20)
 MUTED = (90, 90, 90)
 GAP = 8
 BAR_WIDTH = 14
+MARK_H = 5  # room above each panel for the marks over saturated columns
 
 
 @lru_cache(maxsize=8)
@@ -131,10 +132,10 @@ class _Layout:
         self.left = GAP * 2 + q_w + (row_w + GAP if row_w else 0) + caption_w
         self.title_h = font_size + 2 * GAP + (font_size + GAP // 2 if data.text else 0)
         col_h = (font_size + GAP) if (data.col_labels or (not single and not grid)) else 0
-        self.top = self.title_h + col_h
+        self.top = self.title_h + col_h + MARK_H
         self.bottom = GAP * 2 + k_w + (font_size + GAP if single else 0)
         # panels with their own titles need room for them between rows
-        self.vgap = GAP + font_size if (not single and not grid) else GAP
+        self.vgap = (GAP + font_size if (not single and not grid) else GAP) + MARK_H
         self.grid_w = data.cols * self.panel_w + (data.cols - 1) * GAP
         self.grid_h = data.rows * self.panel_h + (data.rows - 1) * self.vgap
         tick_w = _text_width(self.small, "0.000")
@@ -144,6 +145,9 @@ class _Layout:
         title_w = max(_text_width(self.font, data.title), _text_width(self.small, data.text)) + 4 * GAP
         self.width = max(width, title_w)
         self.height = self.top + self.grid_h + self.bottom
+        # one line under everything for the legend of marked columns (drawn per image)
+        self.legend_y = self.height
+        self.height += font_size + GAP
         self.col_h = col_h
 
     def origin(self, index: int) -> tuple[int, int]:
@@ -240,7 +244,7 @@ class FastRenderer:
                 )
         if single:
             draw.text(
-                (layout.left + layout.grid_w / 2, layout.height - GAP),
+                (layout.left + layout.grid_w / 2, layout.legend_y - GAP),
                 "key (attended to)",
                 fill=MUTED,
                 font=layout.small,
@@ -277,7 +281,9 @@ class FastRenderer:
         if len(data.panels) > 1 and data.view != "grid":
             for index, panel in enumerate(data.panels):
                 x0, y0 = layout.origin(index)
-                draw.text((x0 + layout.panel_w / 2, y0 - 2), panel.label, fill=INK, font=layout.small, anchor="mb")
+                draw.text(
+                    (x0 + layout.panel_w / 2, y0 - 2 - MARK_H), panel.label, fill=INK, font=layout.small, anchor="mb"
+                )
         # one palette image per layout: each PNG then only pastes colour indices into a copy
         frame = image.quantize(palette=self.palette, dither=Image.Dither.NONE)
         self._frames[key] = (layout, frame)
@@ -316,12 +322,15 @@ class FastRenderer:
         return strip.quantize(palette=self.palette, dither=Image.Dither.NONE)
 
     def render(self, data: ViewData) -> bytes:
-        """PNG bytes of ``data``; colours scale from 0 to the largest value shown."""
+        """PNG bytes of ``data``; colours scale from 0 to the top of the view's colour scale
+        (:meth:`ViewData.color_scale`); columns above it are marked ``▼`` and named under
+        the image with their true maximum."""
         from PIL import Image
 
         layout, frame = self._frame(data)
         image = frame.copy()
-        vmax = max(float(max(p.matrix.max() for p in data.panels)), 1e-6)
+        colors = data.color_scale()
+        vmax = max(colors.vmax, 1e-6)
         cell = layout.cell
         top = LEVELS - 1
         for index, panel in enumerate(data.panels):
@@ -330,6 +339,21 @@ class FastRenderer:
             if cell > 1:
                 levels = np.repeat(np.repeat(levels, cell, axis=0), cell, axis=1)
             image.paste(Image.fromarray(np.ascontiguousarray(levels), "L"), layout.origin(index))
+            if colors.saturates:
+                x0, y0 = layout.origin(index)
+                for j in np.flatnonzero(colors.marked):
+                    middle = x0 + j * cell + cell // 2
+                    for k in range(3):  # a small downward triangle over the column
+                        image.paste(self._ink, (middle - 2 + k, y0 - 5 + k, middle + 3 - k, y0 - 4 + k))
+        if colors.saturates:
+            names = ", ".join(_fit(data.key_labels[j], 12) for j in np.flatnonzero(colors.marked)[:4])
+            more = "…" if int(colors.marked.sum()) > 4 else ""
+            legend = f"▼ {names}{more}: above the colour scale, up to {colors.marked_max:.3g}"
+            legend = shorten(legend, max(20, layout.width // 7))
+            image.paste(
+                self._strip((layout.width, self.font_size + GAP), [((GAP, 2), legend, layout.small, "la")]),
+                (0, layout.legend_y),
+            )
         title_h = self.font_size + GAP
         image.paste(
             self._strip((layout.width, title_h), [((layout.width / 2, GAP / 2), data.title, layout.font, "mt")]),

@@ -10,7 +10,7 @@ import numpy as np
 
 from attnviz.errors import OutputFormatError
 from attnviz.render import IMAGE_SUFFIXES
-from attnviz.render.views import ViewData, build_view
+from attnviz.render.views import ViewData, build_view, label_points, shorten, wrap_words
 from attnviz.result import AttentionResult
 
 if TYPE_CHECKING:
@@ -35,8 +35,13 @@ def _label_axis(ax: Any, labels: list[str], axis: str, fontsize: float, room: in
         ax.set_yticklabels(shown, fontsize=fontsize)
 
 
-def _font_for(count: int) -> float:
-    return float(np.clip(11 - count / 8, 5, 10))
+def _label_points(figsize: tuple[float, float], data: ViewData) -> float:
+    """Token label size: a line fits one cell, the rule the export's PNGs use
+    (:func:`~attnviz.render.views.label_points`); cells estimated from the figure size."""
+    n = max(len(data.query_labels), len(data.key_labels), 1)
+    panel_inches = (figsize[1] - 1.8) / data.rows if len(data.panels) == 1 else (figsize[1] - 1.2) / data.rows * 0.75
+    largest = 11.0 if len(data.panels) == 1 else 9.0
+    return label_points(max(panel_inches, 0.5) * 72 / n, largest=largest)
 
 
 def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100) -> Figure:
@@ -44,7 +49,10 @@ def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100)
     from matplotlib.figure import Figure
 
     n_query, n_key = len(data.query_labels), len(data.key_labels)
-    vmax = max(float(max(p.matrix.max() for p in data.panels)), 1e-6)
+    colors = data.color_scale()
+    vmax = max(colors.vmax, 1e-6)
+    query_labels = [shorten(label, 18) for label in data.query_labels]
+    key_labels = [shorten(label, 18) for label in data.key_labels]
     single = len(data.panels) == 1
     grid = data.view == "grid"
     if single:
@@ -60,7 +68,7 @@ def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100)
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     axes = fig.subplots(data.rows, data.cols, squeeze=False)
     image = None
-    font = _font_for(max(n_query, n_key))
+    font = _label_points(figsize, data)
     for index, ax in enumerate(axes.flat):
         if index >= len(data.panels):
             ax.set_axis_off()
@@ -69,8 +77,8 @@ def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100)
         image = ax.imshow(panel.matrix, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
         row, col = divmod(index, data.cols)
         if single:
-            _label_axis(ax, data.key_labels, "x", font, room=80)
-            _label_axis(ax, data.query_labels, "y", font, room=80)
+            _label_axis(ax, key_labels, "x", font, room=80)
+            _label_axis(ax, query_labels, "y", font, room=80)
             ax.set_xlabel("key (attended to)")
             ax.set_ylabel("query (attending)")
         elif grid:
@@ -81,20 +89,33 @@ def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100)
             if row == 0 and data.col_labels:
                 ax.set_title(data.col_labels[col], fontsize=9)
         else:
-            small = max(4.0, font - 3)
+            small = font
             if row == data.rows - 1 or index + data.cols >= len(data.panels):
-                _label_axis(ax, data.key_labels, "x", small, room=40)
+                _label_axis(ax, key_labels, "x", small, room=40)
             else:
                 ax.set_xticks([])
             if col == 0:
-                _label_axis(ax, data.query_labels, "y", small, room=40)
+                _label_axis(ax, query_labels, "y", small, room=40)
             else:
                 ax.set_yticks([])
             ax.set_title(panel.label, fontsize=9)
+        if colors.saturates and (row == 0 or single):
+            marked = np.flatnonzero(colors.marked)
+            ax.plot(marked, np.full(len(marked), -0.5), "v", color="black", markersize=4, clip_on=False)
     if image is not None:
-        colorbar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8 if single else 0.6)
-        colorbar.set_label(data.value_label)
-    fig.suptitle(f"{data.title}\n{data.text}" if data.text else data.title, fontsize=11 if single else 12)
+        extend = "max" if colors.saturates else "neither"
+        colorbar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8 if single else 0.6, extend=extend)
+        label = data.value_label
+        if colors.saturates:
+            names = ", ".join(key_labels[j] for j in np.flatnonzero(colors.marked)[:4])
+            label += f"\n▼ {names}: up to {colors.marked_max:.3g}"
+        colorbar.set_label(label)
+    size = 11 if single else 12
+    chars = int(figsize[0] * 72 / (size * 0.6))  # characters of a title line across the figure
+    title = wrap_words(data.title, chars)
+    if data.text:
+        title += "\n" + wrap_words(data.text, chars, lines=1)
+    fig.suptitle(title, fontsize=size)
     return fig
 
 

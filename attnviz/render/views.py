@@ -41,10 +41,13 @@ class ViewData:
     #: bool ``[keys]``: columns the default colour scale ignores (special tokens; the
     #: first token of a decoder, its attention sink); see :func:`color_scale`
     scale_excluded: np.ndarray | None = None
+    #: ``keys`` (the scale ignores ``scale_excluded`` columns) or ``full``
+    scale: str = "keys"
 
-    def color_scale(self, scale: str = "keys") -> ColorScale:
-        """The one colour scale every panel of this view shares (``keys`` or ``full``)."""
-        return color_scale(np.stack([p.matrix for p in self.panels]), self.scale_excluded, scale)
+    def color_scale(self, scale: str | None = None) -> ColorScale:
+        """The one colour scale every panel of this view shares (``keys`` or ``full``;
+        by default the view's own ``scale``)."""
+        return color_scale(np.stack([p.matrix for p in self.panels]), self.scale_excluded, scale or self.scale)
 
 
 def resolve_view(view: str, layers: int, heads: int) -> str:
@@ -79,10 +82,45 @@ def check_view_shape(view: str, layers: int, heads: int) -> None:
         )
 
 
+#: Longest token label any renderer draws, in characters (a 10 MB token must not cost
+#: minutes and gigabytes to draw); longer ones end in an ellipsis.
+LABEL_LIMIT = 40
+
+
 def shorten(text: str, limit: int) -> str:
     """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
-    text = text.replace("\n", " ")
+    text = text[: limit + 1].replace("\n", " ")
     return text if len(text) <= limit else text[: max(1, limit - 1)] + "…"
+
+
+def shorten_words(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, with an ellipsis
+    (mid-word only when the first word alone is longer than ``limit``)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(1, limit - 1)]
+    space = cut.rstrip().rfind(" ")
+    if space > limit // 3:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def wrap_words(text: str, width: int, lines: int = 2) -> str:
+    """``text`` wrapped at word boundaries to at most ``lines`` lines of ``width``
+    characters, the last one cut with an ellipsis if needed."""
+    import textwrap
+
+    wrapped = textwrap.wrap(text, max(8, width), break_long_words=True, break_on_hyphens=False)
+    if len(wrapped) > lines:
+        rest = " ".join(wrapped[lines - 1 :])
+        wrapped = [*wrapped[: lines - 1], shorten_words(rest, max(8, width))]
+    return "\n".join(wrapped)
+
+
+def label_points(cell_points: float, largest: float = 12.0, smallest: float = 5.0) -> float:
+    """The font size (points) of token labels in cells ``cell_points`` tall: a line of
+    text (about 1.25 x the size) fits one cell, as the export's PNGs size them."""
+    return float(np.clip(cell_points / 1.25, smallest, largest))
 
 
 def head_name(head: int) -> str:
@@ -128,8 +166,8 @@ def short_text(result: AttentionResult, limit: int = 90) -> str:
         text += f" / {result.pair}"
     if result.target is not None:
         text += f" → {result.target}"
-    text = " ".join(printable(text).split())
-    return f"“{text if len(text) <= limit else text[: limit - 1] + '…'}”"
+    text = " ".join(printable(text[: limit * 4]).split())
+    return f"“{shorten_words(text, limit)}”"
 
 
 def _build_view(result: AttentionResult, view: str, kind: str | None) -> ViewData:
@@ -138,7 +176,8 @@ def _build_view(result: AttentionResult, view: str, kind: str | None) -> ViewDat
     layer_ids = result.layer_ids[kind]
     head_ids = result.head_ids[kind]
     queries, keys = result.axes(kind)
-    q_labels, k_labels = queries.labels(), keys.labels()
+    q_labels = [shorten(label, LABEL_LIMIT) for label in queries.labels()]
+    k_labels = [shorten(label, LABEL_LIMIT) for label in keys.labels()]
     resolved = resolve_view(view, array.shape[0], array.shape[1])
     base = f"{short_model_name(result.model)} · {kind} attention{describe_transforms(result)}"
 
