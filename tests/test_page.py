@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -192,17 +191,12 @@ def test_500_token_page_opens_and_responds_quickly(bundled, open_page, tmp_path)
     text = " ".join(["The quick brown fox jumps over the lazy dog near the riverbank."] * 40)
     result = extract(text, model=bundled)
     assert len(result.tokens) > 500
-    started = time.monotonic()
-    opened = open_page(result, timeout=10000)
-    loaded = time.monotonic() - started
-    assert loaded < 5.0
+    opened = open_page(result, timeout=10000)  # load and response times: benchmarks/bench_timings.py
     page = opened.page
-    started = time.monotonic()
     page.select_option("#layer", "3")
     page.select_option("#view", "matrix")
     page.select_option("#view", "grid")
     assert page.locator("#grid button").count() == 72
-    assert time.monotonic() - started < 5.0
     opened.check_clean()
     size = (tmp_path / "page.html").stat().st_size
     assert size < 4_000_000
