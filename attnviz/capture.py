@@ -19,6 +19,14 @@ Each chunk of probabilities is cut into one block per input of the batch (paddin
 removed) and handed to the session's sinks (:mod:`attnviz.sinks`: keep the heads, their
 mean, the query and key vectors, norm-weighted maps, or head statistics).
 
+On a CUDA device the probabilities do not go through pageable host memory: sinks that
+can (:class:`~attnviz.sinks.DeviceSink`) take their blocks as tensors on the device (the
+kept heads are copied straight into pinned result arrays, statistics are summed there),
+and the others get theirs through a :class:`~attnviz.transfer.ChunkCopier` (reused pinned
+buffers, non-blocking copies on a side stream, so the next chunk is computed while the last
+one is copied). Chunks are then sized from the free device memory. On CPU (and MPS) every
+sink gets NumPy blocks exactly as before.
+
 A model whose attention does not go through the interface (DeBERTa-v2, BLOOM, Falcon
 today) is detected by a probe forward pass and falls back to ``output_attentions``.
 """
@@ -27,7 +35,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -104,6 +113,7 @@ class CaptureSession:
         self.chunk_bytes = max(1, int(chunk_bytes))
         self.on_call = on_call
         self.calls = 0
+        self.copier: Any = None  # a ChunkCopier once the device path is taken
 
     def __enter__(self) -> CaptureSession:
         if getattr(_local, "session", None) is not None:
@@ -113,6 +123,35 @@ class CaptureSession:
 
     def __exit__(self, *exc: object) -> None:
         _local.session = None
+        if self.copier is None:
+            return
+        if exc and exc[0] is not None:
+            self.copier.discard()  # a failed pass (out of memory): the caller restores its sinks
+            return
+        self.copier.flush()
+        for sink in self.sinks:
+            finish = getattr(sink, "finish_device", None)
+            if finish is not None:
+                finish()
+
+    def _device_path(self, device: torch.device) -> bool:
+        """Whether this pass keeps the probabilities on ``device`` (CUDA, or any device
+        inside :func:`device_reductions`); sets up the copier and the sinks the first time."""
+        if self.copier is not None:
+            return True
+        forced = getattr(_local, "device_copier", None)
+        if device.type != "cuda" and forced is None:
+            return False
+        from attnviz.transfer import chunk_bytes_for
+
+        self.copier = forced if forced is not None else _copier(device)
+        if self.chunk_bytes == DEFAULT_CHUNK_BYTES:  # not chosen by the caller: from free memory
+            self.chunk_bytes = chunk_bytes_for(device)
+        for sink in self.sinks:
+            use = getattr(sink, "use_device", None)
+            if use is not None:
+                use(device)
+        return True
 
     # called by attention_function
     def observe(
@@ -137,6 +176,7 @@ class CaptureSession:
         if not union:
             return
         position = {h: i for i, h in enumerate(union)}
+        on_device = self._device_path(query.device)
         batch_size, _, q_len, k_len = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
         rows_per_chunk = max(1, self.chunk_bytes // max(1, batch_size * len(union) * k_len * 4))
         selected = select_heads(query, key, value, union)  # gathered once, chunked below
@@ -144,8 +184,11 @@ class CaptureSession:
         for start in range(0, q_len, rows_per_chunk):
             stop = min(q_len, start + rows_per_chunk)
             probs = eager_probabilities(module, *selected, mask, scaling, kwargs, union, query.shape[1], start, stop)
-            chunk = probs.float().cpu().numpy()  # [B, len(union), rows, keys]
-            self._dispatch(kind, layer, chunk, start, wanted, position)
+            if on_device:
+                self._dispatch_device(kind, layer, probs.float(), start, wanted, position)
+            else:
+                chunk = probs.float().cpu().numpy()  # [B, len(union), rows, keys]
+                self._dispatch(kind, layer, chunk, start, wanted, position)
 
     def _vectors(
         self,
@@ -223,9 +266,67 @@ class CaptureSession:
                     picked = block if len(heads) == len(position) else block[[position[h] for h in heads]]
                     sink.add(item, kind, layer, heads, lo - q0, np.ascontiguousarray(picked))
 
+    def _dispatch_device(
+        self,
+        kind: str,
+        layer: int,
+        chunk: torch.Tensor,
+        start: int,
+        wanted: list[tuple[Sink, tuple[int, ...]]],
+        position: dict[int, int],
+    ) -> None:
+        """The device path: each input's block, as a tensor, to the sinks that take it there;
+        the chunk through the pinned ring to the others (``_dispatch`` once it has landed)."""
+        assert self.batch is not None
+        on_device = [(sink, heads) for sink, heads in wanted if heads and hasattr(sink, "add_device")]
+        on_host = [(sink, heads) for sink, heads in wanted if heads and not hasattr(sink, "add_device")]
+        rows = chunk.shape[2]
+        for item in range(chunk.shape[0]) if on_device else ():
+            q0 = self.batch.query_offsets[kind][item]
+            qn = self.batch.query_lengths[kind][item]
+            k0 = self.batch.key_offsets[kind][item]
+            kn = self.batch.key_lengths[kind][item]
+            lo, hi = max(start, q0), min(start + rows, q0 + qn)
+            if lo >= hi:
+                continue
+            block = chunk[item, :, lo - start : hi - start, k0 : k0 + kn]
+            for sink, heads in on_device:
+                picked = block if len(heads) == len(position) else block[[position[h] for h in heads]]
+                sink.add_device(item, kind, layer, heads, lo - q0, picked, self.copier)  # type: ignore[attr-defined]
+        if on_host:
+
+            def consume(array: np.ndarray, kind: str = kind, layer: int = layer, start: int = start) -> None:
+                self._dispatch(kind, layer, array, start, on_host, position)
+
+            self.copier.stage(chunk, consume)
+
 
 def active_session() -> CaptureSession | None:
     return getattr(_local, "session", None)
+
+
+def _copier(device: torch.device) -> Any:
+    """This thread's copier for ``device``: its pinned buffers are reused by every pass."""
+    from attnviz.transfer import ChunkCopier
+
+    copiers = getattr(_local, "copiers", None)
+    if copiers is None:
+        copiers = _local.copiers = {}
+    if device not in copiers:
+        copiers[device] = ChunkCopier(device=device)
+    return copiers[device]
+
+
+@contextmanager
+def device_reductions(copier: Any) -> Iterator[None]:
+    """Take the device path on this thread whatever the device, with ``copier`` (a
+    :class:`~attnviz.transfer.ChunkCopier`): how the tests run the CUDA code on CPU tensors
+    with an injected copy backend."""
+    _local.device_copier = copier
+    try:
+        yield
+    finally:
+        _local.device_copier = None
 
 
 # -- the attention function ----------------------------------------------------------------

@@ -13,6 +13,12 @@ A :class:`~attnviz.capture.CaptureSession` (or the ``output_attentions`` fallbac
 
 A sink that also wants a layer's queries, keys and values (before the probabilities)
 follows :class:`VectorSink`. Only NumPy here; torch is imported where a sink touches tensors.
+
+On a CUDA device the session hands a :class:`DeviceSink` its blocks as tensors where they
+were computed (``add_device``): :class:`StoreHeads` copies them (or their head mean)
+straight into its pinned result arrays, :class:`StatisticsSink` sums them on the device
+(:mod:`attnviz.device_reduce`), so only the maps asked for or the per-head sums cross the
+bus. On CPU every sink gets NumPy blocks through ``add``, as it always has.
 """
 
 from __future__ import annotations
@@ -43,6 +49,22 @@ class Sink(Protocol):
     def add(
         self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray
     ) -> None: ...
+
+
+class DeviceSink(Sink, Protocol):
+    """A sink that can take its blocks on the device: ``add_device`` receives the same
+    block as ``add``, as a float32 tensor on the device, and ``copier`` (a
+    :class:`~attnviz.transfer.ChunkCopier`) for whatever must reach the host.
+    ``use_device(device)`` is called before the first block of a pass; ``finish_device()``
+    after the last one (the copier flushed), unless the pass failed."""
+
+    def use_device(self, device: Any) -> None: ...
+
+    def add_device(
+        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: Any, copier: Any
+    ) -> None: ...
+
+    def finish_device(self) -> None: ...
 
 
 class VectorSink(Sink, Protocol):
@@ -101,6 +123,33 @@ class StoreHeads:
             target[rows] = block.mean(axis=0, dtype=np.float64)
         else:
             target[:, rows] = block
+
+    def use_device(self, device: Any) -> None:
+        """Result arrays in pinned memory for a CUDA ``device``, so that blocks are copied
+        straight into them (called before anything has been added)."""
+        from attnviz.transfer import result_array
+
+        self.arrays = [{kind: result_array(a.shape, device) for kind, a in item.items()} for item in self.arrays]
+
+    def add_device(
+        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: Any, copier: Any
+    ) -> None:
+        """``add`` for a tensor block: one direct copy per head (or of the head mean,
+        reduced on the device) into the final array."""
+        import torch
+
+        from attnviz.device_reduce import head_mean
+
+        rows = slice(row_start, row_start + block.shape[1])
+        target = torch.from_numpy(self.arrays[item][kind][self.layers[kind].index(layer)])
+        if self.mean:
+            copier.copy_into(target[rows], head_mean(block))
+            return
+        for position in range(block.shape[0]):  # each head's rows are contiguous in the target
+            copier.copy_into(target[position, rows], block[position])
+
+    def finish_device(self) -> None:
+        return None
 
 
 class VectorStore:
@@ -195,7 +244,8 @@ class NormStore:
 
     def __init__(self, raw: StoreHeads, normed: StoreHeads, model: Any) -> None:
         self.store, self.normed, self.model = raw, normed, model
-        self.lengths: dict[tuple[int, str, int], np.ndarray] = {}
+        self.lengths: dict[tuple[int, str, int], Any] = {}  # NumPy on CPU, tensors on the device path
+        self.on_device = False
 
     def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
         return self.store.heads_for(kind, layer)
@@ -218,6 +268,11 @@ class NormStore:
                 f"norm-based attention needs a plain linear output projection, which '{type(module).__name__}' lacks",
                 hint="use the raw attention weights for this model",
             )
+        if self.on_device:
+            from attnviz.device_reduce import norm_lengths
+
+            self.lengths[(item, kind, layer)] = norm_lengths(value, weight, heads)  # stays on the device
+            return
         lengths = []
         for position, head in enumerate(heads):
             w = weight[:, head * head_dim : (head + 1) * head_dim].float()
@@ -230,6 +285,23 @@ class NormStore:
         lengths = self.lengths[(item, kind, layer)]  # [heads, keys]
         self.store.add(item, kind, layer, heads, row_start, block)
         self.normed.add(item, kind, layer, heads, row_start, block * lengths[:, None, :])
+
+    def use_device(self, device: Any) -> None:
+        self.on_device = True
+        self.store.use_device(device)
+        self.normed.use_device(device)
+
+    def add_device(
+        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: Any, copier: Any
+    ) -> None:
+        from attnviz.device_reduce import norm_weighted
+
+        lengths = self.lengths[(item, kind, layer)]
+        self.store.add_device(item, kind, layer, heads, row_start, block, copier)
+        self.normed.add_device(item, kind, layer, heads, row_start, norm_weighted(block, lengths), copier)
+
+    def finish_device(self) -> None:
+        return None
 
 
 class StatisticsSink:
@@ -244,6 +316,7 @@ class StatisticsSink:
         self.layer_index = {layer: i for i, layer in enumerate(stats.layer_ids)}
         self.head_index = {head: i for i, head in enumerate(stats.head_ids)}
         self.items: list[tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.device_sums: Any = None  # a DeviceStatistics on the device path
         from attnviz.analysis.stats import STATISTICS
 
         for name in (*STATISTICS, "_log_keys"):
@@ -295,6 +368,9 @@ class StatisticsSink:
 
     def restore(self, saved: Any) -> None:
         self.stats.sums, self.stats.counts, self.stats.texts = saved[0], saved[1], saved[2]
+        if self.device_sums is not None:
+            self.device_sums.stats = self.stats
+            self.device_sums.discard()  # sums of the failed pass still on the device
 
     def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
         if kind != self.stats.kind or layer not in self.layer_index:
@@ -320,3 +396,39 @@ class StatisticsSink:
         hi = [self.head_index[h] for h in heads]
         for name, values in sums.items():
             self.stats.sums[name][li, hi] += values
+
+    def use_device(self, device: Any) -> None:
+        from attnviz.device_reduce import DeviceStatistics
+
+        if self.device_sums is None or self.device_sums.device != device:
+            self.device_sums = DeviceStatistics(self.stats, device)
+        self.device_sums.stats = self.stats
+
+    def add_device(
+        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: Any, copier: Any
+    ) -> None:
+        """``add`` on the device: the same selection and renormalisation, the sums kept
+        there until :meth:`finish_device`."""
+        import torch
+
+        from attnviz import device_reduce
+
+        keep, rank, separator, punctuation = self.items[item]
+        rows = np.arange(row_start, row_start + block.shape[1])
+        if keep is not None:
+            chosen = keep[rows]
+            rows = rows[chosen]
+            if not rows.size:
+                return
+            picked_rows = torch.as_tensor(np.flatnonzero(chosen), device=block.device)
+            picked_keys = torch.as_tensor(np.flatnonzero(keep), device=block.device)
+            block = device_reduce.renormalised_rows(block.index_select(1, picked_rows).index_select(2, picked_keys))
+        sums = device_reduce.row_sums(block, rank[rows], separator, punctuation)
+        if self.device_sums is None:
+            self.use_device(block.device)
+        self.device_sums.add(self.layer_index[layer], [self.head_index[h] for h in heads], sums)
+
+    def finish_device(self) -> None:
+        """The pass's sums, from the device into ``stats`` (a few numbers per head)."""
+        if self.device_sums is not None:
+            self.device_sums.flush()

@@ -176,7 +176,8 @@ class ChunkCopier:
         """Copy ``source`` into ``target`` (a host tensor of the same shape, pinned for a
         non-blocking copy, typically a view of the final result array). ``target`` may be
         read only after :meth:`flush`."""
-        self.backend.copy(target, source.detach().to(target.dtype))
+        # made contiguous on the compute stream, so the side stream copies one dense block
+        self.backend.copy(target, source.detach().to(target.dtype).contiguous())
         self.direct.append(self.backend.record())
 
     def flush(self) -> None:
@@ -198,10 +199,11 @@ class ChunkCopier:
         self.direct.clear()
 
 
-def pinned_zeros(shape: tuple[int, ...], device: torch.device | str) -> np.ndarray:
-    """A float32 zero array for results copied from ``device``: backed by pinned host
-    memory when ``device`` is CUDA (so :meth:`ChunkCopier.copy_into` is a direct,
-    non-blocking copy), an ordinary NumPy array otherwise."""
+def result_array(shape: tuple[int, ...], device: torch.device | str) -> np.ndarray:
+    """A float32 array for results copied from ``device``: on CUDA backed by pinned host
+    memory, so :meth:`ChunkCopier.copy_into` is a direct, non-blocking copy, and left
+    uninitialised (zeroing 8 GiB costs more than the copy; a capture pass overwrites every
+    element); elsewhere ordinary NumPy zeros."""
     if torch.device(device).type == "cuda":
-        return torch.zeros(shape, dtype=torch.float32, pin_memory=True).numpy()
+        return torch.empty(shape, dtype=torch.float32, pin_memory=True).numpy()
     return np.zeros(shape, dtype=np.float32)

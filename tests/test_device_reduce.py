@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from attnviz import device_reduce
 from attnviz.analysis.compare import js_divergence_rows
 from attnviz.analysis.stats import STATISTICS, HeadStatistics, row_sums
+from attnviz.extraction import TextInput
 
 
 def attention(shape: tuple[int, ...], seed: int, zeros: bool = False) -> np.ndarray:
@@ -117,3 +120,127 @@ def test_device_statistics_flush_adds_to_the_host_sums() -> None:
     kept.discard()
     kept.flush()
     np.testing.assert_array_equal(stats.sums["self"][0], np.ones(3))
+
+
+# -- the capture's device path, run on CPU tensors with a deferred copy backend ------------
+TEXTS = ["the cat sat on the mat.", "the dog", "a dog ran in the park, and the cat watched it go."]
+
+
+class DeferredCopies:
+    """Copies land only when waited for, as on a side stream."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.count = 0
+        self.staged = 0
+
+    def empty_host(self, numel: int) -> torch.Tensor:
+        return torch.full((numel,), float("nan"))
+
+    def copy(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+        self.count += 1
+        self.queue.append((self.count, dst, src.clone()))
+
+    def record(self) -> int:
+        return self.count
+
+    def wait(self, marker: int) -> None:
+        while self.queue and self.queue[0][0] <= marker:
+            _, dst, src = self.queue.pop(0)
+            dst.copy_(src)
+
+
+def on_device_path(run: Any) -> tuple[Any, DeferredCopies]:
+    from attnviz.capture import device_reductions
+    from attnviz.transfer import ChunkCopier
+
+    backend = DeferredCopies()
+    with device_reductions(ChunkCopier(backend)):
+        return run(), backend
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2", "t5"])
+@pytest.mark.parametrize("mean", [False, True])
+def test_kept_heads_through_the_device_path_equal_the_host_path(loaded_models: Any, name: str, mean: bool) -> None:
+    from attnviz.extraction import Extractor
+
+    extractor = Extractor(loaded_models[name], head_mean=mean, chunk_bytes=700)  # several chunks per layer
+    encoded = [extractor.encode(TextInput(t)) for t in TEXTS]
+    expected = extractor.run_batch(encoded)
+    got, backend = on_device_path(lambda: extractor.run_batch(encoded))
+    assert backend.count > 0 and not backend.queue  # copies were made, and all landed
+    for a, b in zip(got, expected):
+        assert set(a.attentions) == set(b.attentions)
+        for kind in b.attentions:
+            if mean:  # float64 means summed in another order: equal to float32 rounding
+                np.testing.assert_allclose(a.attentions[kind], b.attentions[kind], rtol=1e-6, atol=1e-8)
+            else:
+                np.testing.assert_array_equal(a.attentions[kind], b.attentions[kind])
+
+
+def test_norm_weights_through_the_device_path_equal_the_host_path(loaded_models: Any) -> None:
+    from attnviz.extraction import Extractor
+
+    extractor = Extractor(loaded_models["bert"], norms=True)
+    encoded = [extractor.encode(TextInput(t)) for t in TEXTS]
+    expected = extractor.run_batch(encoded)
+    got, _ = on_device_path(lambda: extractor.run_batch(encoded))
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a.attentions["encoder"], b.attentions["encoder"])
+        np.testing.assert_allclose(a.derived["norm"], b.derived["norm"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("no_special", [False, True])
+@pytest.mark.parametrize("name", ["bert", "gpt2"])
+def test_statistics_summed_on_the_device_equal_numpy(
+    loaded_models: Any, name: str, no_special: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attnviz.analysis.stats import stream_statistics
+    from attnviz.extraction import Extractor
+    from attnviz.sinks import StatisticsSink
+
+    extractor = Extractor(loaded_models[name], chunk_bytes=500)
+    expected = stream_statistics(extractor, TEXTS, no_special=no_special, batch_size=2)
+
+    def host_add(*args: Any) -> None:
+        raise AssertionError("a block reached the host")
+
+    monkeypatch.setattr(StatisticsSink, "add", host_add)
+    got, backend = on_device_path(lambda: stream_statistics(extractor, TEXTS, no_special=no_special, batch_size=2))
+    assert backend.count == 0  # no probabilities copied: only the sums, once per batch
+    for name_ in expected.sums:
+        np.testing.assert_allclose(got.sums[name_], expected.sums[name_], rtol=1e-12, atol=1e-12, err_msg=name_)
+        np.testing.assert_array_equal(got.counts[name_], expected.counts[name_])
+    assert (got.labels() == expected.labels()).all()
+
+
+class Recorder:
+    """A host-only sink (no ``add_device``): its blocks go through the pinned ring."""
+
+    def __init__(self, layers: int, heads: int) -> None:
+        self.layers, self.heads = layers, heads
+        self.blocks: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def begin(self, encoded: list[Any]) -> None:
+        self.blocks = {}
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return (1, 0) if layer < self.layers else ()
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        assert not np.isnan(block).any()  # never read before its copy landed
+        self.blocks[(item, layer, row_start)] = block.copy()
+
+
+def test_host_sinks_get_their_blocks_through_the_pinned_ring(loaded_models: Any) -> None:
+    from attnviz.extraction import Extractor
+
+    extractor = Extractor(loaded_models["bert"], chunk_bytes=300)
+    encoded = [extractor.encode(TextInput(t)) for t in TEXTS]
+    expected, got = Recorder(2, 2), Recorder(2, 2)
+    extractor.reduce_batch(encoded, expected)
+    _, backend = on_device_path(lambda: extractor.reduce_batch(encoded, got))
+    assert len(expected.blocks) > 3 * 2  # several chunks per layer and input
+    assert got.blocks.keys() == expected.blocks.keys()
+    for key, block in expected.blocks.items():
+        np.testing.assert_array_equal(got.blocks[key], block)

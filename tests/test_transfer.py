@@ -13,7 +13,7 @@ from attnviz.transfer import (
     ChunkCopier,
     SyncBackend,
     chunk_bytes_for,
-    pinned_zeros,
+    result_array,
 )
 
 
@@ -131,7 +131,7 @@ def test_the_cpu_backend_is_plain_cpu_numpy() -> None:
     copier.stage(chunk, lambda array: seen.append(array.copy()))
     copier.flush()
     np.testing.assert_array_equal(seen[0], chunk.cpu().numpy())
-    assert isinstance(pinned_zeros((2, 2), "cpu"), np.ndarray)
+    assert isinstance(result_array((2, 2), "cpu"), np.ndarray)
 
 
 @pytest.mark.parametrize(
