@@ -15,6 +15,7 @@ from attnviz.cli.compare import compare
 from attnviz.cli.export import export
 from attnviz.cli.info import info
 from attnviz.cli.render import render
+from attnviz.cli.serve import serve
 from attnviz.cli.show import show
 from attnviz.cli.stats import stats
 
@@ -54,6 +55,7 @@ app.command()(stats)
 app.command()(compare)
 app.command()(render)
 app.command()(info)
+app.command()(serve)
 
 
 def main() -> None:

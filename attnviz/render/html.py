@@ -30,6 +30,14 @@ from attnviz.result import AttentionResult, kind_axes
 UINT16_BUDGET = 8_000_000
 
 
+#: The static page's policy: nothing but its own inline script and styles and data: images.
+STATIC_POLICY = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
+#: The served page's: the same, plus fetches to the server that sent it.
+SERVED_POLICY = STATIC_POLICY + "; connect-src 'self'"
+#: Milliseconds the served page waits after the last keystroke before asking the server.
+DEBOUNCE_MS = 150
+
+
 @lru_cache(maxsize=1)
 def _template() -> tuple[str, str, str]:
     folder = resources.files("attnviz.render") / "templates"
@@ -38,6 +46,35 @@ def _template() -> tuple[str, str, str]:
         (folder / "page.css").read_text(encoding="utf-8"),
         (folder / "page.js").read_text(encoding="utf-8"),
     )
+
+
+@lru_cache(maxsize=1)
+def _serve_template() -> tuple[str, str]:
+    folder = resources.files("attnviz.render") / "templates"
+    return (folder / "serve.html").read_text(encoding="utf-8"), (folder / "serve.js").read_text(encoding="utf-8")
+
+
+def _assemble(data: dict[str, Any], *, served: bool = False) -> str:
+    page, css, script = _template()
+    form = ""
+    if served:
+        form, serve_script = _serve_template()
+        script = script + "\n" + serve_script
+        policy = f'content="{STATIC_POLICY}"'
+        if policy not in page:  # the template and this module must agree on the policy
+            raise RuntimeError("the page template's Content-Security-Policy changed")
+        page = page.replace(policy, f'content="{SERVED_POLICY}"')
+    document = page.replace("<!--ATTNVIZ_SERVE-->", form)
+    document = document.replace("/*ATTNVIZ_CSS*/", css).replace("/*ATTNVIZ_JS*/", script)
+    return document.replace("ATTNVIZ_DATA", _json_for_script(data))
+
+
+def render_serve_page(models: dict[str, Any]) -> str:
+    """The page `attnviz serve` sends: today's page plus a text box, pair/target boxes and a
+    model picker; its data comes from the server (``models`` is the pool's description:
+    ``{"models": [...], "failed": [...]}``)."""
+    data = {"schema": "attnviz-page/1", "kinds": {}, "serve": {**models, "debounce_ms": DEBOUNCE_MS}}
+    return _assemble(data, served=True)
 
 
 def _pack(array: np.ndarray, bits: int) -> str:
@@ -136,13 +173,11 @@ def render_html(result: AttentionResult, *, inline: bool = False) -> str:
     """The page as a string. ``inline=True`` wraps it in an ``<iframe srcdoc>`` for Jupyter,
     so its script and styles stay isolated from the notebook; the frame takes the height the
     page reports, and an untrusted notebook shows :data:`UNTRUSTED_NOTE` instead of a blank."""
-    page, css, script = _template()
     data = page_data(result)
     frame = f"attnviz-{uuid.uuid4().hex[:12]}" if inline else None
     if frame:
         data["frame"] = frame
-    document = page.replace("/*ATTNVIZ_CSS*/", css).replace("/*ATTNVIZ_JS*/", script)
-    document = document.replace("ATTNVIZ_DATA", _json_for_script(data))
+    document = _assemble(data)
     if not inline:
         return document
     return (

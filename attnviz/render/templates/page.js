@@ -1,11 +1,14 @@
 "use strict";
 (() => {
-  const DATA = JSON.parse(document.getElementById("attnviz-data").textContent);
+  let DATA = JSON.parse(document.getElementById("attnviz-data").textContent);
+  // Served by `attnviz serve`: the data arrives (and is replaced) through load(), and the
+  // neuron view's vectors are fetched when that view is picked.
+  const SERVED = Boolean(DATA.serve);
   const $ = (id) => document.getElementById(id);
   const ROW = 20;               // px per token row in the head view
   const MIN_LINE = 0.01;        // lines below this weight are not drawn
   const HEAD_COLORS = (n) => Array.from({ length: n }, (_, i) => `hsl(${Math.round((360 * i) / n)}, 70%, 45%)`);
-  const scaleOf = DATA.bits === 16 ? 65535 : 255;
+  let scaleOf = DATA.bits === 16 ? 65535 : 255;
   const state = { view: "head", kind: null, layer: 0, head: "all", segment: "all", hoverQuery: null, hoverKey: null, hidden: new Set(), query: null };
   const decoded = {};           // kind -> { maps: Uint8Array|Uint16Array, rollout }
 
@@ -80,21 +83,33 @@
     select.value = String(value);
   }
 
-  function setupControls() {
+  // The data's kinds, layers and heads into the pickers; ``first``: the page's opening state.
+  function adoptData(first) {
     const kinds = Object.keys(DATA.kinds);
-    state.kind = kinds[0];
-    // a page made for the neuron view (one head, with its vectors) opens on it
-    const first = DATA.kinds[state.kind];
-    if (first.vectors && first.shape[0] === 1 && first.shape[1] === 1) { state.view = "neuron"; state.head = 0; $("view").value = "neuron"; }
-    // every head's lines at once is unreadable (and slow) for long texts: start with the mean
-    if (DATA.kinds[state.kind].shape[2] > 150) state.head = "mean";
+    if (!kinds.includes(state.kind)) {
+      if (state.kind !== null) state.layer = 0;   // another model's kind: its layers differ
+      state.kind = kinds[0];
+    }
+    const opened = DATA.kinds[state.kind];
+    if (first) {
+      // a page made for the neuron view (one head, with its vectors) opens on it
+      if (opened.vectors && opened.shape[0] === 1 && opened.shape[1] === 1) { state.view = "neuron"; state.head = 0; $("view").value = "neuron"; }
+      // every head's lines at once is unreadable (and slow) for long texts: start with the mean
+      if (opened.shape[2] > 150) state.head = "mean";
+    }
+    if (state.hidden.size && [...state.hidden].some((h) => h >= opened.shape[1])) state.hidden = new Set();
     fillSelect($("kind"), kinds.map((k) => [k, k === "cross" ? "cross (decoder → encoder)" : k]), state.kind);
     $("kind-label").hidden = kinds.length < 2;
     const hasPair = DATA.pair !== null && DATA.pair !== undefined;
     $("segment-label").hidden = !hasPair;
+    if (!hasPair) state.segment = "all";
+    $("segment").value = state.segment;
     refreshLayerHead();
-    $("view").addEventListener("change", () => { state.view = $("view").value; refreshLayerHead(); draw(); });
-    $("kind").addEventListener("change", () => { state.kind = $("kind").value; state.layer = 0; refreshLayerHead(); draw(); });
+  }
+
+  function setupControls() {
+    $("view").addEventListener("change", () => { state.view = $("view").value; api.draw(); });
+    $("kind").addEventListener("change", () => { state.kind = $("kind").value; state.layer = 0; api.draw(); });
     $("layer").addEventListener("change", () => { state.layer = Number($("layer").value); draw(); });
     $("head").addEventListener("change", () => { const v = $("head").value; state.head = v === "all" || v === "mean" ? v : Number(v); draw(); });
     $("segment").addEventListener("change", () => { state.segment = $("segment").value; draw(); });
@@ -114,8 +129,8 @@
     const rolloutOption = $("view").querySelector('option[value="rollout"]');
     rolloutOption.disabled = !k.rollout;
     const neuronOption = $("view").querySelector('option[value="neuron"]');
-    neuronOption.disabled = !k.vectors;
-    if (state.view === "neuron" && !k.vectors) { state.view = "head"; $("view").value = "head"; }
+    neuronOption.disabled = !k.vectors && !SERVED;
+    if (state.view === "neuron" && !k.vectors && !SERVED) { state.view = "head"; $("view").value = "head"; }
     if (state.view === "neuron" && (value === "all" || value === "mean")) { state.head = 0; $("head").value = "0"; }
     if (state.view === "rollout" && !k.rollout) { state.view = "matrix"; $("view").value = "matrix"; }
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
@@ -446,7 +461,9 @@
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
     $("layer-label").hidden = state.view === "grid";  // the grid shows every layer: no picker
     const layerId = k.layers[state.layer];
-    if (state.view === "head") {
+    if (state.view === "neuron" && !k.vectors) {
+      $("neuron-view").hidden = true;   // served: the vectors are on their way (see serve.js)
+    } else if (state.view === "head") {
       drawHeadView();
     } else if (state.view === "matrix") {
       const headName = state.head === "mean" ? "mean of heads" : `head ${k.heads[state.head]}`;
@@ -462,6 +479,7 @@
     document.body.dataset.layer = String(state.layer);
     document.body.dataset.head = String(state.head);
     reportHeight();
+    if (api.changed) api.changed();
   }
 
   // Inline in Jupyter the page lives in a sandboxed iframe: tell the notebook its height,
@@ -474,6 +492,7 @@
 
   function showMeta() {
     const meta = $("meta");
+    meta.replaceChildren();
     const add = (name, value) => { if (value !== null && value !== undefined && value !== "") meta.append(el("dt", {}, name), el("dd", {}, value)); };
     add("model", `${DATA.model} (${DATA.family})`);
     add("text", DATA.text);
@@ -482,22 +501,55 @@
     if (DATA.transforms.length) add("transforms", DATA.transforms.join(", "));
     document.title = `attnviz · ${DATA.model}`;
     const precision = DATA.bits === 16 ? "16-bit (±0.00001)" : "8-bit (±0.002)";
-    $("footer").textContent = `Made by attnviz. Layers and heads are 0-based. Weights stored at ${precision} precision. Works offline: this file makes no network request.`;
+    $("footer").textContent = SERVED
+      ? `Served by attnviz serve. Layers and heads are 0-based. Weights sent at ${precision} precision. The page talks only to this server.`
+      : `Made by attnviz. Layers and heads are 0-based. Weights stored at ${precision} precision. Works offline: this file makes no network request.`;
   }
 
-  async function main() {
-    showMeta();
+  async function decodeAll() {
+    const fresh = {};
     for (const [kind, k] of Object.entries(DATA.kinds)) {
-      decoded[kind] = { maps: await inflate(k.data), rollout: k.rollout ? await inflate(k.rollout) : null };
-      if (k.vectors) decoded[kind].vectors = { query: await inflateFloats(k.vectors.query), key: await inflateFloats(k.vectors.key) };
+      fresh[kind] = { maps: await inflate(k.data), rollout: k.rollout ? await inflate(k.rollout) : null };
+      if (k.vectors) fresh[kind].vectors = { query: await inflateFloats(k.vectors.query), key: await inflateFloats(k.vectors.key) };
     }
+    for (const kind of Object.keys(decoded)) delete decoded[kind];
+    Object.assign(decoded, fresh);
+  }
+
+  let drawnOnce = false;
+  // What serve.js uses: replace the data and redraw, keeping the view, layer and head
+  // where the new data has them; ``changed`` is called after every draw.
+  const api = {
+    state,
+    data: () => DATA,
+    async load(document_) {
+      const first = !drawnOnce;
+      const previous = DATA;
+      DATA = document_;
+      scaleOf = DATA.bits === 16 ? 65535 : 255;
+      try { await decodeAll(); } catch (error) { DATA = previous; throw error; }
+      showMeta();
+      adoptData(first);
+      $("status").hidden = true;
+      draw();
+      drawnOnce = true;
+      document.body.dataset.ready = "1";
+    },
+    draw: () => { if (Object.keys(DATA.kinds || {}).length) { refreshLayerHead(); draw(); } },
+    changed: null,
+  };
+
+  async function main() {
     setupControls();
     $("matrix").addEventListener("mousemove", onMatrixMove);
     let resizing = null;
-    window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(draw, 120); });
-    $("status").hidden = true;
-    draw();
-    document.body.dataset.ready = "1";
+    window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => api.draw(), 120); });
+    if (SERVED) {
+      window.attnvizPage = api;
+      $("status").textContent = "type some text";
+      return;
+    }
+    await api.load(DATA);
   }
 
   main().catch((error) => {
