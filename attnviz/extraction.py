@@ -524,6 +524,7 @@ def extract(
     head_mean: bool = False,
     vectors: bool = False,
     norms: bool = False,
+    view: str | None = None,
 ) -> AttentionResult:
     """Extract the attention of one text: every layer and head, or only ``layers`` and
     ``heads`` (0-based: an int, a sequence, a slice, or a string such as ``"2-4"``).
@@ -532,9 +533,18 @@ def extract(
     the dot product (``result.vectors``, for the neuron view); ``norms`` the norm-based
     weights of Kobayashi et al. (``result.derived["norm"]``, ``result.norm_weights()``).
 
+    ``view``: also compute what that view needs (:func:`attnviz.plan.plan_views`: the
+    neuron view's vectors, the norm view's weights, only the head mean for mean, rollout and
+    flow).
+
     ``model`` is an alias (default ``minilm``, bundled), a hub id, a local directory or an
     already :func:`~attnviz.models.load_model`-ed model (reuse it for many texts).
     """
+    if view is not None:
+        from attnviz.plan import normalise_view, plan_views
+
+        needs = plan_views(normalise_view(view))
+        head_mean, vectors, norms = head_mean or needs.head_mean, vectors or needs.vectors, norms or needs.norms
     extractor = _extractor(
         model,
         device,

@@ -9,7 +9,7 @@ distances; the tree is cut into ``k`` flat clusters, by default ``round(sqrt(hea
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,15 +112,31 @@ class HeadDistances:
         }
 
 
+class DistanceTap:
+    """Adds every result that passes through it to head distances, so one pass over a
+    corpus can feed another reduction too (``stats --cluster``: statistics and distances).
+    ``distances`` is None until the first result."""
+
+    def __init__(self, kind: str | None = None) -> None:
+        self.kind = kind
+        self.distances: HeadDistances | None = None
+
+    def __call__(self, results: Iterable[AttentionResult]) -> Iterator[AttentionResult]:
+        for result in results:
+            chosen = self.kind or result.default_kind
+            if self.distances is None:
+                self.distances = HeadDistances(
+                    result.model, chosen, list(result.layer_ids[chosen]), list(result.head_ids[chosen])
+                )
+            self.distances.add(result)
+            yield result
+
+
 def head_distances(results: Iterable[AttentionResult], kind: str | None = None) -> HeadDistances:
-    distances: HeadDistances | None = None
-    for result in results:
-        chosen = kind or result.default_kind
-        if distances is None:
-            distances = HeadDistances(
-                result.model, chosen, list(result.layer_ids[chosen]), list(result.head_ids[chosen])
-            )
-        distances.add(result)
-    if distances is None:
+    """Jensen-Shannon distances between the heads of ``kind``, pooled over ``results``."""
+    tap = DistanceTap(kind)
+    for _ in tap(results):
+        pass
+    if tap.distances is None:
         raise InputError("no texts to compare heads over")
-    return distances
+    return tap.distances

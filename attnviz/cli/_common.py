@@ -62,19 +62,8 @@ def report_problems(problems: list[str]) -> None:
 
 
 def refuse_early(model: Any, revision: Any, layer: Any, head: Any, view: str | None = None) -> None:
-    """Check ``--layer``, ``--head`` and ``--view`` against the model's config.json before
-    torch and transformers are imported or any weights are read (a no-op when the config
-    is not at hand: the full load checks again)."""
-    from attnviz.models import peek_counts
-    from attnviz.transforms import parse_index_spec
+    """Check ``--layer``, ``--head`` and ``--view`` before any weights are read
+    (:func:`attnviz.plan.check_early`)."""
+    from attnviz.plan import check_early
 
-    counts = peek_counts(model, revision)
-    if counts is None:
-        return
-    for n_layers, n_heads in counts.values():
-        layers = parse_index_spec(layer, n_layers, "layer")
-        heads = parse_index_spec(head, n_heads, "head")
-        if view is not None and view != "auto":
-            from attnviz.render.views import check_view_shape
-
-            check_view_shape(view, len(layers), len(heads))
+    check_early(model, revision, layer, head, view)

@@ -20,7 +20,7 @@ def debug_enabled() -> bool:
 
 
 #: Library parameters whose flag is not ``--`` + the name with dashes.
-FLAGS: dict[str, str] = {"output": "-o"}
+FLAGS: dict[str, str] = {"output": "-o", "out_dir": "-o", "views": "--view", "formats": "--format"}
 
 
 def flag(option: str) -> str:

@@ -16,9 +16,9 @@ def check_output_path(out: Any, view: str) -> None:
     """Reject an unknown view, output type or unwritable path before any model is loaded."""
     from attnviz.io import check_writable
     from attnviz.outputs import output_kind
-    from attnviz.render.views import resolve_view
+    from attnviz.plan import normalise_view
 
-    resolve_view(view, 2, 2)
+    normalise_view(view)
     if out is not None:
         output_kind(out)
         check_writable(out)
@@ -39,36 +39,29 @@ def present(
     query: int | None = None,
     norm: bool = False,
 ) -> None:
-    """Transform a result as asked, then write -o, print --json, or draw in the terminal
-    (shared by `show` and `render`). ``view="norm"`` (or ``norm``) draws norm-based weights;
-    ``view="neuron"`` the breakdown of one head for query token ``query``."""
-    from attnviz.render.views import resolve_view
-    from attnviz.transforms import apply_transforms
+    """Transform a result as asked (:func:`attnviz.plan.prepare_view`), then write -o, print
+    --json, or draw in the terminal (shared by `show` and `render`). ``view`` is normalised
+    (:func:`attnviz.plan.normalise_view`); ``"neuron"`` draws the breakdown of one head for
+    query token ``query``."""
+    from attnviz.plan import prepare_view
 
     if kind is not None:
         raw.array(kind)
-    if (view or "auto").lower() == "neuron":
+    if view == "neuron":
         present_neuron(raw, kind=kind, layer=layer, head=head, out=out, json_output=json_output, query=query)
         return
-    if norm or (view or "auto").lower() == "norm":
-        if out is not None and _is_data(out) and (view or "auto").lower() == "norm":
-            data = apply_transforms(raw, layers=layer, heads=head, words=words, no_special=no_special)
-            if "norm" in data.derived:  # raw attention plus the array `norm`, as extracted
-                data.save(out)
-                note(f"wrote {out}")
-                return
-        raw = raw.norm_weights()
-        view = "auto" if (view or "auto").lower() == "norm" else view
-    result = apply_transforms(raw, layers=layer, heads=head, words=words, no_special=no_special)
-    chosen_kind = kind or result.default_kind
-    array = result.array(chosen_kind)
-    resolved = resolve_view(view, array.shape[0], array.shape[1])
-    if no_special and resolved in ("rollout", "flow") and chosen_kind != "cross":
-        # rollout and flow follow the raw attention ([CLS]/[SEP] included); only the display hides them
-        from attnviz.outputs import raw_derived_without_special
+    if view == "norm" and out is not None and _is_data(out):
+        from attnviz.transforms import apply_transforms
 
-        base = apply_transforms(raw, layers=layer, heads=head, words=words)
-        result = raw_derived_without_special(base, result, resolved, chosen_kind)
+        data = apply_transforms(raw, layers=layer, heads=head, words=words, no_special=no_special)
+        if "norm" in data.derived:  # raw attention plus the array `norm`, as extracted
+            data.save(out)
+            note(f"wrote {out}")
+            return
+    prepared = prepare_view(
+        raw, view, kind=kind, layers=layer, heads=head, words=words, no_special=no_special, norm=norm
+    )
+    result, chosen_kind, resolved = prepared.result, prepared.kind, prepared.view
     written = None
     if out is not None:
         from attnviz.outputs import write_output
@@ -78,7 +71,8 @@ def present(
     if json_output:
         print(json.dumps(summary_document(result, chosen_kind, resolved, written), ensure_ascii=False))
     elif out is None:
-        print_terminal(result, chosen_kind, resolved, requested=view, cmap=cmap)
+        # the norm view is laid out as auto would be, so it may fall back as auto does
+        print_terminal(result, chosen_kind, resolved, requested="auto" if view == "norm" else view, cmap=cmap)
 
 
 def _is_data(out: Any) -> bool:
@@ -163,4 +157,4 @@ def print_terminal(
 ) -> None:
     from attnviz.render.terminal import print_view
 
-    print_view(result, kind, view, stdout_console(), requested=(requested or "auto").lower(), cmap=cmap)
+    print_view(result, kind, view, stdout_console(), requested=requested, cmap=cmap)

@@ -76,8 +76,6 @@ def compare(
     from attnviz.cli._common import gather_inputs, report_problems
     from attnviz.cli._output import note
     from attnviz.errors import SelectionError
-    from attnviz.extraction import Extractor
-    from attnviz.models import load_model
     from attnviz.transforms import apply_transforms
 
     if len(models) != 2:
@@ -92,19 +90,23 @@ def compare(
         raise SelectionError("no usable text in the input")
     revs: list[str | None] = list(revisions) if revisions else [None, None]
     revs = revs * 2 if len(revs) == 1 else revs
+    from attnviz.plan import check_early, open_extractor
+
+    for spec, revision in zip(models, revs):  # both models are checked before either loads
+        check_early(spec, revision, layer, head)
     extractors = []
-    from attnviz.cli._output import quiet_unless
-
-    quiet_unless(verbose)
-    from attnviz.cli._common import refuse_early
-
     for spec, revision in zip(models, revs):
-        refuse_early(spec, revision, layer, head)
-    for spec, revision in zip(models, revs):
-        loaded = load_model(
-            spec, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
+        extractor = open_extractor(
+            spec,
+            revision=revision,
+            layers=layer,
+            heads=head,
+            truncate=not no_truncate,
+            verbose=verbose,
+            quiet=not verbose,
+            device=device,
+            trust_remote_code=trust_remote_code,
         )
-        extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
         for message in extractor.notes:
             note(f"note: {message}")
         extractors.append(extractor)

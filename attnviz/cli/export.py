@@ -113,14 +113,18 @@ def export(
         from attnviz.inputs import open_input
 
         open_input(file)[0].close()  # a missing file or a directory fails before the model loads
-    from attnviz.cli._common import refuse_early
-    from attnviz.cli._output import quiet_unless
-    from attnviz.models import load_model
+    from attnviz.plan import load_model_checked
 
-    refuse_early(model, revision, layer, head)
-
-    quiet_unless(verbose)
-    loaded = load_model(model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose)
+    loaded = load_model_checked(
+        model,
+        revision=revision,
+        layers=layer,
+        heads=head,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        verbose=verbose,
+        quiet=not verbose,
+    )
     from attnviz.safety import printable
 
     show_progress = not quiet and sys.stderr.isatty()

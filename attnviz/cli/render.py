@@ -49,9 +49,11 @@ def render(
     before inflating (--max-bytes), schema, shapes and finite values."""
     from attnviz.cli._output import warn
     from attnviz.cli._present import check_output_path, present
+    from attnviz.plan import normalise_view
     from attnviz.saved import load_checked, parse_size
     from attnviz.transforms import select_ids
 
+    view = normalise_view(view)
     check_output_path(out, view)
     check_cmap(cmap)
     loaded, problems = load_checked(saved, parse_size(max_bytes))

@@ -93,56 +93,41 @@ def show(
     text = read_text_argument(text)
     if not text.strip():
         raise InputError("the text is empty", hint='give some text, e.g. attnviz show "AI changes everything"')
-    check_output_path(out, view)
-    from attnviz.cli._common import refuse_early
     from attnviz.cli._options import check_cmap
+    from attnviz.outputs import output_kind
+    from attnviz.plan import normalise_view, open_extractor, plan_views
 
+    view = normalise_view(view)
+    check_output_path(out, view)
     check_cmap(cmap)
-
-    refuse_early(model, revision, layer, head, (view or "auto").lower())
-
-    from attnviz.extraction import Extractor, TextInput
-    from attnviz.models import load_model
-
+    # Only what is shown is computed (data files and pages keep every selected head).
+    plan = plan_views(
+        view, norm=norm, no_special=no_special, kind=kind, drawn=out is None or output_kind(out) == "image"
+    )
     spinner = stderr_console().status(f"loading {model}…") if sys.stderr.isatty() and not verbose else nullcontext()
     with spinner:
-        from attnviz.cli._output import quiet_unless
-
-        quiet_unless(verbose)
-        loaded = load_model(
+        extractor = open_extractor(
             model,
+            revision=revision,
+            layers=layer,
+            heads=head,
+            plan=plan,
+            truncate=not no_truncate,
+            verbose=verbose,
+            quiet=not verbose,
             device=device,
             dtype=dtype,
             device_map=device_map,
-            revision=revision,
             trust_remote_code=trust_remote_code,
-            verbose=verbose,
         )
-    # Only what is shown is computed: the selected layers and heads, and for views that
-    # average heads (without --no-special, which renormalises each head first) only the mean.
-    # Data files and pages keep every selected head (they carry the raw attention).
-    from attnviz.outputs import output_kind
-
-    drawn = out is None or output_kind(out) == "image"
-    view_name = (view or "auto").lower()
-    head_mean = drawn and view_name in ("mean", "rollout", "flow") and not no_special
-    extractor = Extractor(
-        loaded,
-        truncate=not no_truncate,
-        verbose=verbose,
-        layers=layer,
-        heads=head,
-        head_mean=head_mean,
-        vectors=view_name == "neuron",
-        norms=norm or view_name == "norm",
-        kinds=[kind] if kind and (norm or view_name in ("norm", "neuron")) else None,
-    )
     for message in extractor.notes:
         note(f"note: {message}")
+    from attnviz.encoding import TextInput
+
     raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
     if raw.truncated_tokens:
         warn(
-            f"the input was cut to the model's maximum of {loaded.max_length} tokens "
+            f"the input was cut to the model's maximum of {extractor.loaded.max_length} tokens "
             f"({raw.truncated_tokens} tokens dropped); use --no-truncate to fail instead"
         )
     present(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -101,25 +101,24 @@ def stats(
             raise SelectionError("--merge combines saved shards; do not also give TEXT or -f")
         result = merge_statistics(HeadStatistics.load(path) for path in merge)
     else:
-        from attnviz.extraction import Extractor
-        from attnviz.models import load_model
+        from attnviz.cli._output import note
+        from attnviz.plan import open_extractor
         from attnviz.transforms import apply_transforms
 
         items, problems = gather_inputs(text, file, encoding_errors=encoding_errors)
-        from attnviz.cli._output import quiet_unless
-
         if not items:
             raise SelectionError("no usable text in the input")
-        from attnviz.cli._common import refuse_early
-
-        refuse_early(model, revision, layer, head)
-        quiet_unless(verbose)
-        loaded = load_model(
-            model, device=device, revision=revision, trust_remote_code=trust_remote_code, verbose=verbose
+        extractor = open_extractor(
+            model,
+            revision=revision,
+            layers=layer,
+            heads=head,
+            truncate=not no_truncate,
+            verbose=verbose,
+            quiet=not verbose,
+            device=device,
+            trust_remote_code=trust_remote_code,
         )
-        extractor = Extractor(loaded, truncate=not no_truncate, verbose=verbose, layers=layer, heads=head)
-        from attnviz.cli._output import note
-
         for message in extractor.notes:
             note(f"note: {message}")
         if words or cluster:
@@ -129,22 +128,11 @@ def stats(
                 apply_transforms(r, words=word_rule(words, tokenizer_words), no_special=no_special)
                 for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
             )
-            if cluster:
-                from attnviz.analysis.clusters import HeadDistances
+            from attnviz.analysis.clusters import DistanceTap
 
-                def both(results: Any) -> Any:
-                    nonlocal distances
-                    for r in results:
-                        chosen = kind or r.default_kind
-                        if distances is None:
-                            distances = HeadDistances(
-                                r.model, chosen, list(r.layer_ids[chosen]), list(r.head_ids[chosen])
-                            )
-                        distances.add(r)
-                        yield r
-
-                results = both(results)
-            result = head_statistics(results, kind)
+            tap = DistanceTap(kind) if cluster else None
+            result = head_statistics(tap(results) if tap is not None else results, kind)
+            distances = tap.distances if tap is not None else None
         else:
             result = stream_statistics(
                 extractor,

@@ -40,17 +40,18 @@ class ExportOptions:
             if fmt not in EXPORT_FORMATS:
                 raise SelectionError(f"unknown format '{fmt}'", hint=f"choose from: {', '.join(EXPORT_FORMATS)}")
         if not self.views or not self.formats:
-            raise SelectionError("give at least one --view and one --format")
+            raise SelectionError("give at least one view and one format")
         if "norm" in self.views and (self.words or self.no_special):
             raise SelectionError(
-                "export --view norm draws the norm-based weights as extracted; it does not combine with "
-                "--words or --no-special",
-                hint="use show --norm for those, or export the norm view on its own",
+                "an export's norm view draws the norm-based weights as extracted; it does not combine with "
+                "{words} or {no_special}",
+                hint="show the norm-based weights one text at a time for those, or export the norm view on its own",
+                option=("words", "no_special"),
             )
         if self.resume and self.overwrite:
-            raise SelectionError("--resume and --overwrite contradict each other")
+            raise SelectionError("{resume} and {overwrite} contradict each other", option=("resume", "overwrite"))
         if self.batch_size < 1:
-            raise SelectionError("--batch-size must be at least 1")
+            raise SelectionError("{batch_size} must be at least 1", option="batch_size")
 
     def settings(self, model: str) -> dict[str, Any]:
         """The choices a resumed run must share with the run it continues."""

@@ -57,7 +57,7 @@ def export(
         )
     from attnviz.transforms import parse_index_spec
 
-    for kind in loaded.info.kinds:  # a bad --layer/--head is a usage error: fail before any output
+    for kind in loaded.info.kinds:  # a bad layer or head choice is a usage error: fail before any output
         parse_index_spec(options.layers, loaded.info.layers[kind], "layer")
         parse_index_spec(options.heads, loaded.info.heads[kind], "head")
     records = read_inputs(input_path, encoding_errors=options.encoding_errors)
@@ -80,7 +80,7 @@ class _ExportRun:
         on_progress: Callable[[ExportSummary], None] | None,
         on_warning: Callable[[str], None] | None,
     ) -> None:
-        from attnviz.extraction import Extractor
+        from attnviz.plan import open_extractor, plan_views
 
         self.loaded, self.options = loaded, options
         self.on_progress, self.on_warning = on_progress, on_warning
@@ -88,13 +88,10 @@ class _ExportRun:
         self.out_dir = Path(options.out_dir)
         self.summary = ExportSummary(out_dir=str(self.out_dir))
         self.manifest = ManifestWriter(self.out_dir / MANIFEST)
-        self.extractor = Extractor(
-            loaded,
-            truncate=options.truncate,
-            layers=options.layers,
-            heads=options.heads,
-            norms="norm" in options.views,
-            kinds=[options.kind] if options.kind and "norm" in options.views else None,
+        # every view is drawn from the same extraction, and data files carry every head
+        plan = plan_views(options.views, kind=options.kind, drawn=False)
+        self.extractor = open_extractor(
+            loaded, layers=options.layers, heads=options.heads, plan=plan, truncate=options.truncate
         )
         if on_warning is not None:
             for message in self.extractor.notes:
@@ -251,7 +248,9 @@ class _ExportRun:
             self.manifest.close()
         if summary.aborted:
             raise OutputWriteError(
-                summary.aborted, hint="free some space or choose another -o, then run again with --resume"
+                summary.aborted,
+                hint="free some space or choose another {out_dir}, then run again with {resume}",
+                option=("out_dir", "resume"),
             )
         return summary
 
