@@ -11,11 +11,12 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz.cli._errors import ErrorBoundaryGroup
+from attnviz.cli.attribute import attribute
 from attnviz.cli.compare import compare
 from attnviz.cli.export import export
+from attnviz.cli.faithfulness import faithfulness
 from attnviz.cli.info import info
 from attnviz.cli.render import render
-from attnviz.cli.serve import serve
 from attnviz.cli.show import show
 from attnviz.cli.stats import stats
 
@@ -55,7 +56,8 @@ app.command()(stats)
 app.command()(compare)
 app.command()(render)
 app.command()(info)
-app.command()(serve)
+app.command()(attribute)
+app.command()(faithfulness)
 
 
 def main() -> None:

@@ -1,0 +1,69 @@
+"""The faithfulness metrics on toy cases computed by hand (no model)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from attnviz.attribution import metrics
+
+
+@pytest.mark.parametrize(
+    ("fraction", "n", "expected"),
+    [(0.1, 7, 1), (0.2, 7, 2), (0.5, 7, 4), (0.5, 4, 2), (1.0, 3, 3), (0.3, 10, 3), (0.1, 30, 3)],
+)
+def test_token_count_is_the_ceiling_of_the_fraction_and_at_least_one(fraction, n, expected):
+    assert metrics.token_count(fraction, n) == expected
+
+
+def test_ranking_is_by_descending_score_over_the_candidates_with_ties_in_position_order():
+    scores = np.array([np.nan, 0.3, 0.9, 0.3, -1.0, np.nan])
+    candidates = np.array([False, True, True, True, True, False])
+    assert metrics.ranking(scores, candidates).tolist() == [2, 1, 3, 4]
+
+
+def test_removal_variants_remove_the_top_tokens_and_keep_only_them():
+    ids = [101, 5, 6, 7, 8, 102]
+    special = np.array([True, False, False, False, False, True])
+    order = np.array([3, 1, 4, 2])  # n = 4 non-special tokens
+    curve, keep = metrics.removal_variants(ids, special, order, 0)
+    assert curve.shape == (10, 6) and keep.shape == (3, 6)
+    # 10%, 20%: ceil(0.4), ceil(0.8) = 1 token; 50%: 2 tokens; 100%: all four
+    assert curve[0].tolist() == [101, 5, 6, 0, 8, 102]
+    assert curve[1].tolist() == [101, 5, 6, 0, 8, 102]
+    assert curve[4].tolist() == [101, 0, 6, 0, 8, 102]
+    assert curve[9].tolist() == [101, 0, 0, 0, 0, 102]
+    # sufficiency keeps the top k(f) and removes the other non-special tokens
+    assert keep[0].tolist() == [101, 0, 0, 7, 0, 102]
+    assert keep[2].tolist() == [101, 5, 0, 7, 0, 102]
+
+
+def test_comprehensiveness_sufficiency_and_aopc_by_hand():
+    assert metrics.comprehensiveness(1.0, np.array([0.8, 0.5])).tolist() == pytest.approx([0.2, 0.5])
+    assert metrics.sufficiency(2.0, np.array([1.5, 2.5])).tolist() == pytest.approx([0.5, -0.5])
+    assert metrics.aopc(1.0, np.array([0.8, 0.5])) == pytest.approx(0.35)
+
+
+def test_spearman_by_hand_with_and_without_ties():
+    # d = (0, 1, 1, 0): 1 - 6 * 2 / (4 * 15) = 0.8
+    assert metrics.spearman(np.array([1, 2, 3, 4]), np.array([1, 3, 2, 4])) == pytest.approx(0.8)
+    # ranks (1.5, 1.5, 3) vs (1, 2, 3): cov 1.5 / sqrt(1.5 * 2)
+    assert metrics.spearman(np.array([1, 1, 2]), np.array([1, 2, 3])) == pytest.approx(1.5 / math.sqrt(3))
+    # NaN (special) positions are dropped before ranking
+    assert metrics.spearman(np.array([np.nan, 3, 2, 1]), np.array([9, 1, 2, 3])) == pytest.approx(-1.0)
+    assert math.isnan(metrics.spearman(np.array([1, 1, 1]), np.array([1, 2, 3])))
+    assert math.isnan(metrics.spearman(np.array([1.0]), np.array([2.0])))
+
+
+def test_bootstrap_interval_by_hand():
+    # resampled means of (0, 1) are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4: the 2.5% and
+    # 97.5% quantiles are 0 and 1
+    assert metrics.bootstrap_interval([0.0, 1.0]) == (0.0, 1.0)
+    assert metrics.bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
+    assert metrics.bootstrap_interval([0.7, float("nan")]) == (0.7, 0.7)
+    low, high = metrics.bootstrap_interval([float("nan")])
+    assert math.isnan(low) and math.isnan(high)
+    low, high = metrics.bootstrap_interval(list(np.linspace(0, 1, 21)))
+    assert 0.3 < low < 0.5 < high < 0.7  # around the mean 0.5, sd of the mean ~0.07
