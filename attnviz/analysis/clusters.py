@@ -90,7 +90,9 @@ class HeadDistances:
 
         matrix = self.matrix
         if len(matrix) < 2:
-            raise SelectionError("clustering needs at least two heads", hint="select more with --layer/--head")
+            raise SelectionError(
+                "clustering needs at least two heads", hint="select more ({layer}, {head})", option=("layer", "head")
+            )
         return linkage(squareform(matrix, checks=False), method="complete")  # type: ignore[no-any-return]
 
     def clusters(self, count: int | None = None) -> np.ndarray:

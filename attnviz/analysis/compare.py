@@ -65,7 +65,8 @@ class Comparison:
         if x.shape[2:] != y.shape[2:] or _labels(a, self.kind) != _labels(b, self.kind):
             raise InputError(
                 f"the models tokenize '{_short(a.text)}' differently ({x.shape[-1]} vs {y.shape[-1]} tokens)",
-                hint="compare models with the same tokenizer, or pass --words to compare word by word",
+                hint="compare models with the same tokenizer, or compare word by word ({words})",
+                option="words",
             )
         shape = (len(self.layer_ids), len(self.head_ids))
         if self.js_sum is None or self.l1_sum is None or self.rows is None:

@@ -111,7 +111,8 @@ def check_square(shape: tuple[int, ...]) -> None:
     if len(shape) != 4 or shape[-1] != shape[-2]:
         raise SelectionError(
             "head statistics need square self-attention; cross attention has no positions to compare",
-            hint="use --kind encoder or --kind decoder",
+            hint="use {kind} encoder or {kind} decoder",
+            option="kind",
         )
 
 
@@ -166,7 +167,8 @@ class HeadStatistics:
             raise InputError(
                 f"cannot merge statistics of {other.model} ({other.kind}, {len(other.layer_ids)}x{len(other.head_ids)}) "
                 f"into {self.model} ({self.kind}, {len(self.layer_ids)}x{len(self.head_ids)})",
-                hint="merge shards computed with the same model, --kind, --layer and --head",
+                hint="merge shards computed with the same model, {kind}, {layer} and {head}",
+                option=("kind", "layer", "head"),
             )
         merged = HeadStatistics(
             self.model, self.kind, list(self.layer_ids), list(self.head_ids), self.texts + other.texts
@@ -244,7 +246,7 @@ class HeadStatistics:
         if document.get("schema") != STATS_SCHEMA:
             raise InputError(
                 f"not an attnviz statistics document (schema {document.get('schema')!r})",
-                hint="write one with attnviz stats --json > shard.json",
+                hint="write one with HeadStatistics.to_dict(), or the stats command's JSON output",
             )
         return cls(
             model=document["model"],
@@ -288,7 +290,7 @@ def merge_statistics(shards: Iterable[HeadStatistics]) -> HeadStatistics:
     for shard in shards:
         merged = shard if merged is None else merged.merge(shard)
     if merged is None:
-        raise InputError("nothing to merge", hint="pass statistics JSON files written by attnviz stats --json")
+        raise InputError("nothing to merge", hint="pass statistics JSON files written by the stats command")
     return merged
 
 
