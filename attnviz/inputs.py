@@ -19,6 +19,13 @@ from attnviz.errors import InputError
 
 ENCODING_ERRORS = ("strict", "replace")
 _BINARY_SNIFF = 8192
+_CHUNK = 1 << 16
+#: Longest input line read, in bytes: a longer line fails alone (its bytes are skipped, never
+#: held), so an endless line cannot exhaust memory. 8 MiB is over ten times the characters
+#: of the longest context of common models; callers pass less (the model's maximum length
+#: in characters times a margin) when they know it.
+MAX_LINE_BYTES = 8 << 20
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -33,14 +40,25 @@ class InputRecord:
     error: str | None = None
 
 
-def open_input(path: str | os.PathLike[str]) -> tuple[IO[bytes], str]:
+def check_input(path: str | os.PathLike[str]) -> None:
+    """Refuse a missing path or a directory without opening it: opening a FIFO to check it
+    would consume (and lose) what its writer sends, or wait for a writer."""
     if str(path) == "-":
-        return sys.stdin.buffer, "stdin"
+        return
     target = Path(path)
     if not target.exists():
         raise InputError(f"no such file: {target}", hint="check the path")
     if target.is_dir():
         raise InputError(f"{target} is a directory, not a text file", hint="pass a text or JSONL file, or - for stdin")
+
+
+def open_input(path: str | os.PathLike[str]) -> tuple[IO[bytes], str]:
+    if str(path) == "-":
+        if sys.stdin is None or getattr(sys.stdin, "buffer", None) is None:
+            raise InputError("standard input is closed", hint="pipe the text in, or give a file")
+        return sys.stdin.buffer, "stdin"
+    check_input(path)
+    target = Path(path)
     try:
         handle = open(target, "rb")  # noqa: SIM115 - closed by read_inputs
     except OSError as exc:
@@ -51,7 +69,52 @@ def open_input(path: str | os.PathLike[str]) -> tuple[IO[bytes], str]:
 def _is_jsonl(name: str, first_line: bytes) -> bool:
     if name.endswith((".jsonl", ".ndjson")):
         return True
-    return first_line.lstrip().startswith(b"{")
+    return first_line.removeprefix(_BOM).lstrip().startswith(b"{")
+
+
+def read_lines(handle: IO[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
+    """The lines of ``handle`` without their endings (``\\n``, ``\\r\\n`` or a lone ``\\r``, as
+    old Mac files end lines), read in chunks. A line longer than ``limit`` bytes yields
+    ``None`` and its bytes are skipped as they arrive, so memory stays bounded."""
+    buffer = b""
+    skipping = False  # inside a line already known to be too long
+    after_cr = False  # the previous chunk ended in \r: a leading \n belongs to it
+    while True:
+        chunk = handle.read(_CHUNK) if not hasattr(handle, "read1") else handle.read1(_CHUNK)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        if after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        after_cr = chunk.endswith(b"\r")
+        start = 0
+        while True:
+            cut = _next_break(chunk, start)
+            if cut < 0:
+                break
+            if skipping:
+                skipping = False
+            else:
+                line = buffer + chunk[start:cut]
+                yield line if len(line) <= limit else None
+            buffer = b""
+            start = cut + (2 if chunk[cut : cut + 2] == b"\r\n" else 1)
+        rest = chunk[start:]
+        if skipping:
+            continue
+        if len(buffer) + len(rest) > limit:
+            yield None
+            buffer, skipping = b"", True
+        else:
+            buffer += rest
+    if buffer and not skipping:
+        yield buffer
+
+
+def _next_break(chunk: bytes, start: int) -> int:
+    newline, carriage = chunk.find(b"\n", start), chunk.find(b"\r", start)
+    if newline < 0:
+        return carriage
+    return newline if carriage < 0 else min(newline, carriage)
 
 
 def _record_from_json(line_number: int, raw: str) -> InputRecord:
@@ -97,15 +160,19 @@ def read_inputs(
     path: str | os.PathLike[str],
     *,
     encoding_errors: str = "strict",
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[InputRecord]:
     """Yield one :class:`InputRecord` per non-blank line of ``path`` (``-`` for stdin).
 
     Raises :class:`InputError` for a missing file, a directory, an unreadable or binary file
     or one with no text at all. JSONL is detected by the extension or a first line starting
-    with ``{``.
+    with ``{`` (after a UTF-8 byte order mark). A line longer than ``max_line_bytes`` is one
+    failed record. A FIFO is read once, as it arrives.
     """
     if encoding_errors not in ENCODING_ERRORS:
-        raise InputError(f"unknown --encoding-errors '{encoding_errors}'", hint="use strict or replace")
+        raise InputError(
+            f"unknown {{encoding_errors}} '{encoding_errors}'", hint="use strict or replace", option="encoding_errors"
+        )
     handle, name = open_input(path)
     try:
         head = handle.peek(_BINARY_SNIFF)[:_BINARY_SNIFF] if hasattr(handle, "peek") else b""
@@ -115,8 +182,15 @@ def read_inputs(
             )
         seen_text = False
         mode: bool | None = None
-        for line_number, raw_bytes in enumerate(handle, start=1):
-            stripped = raw_bytes.rstrip(b"\r\n")
+        for line_number, stripped in enumerate(read_lines(handle, max_line_bytes), start=1):
+            if stripped is None:
+                seen_text = True
+                yield InputRecord(
+                    line_number, None, error=f"line {line_number} is longer than {max_line_bytes:,} bytes; skipped"
+                )
+                continue
+            if line_number == 1:
+                stripped = stripped.removeprefix(_BOM)
             if not stripped.strip():
                 continue
             seen_text = True
@@ -130,10 +204,9 @@ def read_inputs(
                     line_number,
                     None,
                     error=f"line {line_number} is not valid UTF-8 (byte 0x{stripped[exc.start]:02x} at column {exc.start + 1}); "
-                    "use --encoding-errors replace",
+                    "to keep it, read the file with encoding errors replaced",
                 )
                 continue
-            raw = raw.lstrip("\ufeff") if line_number == 1 else raw
             if mode is None:
                 mode = _is_jsonl(name, stripped)
             yield _record_from_json(line_number, raw) if mode else InputRecord(line_number, raw)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +23,45 @@ def _describe(exc: OSError) -> str:
 
 
 LOCK_NAME = ".attnviz.lock"
+_UMASK_LOCK = threading.Lock()
+
+
+def new_file_mode() -> int:
+    """The mode a new file gets under the process umask (``0o666 & ~umask``)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def open_no_follow(path: str | os.PathLike[str], flags: int, mode: int = 0o666) -> int:
+    """``os.open`` that refuses a symbolic link as the last part of ``path`` (``O_NOFOLLOW``):
+    a planted link must not make an export create or append to a file elsewhere."""
+    try:
+        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (exc.errno == errno.EMLINK and os.path.islink(path)):
+            raise OutputWriteError(
+                f"{path} is a symbolic link; attnviz does not write through links in its output",
+                hint="remove the link, or choose another directory",
+            ) from exc
+        raise
+
+
+def refuse_special(path: str | os.PathLike[str]) -> None:
+    """Refuse to replace a FIFO, a device or a socket with a regular file."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if (
+        stat.S_ISFIFO(info.st_mode)
+        or stat.S_ISCHR(info.st_mode)
+        or stat.S_ISBLK(info.st_mode)
+        or stat.S_ISSOCK(info.st_mode)
+    ):
+        what = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+        raise OutputWriteError(f"{path} is {what}, not a file", hint="give the path of a regular file")
 
 
 class DirectoryLock:
@@ -34,7 +75,8 @@ class DirectoryLock:
 
     def acquire(self) -> DirectoryLock:
         try:
-            handle = open(self.path, "a+b")  # noqa: SIM115 - held until release()
+            fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, new_file_mode())
+            handle = os.fdopen(fd, "a+b")
         except OSError as exc:
             raise OutputWriteError(f"cannot create the lock file {self.path}: {_describe(exc)}") from exc
         try:
@@ -90,6 +132,7 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     target = Path(path)
     if target.is_dir():
         raise OutputWriteError(f"{target} is a directory", hint="give a file name such as out.png")
+    refuse_special(target)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.exists():
         ensure_directory(parent)
@@ -113,9 +156,17 @@ def atomic_write(
 
     A killed process, a full disk or Ctrl-C leaves either the old file or the complete new
     one, never a truncated file (the rename is atomic). ``durable=True`` also fsyncs before
-    the rename, which survives power loss but costs about a millisecond per file.
+    the rename, which survives power loss but costs about a millisecond per file. A new
+    file gets the umask's mode; a replaced file keeps its own. A FIFO or device at ``path``
+    is refused (a symbolic link there is replaced, never written through).
     """
     target = Path(path)
+    refuse_special(target)
+    try:
+        existing = os.lstat(target)
+        mode = stat.S_IMODE(existing.st_mode) if stat.S_ISREG(existing.st_mode) else new_file_mode()
+    except OSError:
+        mode = new_file_mode()
     parent = target.parent if str(target.parent) else Path(".")
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
@@ -130,7 +181,7 @@ def atomic_write(
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)
+        os.chmod(temp_name, mode)
         os.replace(temp_name, target)
     except BaseException as exc:
         try:

@@ -68,12 +68,22 @@ _FAST_RENDERERS: dict[str, Any] = {}
 
 
 def write_view(
-    data: Any, path: str | os.PathLike[str], *, cmap: str = "viridis", fast: bool = False, dpi: int = 100
+    data: Any,
+    path: str | os.PathLike[str],
+    *,
+    cmap: str = "viridis",
+    fast: bool = False,
+    dpi: int = 100,
+    scale: str | None = None,
 ) -> Path:
     """Draw laid-out panels (:class:`~attnviz.render.views.ViewData`) to an image file,
     atomically: PNGs through the Pillow renderer when ``fast`` (export: one labelled frame
     per layout, reused), otherwise, and for SVG and PDF, through matplotlib."""
     target = Path(path)
+    if scale is not None:  # "keys" or "full" (see attnviz.render.colors.color_scale)
+        from dataclasses import replace
+
+        data = replace(data, scale=scale)
     if fast and target.suffix.lower() == ".png":
         from attnviz.io import atomic_write
         from attnviz.render.fast import FastRenderer
@@ -97,16 +107,17 @@ def write_output(
     cmap: str = "viridis",
     dpi: int = 100,
     fast: bool = False,
+    scale: str | None = None,
 ) -> Path:
     """Write ``result`` to ``path`` atomically, in the format its extension names: an image
-    of ``view`` (see :func:`write_view`), the page, or data (with rollout/flow for those
-    views). The one place that turns a result into a file."""
+    of ``view`` (see :func:`write_view`; ``scale`` ``keys`` or ``full``), the page, or data
+    (with rollout/flow for those views). The one place that turns a result into a file."""
     target = Path(path)
     what = output_kind(target)
     if what == "image":
         from attnviz.render.views import build_view
 
-        return write_view(build_view(result, view, kind), target, cmap=cmap, fast=fast, dpi=dpi)
+        return write_view(build_view(result, view, kind), target, cmap=cmap, fast=fast, dpi=dpi, scale=scale)
     if what == "page":
         from attnviz.io import atomic_write
         from attnviz.render.html import render_html

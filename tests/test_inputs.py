@@ -40,5 +40,6 @@ def test_a_file_of_only_bad_lines_is_not_called_empty(tmp_path):
 def test_unknown_encoding_errors_mode(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("a\n")
-    with pytest.raises(InputError, match="--encoding-errors"):
+    with pytest.raises(InputError, match="unknown encoding_errors 'ignore'") as caught:
         list(read_inputs(path, encoding_errors="ignore"))
+    assert caught.value.worded(lambda option: "--" + option.replace("_", "-"))[0].startswith("unknown --encoding-errors")

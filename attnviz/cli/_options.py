@@ -142,3 +142,24 @@ ViewOpt = Annotated[
         "--view", metavar="VIEW", help="auto, head, layer, grid, mean, rollout or flow (auto: by the selection)."
     ),
 ]
+
+
+ScaleOpt = Annotated[
+    str,
+    typer.Option(
+        "--scale",
+        metavar="SCALE",
+        help="Colour scale: keys (the top colour from the non-special key columns; [CLS], [SEP] and a "
+        "decoder's first token drawn saturated, marked, their maximum in the legend) or full.",
+    ),
+]
+
+
+def check_scale(scale: str) -> None:
+    """An unknown ``--scale`` is a one-line error before any work."""
+    from attnviz.render.colors import SCALES
+
+    if scale not in SCALES:
+        from attnviz.errors import SelectionError
+
+        raise SelectionError(f"unknown --scale '{scale}'", hint=f"choose one of: {', '.join(SCALES)}")

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
-from attnviz.cli._output import note, stdout_console
+from attnviz.cli._output import note, print_json, stdout_console
 
 if TYPE_CHECKING:
     from attnviz.result import AttentionResult
@@ -38,6 +37,7 @@ def present(
     cmap: str,
     query: int | None = None,
     norm: bool = False,
+    scale: str = "keys",
 ) -> None:
     """Transform a result as asked (:func:`attnviz.plan.prepare_view`), then write -o, print
     --json, or draw in the terminal (shared by `show` and `render`). ``view`` is normalised
@@ -66,13 +66,14 @@ def present(
     if out is not None:
         from attnviz.outputs import write_output
 
-        written = write_output(result, out, view=resolved, kind=chosen_kind, cmap=cmap)
+        written = write_output(result, out, view=resolved, kind=chosen_kind, cmap=cmap, scale=scale)
         note(f"wrote {written}")
     if json_output:
-        print(json.dumps(summary_document(result, chosen_kind, resolved, written), ensure_ascii=False))
+        print_json(summary_document(result, chosen_kind, resolved, written))
     elif out is None:
         # the norm view is laid out as auto would be, so it may fall back as auto does
-        print_terminal(result, chosen_kind, resolved, requested="auto" if view == "norm" else view, cmap=cmap)
+        requested = "auto" if view == "norm" else view
+        print_terminal(result, chosen_kind, resolved, requested=requested, cmap=cmap, scale=scale)
 
 
 def _is_data(out: Any) -> bool:
@@ -121,7 +122,7 @@ def present_neuron(
             "score": data.scores.round(6).tolist(),
             "weight": data.weights.round(6).tolist(),
         }
-        print(json.dumps(document, ensure_ascii=False))
+        print_json(document)
     elif out is None:
         print_neuron(data, stdout_console())
 
@@ -152,9 +153,32 @@ def summary_document(result: AttentionResult, kind: str, view: str, written: Any
     }
 
 
-def print_terminal(
-    result: AttentionResult, kind: str, view: str, *, requested: str = "auto", cmap: str = "viridis"
-) -> None:
-    from attnviz.render.terminal import print_view
+#: The command line's words for what the terminal views suggest (the library names no flags).
+TERMINAL_HINTS = {
+    "image": "draw it with -o map.png",
+    "grid": "widen the terminal, pick heads with --head, or use -o grid.png",
+}
 
-    print_view(result, kind, view, stdout_console(), requested=requested, cmap=cmap)
+
+def print_terminal(
+    result: AttentionResult,
+    kind: str,
+    view: str,
+    *,
+    requested: str = "auto",
+    cmap: str = "viridis",
+    scale: str = "keys",
+) -> None:
+    from attnviz.render.terminal import SCREEN_LINES, print_view
+
+    print_view(
+        result,
+        kind,
+        view,
+        stdout_console(),
+        requested=requested,
+        cmap=cmap,
+        scale=scale,
+        lines=SCREEN_LINES,
+        hints=TERMINAL_HINTS,
+    )

@@ -23,6 +23,7 @@ from attnviz.cli._options import (
     NoSpecialOpt,
     NoTruncateOpt,
     RevisionOpt,
+    ScaleOpt,
     TokenizerWordsOpt,
     TrustOpt,
     VerboseOpt,
@@ -75,6 +76,7 @@ def export(
     json_output: JsonOpt = False,
     no_truncate: NoTruncateOpt = False,
     cmap: CmapOpt = "viridis",
+    scale: ScaleOpt = "keys",
     device: DeviceOpt = "auto",
     revision: RevisionOpt = None,
     trust_remote_code: TrustOpt = False,
@@ -98,6 +100,7 @@ def export(
         words=word_rule(words, tokenizer_words),
         no_special=no_special,
         cmap=cmap,
+        scale=scale,
         batch_size=batch_size,
         workers=workers,
         resume=resume,
@@ -106,13 +109,13 @@ def export(
         encoding_errors=encoding_errors,
     )
     options.validate()
-    from attnviz.cli._options import check_cmap
+    from attnviz.cli._options import check_cmap, check_scale
 
     check_cmap(cmap)
-    if file != "-":
-        from attnviz.inputs import open_input
+    check_scale(scale)
+    from attnviz.inputs import check_input
 
-        open_input(file)[0].close()  # a missing file or a directory fails before the model loads
+    check_input(file)  # a missing file or a directory fails before the model loads (a FIFO is not opened)
     from attnviz.plan import load_model_checked
 
     loaded = load_model_checked(

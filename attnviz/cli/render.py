@@ -16,10 +16,12 @@ from attnviz.cli._options import (
     MaxBytesOpt,
     NoSpecialOpt,
     OutOpt,
+    ScaleOpt,
     TokenizerWordsOpt,
     ViewOpt,
     WordsOpt,
     check_cmap,
+    check_scale,
     word_rule,
 )
 
@@ -36,6 +38,7 @@ def render(
     out: OutOpt = None,
     json_output: JsonOpt = False,
     cmap: CmapOpt = "viridis",
+    scale: ScaleOpt = "keys",
     max_bytes: MaxBytesOpt = "2G",
     query: Annotated[
         Optional[int], typer.Option("--query", metavar="N", min=0, help="Neuron view: the 0-based query token.")
@@ -56,6 +59,7 @@ def render(
     view = normalise_view(view)
     check_output_path(out, view)
     check_cmap(cmap)
+    check_scale(scale)
     loaded, problems = load_checked(saved, parse_size(max_bytes))
     for problem in problems:
         warn(problem)
@@ -70,6 +74,7 @@ def render(
         out=out,
         json_output=json_output,
         cmap=cmap,
+        scale=scale,
         query=query,
         norm=norm,
     )

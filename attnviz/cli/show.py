@@ -22,6 +22,7 @@ from attnviz.cli._options import (
     NoTruncateOpt,
     OutOpt,
     RevisionOpt,
+    ScaleOpt,
     TokenizerWordsOpt,
     TrustOpt,
     VerboseOpt,
@@ -74,6 +75,7 @@ def show(
     json_output: JsonOpt = False,
     no_truncate: NoTruncateOpt = False,
     cmap: CmapOpt = "viridis",
+    scale: ScaleOpt = "keys",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     device_map: DeviceMapOpt = None,
@@ -93,13 +95,14 @@ def show(
     text = read_text_argument(text)
     if not text.strip():
         raise InputError("the text is empty", hint='give some text, e.g. attnviz show "AI changes everything"')
-    from attnviz.cli._options import check_cmap
+    from attnviz.cli._options import check_cmap, check_scale
     from attnviz.outputs import output_kind
     from attnviz.plan import normalise_view, open_extractor, plan_views
 
     view = normalise_view(view)
     check_output_path(out, view)
     check_cmap(cmap)
+    check_scale(scale)
     # Only what is shown is computed (data files and pages keep every selected head).
     plan = plan_views(
         view, norm=norm, no_special=no_special, kind=kind, drawn=out is None or output_kind(out) == "image"
@@ -141,6 +144,7 @@ def show(
         out=out,
         json_output=json_output,
         cmap=cmap,
+        scale=scale,
         query=query,
         norm=norm,
     )

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from attnviz.errors import OutputWriteError, SelectionError
-from attnviz.io import atomic_write, ensure_directory
+from attnviz.io import atomic_write, ensure_directory, new_file_mode, open_no_follow
 
 MANIFEST = "manifest.jsonl"
 SETTINGS = "export.json"
@@ -19,15 +20,26 @@ def read_manifest(path: Path) -> dict[int, dict[str, Any]]:
     records: dict[int, dict[str, Any]] = {}
     if not path.exists():
         return records
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with os.fdopen(open_no_follow(path, os.O_RDONLY), encoding="utf-8", errors="replace") as handle:
         for raw in handle:
             try:
                 record = json.loads(raw)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue
-            if isinstance(record, dict) and isinstance(record.get("line"), int):
+            if _valid_record(record):
                 records[record["line"]] = record
     return records
+
+
+def _valid_record(record: Any) -> bool:
+    """A record a resumed run can trust: an int line, and file names that stay inside the
+    directory (a damaged or crafted record is treated as not done)."""
+    if not isinstance(record, dict) or type(record.get("line")) is not int:
+        return False
+    files = record.get("files", [])
+    return isinstance(files, list) and all(
+        isinstance(f, str) and f and "/" not in f and "\\" not in f and f not in (".", "..") for f in files
+    )
 
 
 class ManifestWriter:
@@ -36,7 +48,8 @@ class ManifestWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, new_file_mode())
+            self.handle = os.fdopen(fd, "a", encoding="utf-8")
         except OSError as exc:
             raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
@@ -82,9 +95,9 @@ def prepare_directory(options: Any, model: str) -> dict[int, dict[str, Any]]:
     if manifest_path.exists():
         if options.resume:
             if settings_path.exists():
-                previous = json.loads(settings_path.read_text(encoding="utf-8"))
+                previous = _read_settings(settings_path)
                 if previous != settings:
-                    changed = sorted(k for k in settings if previous.get(k) != settings[k])
+                    changed = sorted(k for k in settings if previous.get(k) != settings[k]) or ["unknown"]
                     raise SelectionError(
                         f"{out_dir} was exported with different settings ({', '.join(changed)})",
                         hint="resume with the same options, or use --overwrite or another directory",
@@ -104,3 +117,23 @@ def prepare_directory(options: Any, model: str) -> dict[int, dict[str, Any]]:
     text = json.dumps(settings, indent=2)
     atomic_write(settings_path, lambda handle: handle.write(text), binary=False)
     return done
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    """``export.json`` of the run being resumed; a damaged one is a one-line refusal."""
+    try:
+        with os.fdopen(open_no_follow(path, os.O_RDONLY), encoding="utf-8") as handle:
+            value = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SelectionError(
+            f"{path} is damaged ({type(exc).__name__}); the settings of the run to resume are unknown",
+            hint="start again with {overwrite}, or export to another directory",
+            option="overwrite",
+        ) from exc
+    if not isinstance(value, dict):
+        raise SelectionError(
+            f"{path} is damaged (not a JSON object); the settings of the run to resume are unknown",
+            hint="start again with {overwrite}, or export to another directory",
+            option="overwrite",
+        )
+    return value

@@ -13,9 +13,13 @@ SLUG_LENGTH = 40
 
 def slugify(text: str, limit: int = SLUG_LENGTH) -> str:
     """A short, safe file-name part: ASCII letters, digits and dashes only (no separators,
-    no dots, no reserved device names), at most ``limit`` characters, never empty."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    slug = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:limit].strip("-")
+    no dots, no reserved device names), at most ``limit`` characters cut at a word boundary
+    (mid-word only for a first word longer than ``limit``), never empty."""
+    folded = unicodedata.normalize("NFKD", text[: limit * 8]).encode("ascii", "ignore").decode("ascii").lower()
+    whole = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")
+    slug = whole[:limit].strip("-")
+    if len(whole) > limit and whole[limit] != "-" and "-" in slug:
+        slug = slug[: slug.rfind("-")]  # cut at a word boundary, not mid-word
     if not slug:
         slug = "text"
     if slug in _RESERVED:

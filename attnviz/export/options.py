@@ -25,6 +25,7 @@ class ExportOptions:
     words: bool | str = False
     no_special: bool = False
     cmap: str = "viridis"
+    scale: str = "keys"
     batch_size: int = 16
     workers: int | None = None
     resume: bool = False
@@ -65,6 +66,7 @@ class ExportOptions:
             "words": self.words,
             "no_special": self.no_special,
             "cmap": self.cmap,
+            **({"scale": self.scale} if self.scale != "keys" else {}),
         }
 
 

@@ -181,6 +181,7 @@ class _ExportRun:
             options.formats,
             options.kind,
             options.cmap,
+            options.scale,
         )
         if self.pool is None:
             self.complete(rec, job(payload), extra)

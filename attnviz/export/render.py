@@ -79,6 +79,7 @@ def render_text(
     formats: tuple[str, ...],
     kind: str | None,
     cmap: str,
+    scale: str = "keys",
 ) -> list[str]:
     """Write every requested view and format of one text; return the file names written.
 
@@ -104,7 +105,7 @@ def render_text(
                     source, layout = (result.norm_weights(), "auto") if view == "norm" else (result, view)
                     for suffix, part in _view_results(source, layout, kind):
                         name = f"{base}.{'norm' if view == 'norm' else suffix}.{fmt}"
-                        write_view(build_view(part, layout, kind), directory / name, cmap=cmap, fast=True)
+                        write_view(build_view(part, layout, kind), directory / name, cmap=cmap, fast=True, scale=scale)
                         written.append(name)
     except BaseException:
         for name in written:

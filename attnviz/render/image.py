@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import warnings
+from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +22,69 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DEFAULT_CMAP = "viridis"
+#: Installed font families with CJK (and other wide-coverage) glyphs, tried in this order
+#: when a label has characters DejaVu Sans (matplotlib's default) lacks.
+FALLBACK_FONTS = (
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK KR",
+    "Source Han Sans",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "IPAGothic",
+    "AR PL UMing CN",
+    "Unifont",
+)
+_LOG = logging.getLogger("attnviz")
+_told_missing = False
+
+
+@lru_cache(maxsize=1)
+def _default_glyphs() -> frozenset[int]:
+    """Code points DejaVu Sans draws."""
+    import matplotlib
+    from matplotlib.ft2font import FT2Font
+
+    path = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
+    return frozenset(FT2Font(path).get_charmap())
+
+
+@lru_cache(maxsize=1)
+def fallback_font() -> str | None:
+    """The first installed family of :data:`FALLBACK_FONTS`, or ``None``."""
+    from matplotlib import font_manager
+
+    installed = {entry.name for entry in font_manager.fontManager.ttflist}
+    return next((name for name in FALLBACK_FONTS if name in installed), None)
+
+
+def _missing_glyphs(texts: list[str]) -> set[str]:
+    known = _default_glyphs()
+    return {c for text in texts for c in text if ord(c) not in known and not c.isspace()}
+
+
+@contextlib.contextmanager
+def _glyphs(texts: list[str]) -> Iterator[None]:
+    """Draw ``texts`` with a fallback font that has their glyphs when one is installed;
+    matplotlib's per-glyph warnings (one per character, raw control bytes included) are
+    silenced, and a missing glyph is said once per process, in one line."""
+    import matplotlib
+
+    global _told_missing
+    missing = _missing_glyphs(texts)
+    family = fallback_font() if missing else None
+    settings: Any = {"font.family": ["DejaVu Sans", family]} if family else {}
+    if missing and family is None and not _told_missing:
+        _told_missing = True
+        _LOG.warning(
+            "warning: %d characters have no glyph in the installed fonts and are drawn as boxes "
+            "(install a font that has them, e.g. Noto Sans CJK)",
+            len(missing),
+        )
+    with matplotlib.rc_context(settings), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*Glyph .* missing from")
+        yield
 
 
 def _tick_step(count: int, room: int) -> int:
@@ -46,6 +114,14 @@ def _label_points(figsize: tuple[float, float], data: ViewData) -> float:
 
 def figure_for_view(data: ViewData, *, cmap: str = DEFAULT_CMAP, dpi: int = 100) -> Figure:
     """Draw ``data`` (see :func:`~attnviz.render.views.build_view`) into a new Figure."""
+    texts = [*data.query_labels, *data.key_labels, data.title, data.text]
+    with _glyphs(texts):
+        figure = _figure_for_view(data, cmap=cmap, dpi=dpi)
+    figure._attnviz_texts = texts  # type: ignore[attr-defined]  # save_figure draws them again
+    return figure
+
+
+def _figure_for_view(data: ViewData, *, cmap: str, dpi: int) -> Figure:
     from matplotlib.figure import Figure
 
     n_query, n_key = len(data.query_labels), len(data.key_labels)
@@ -140,6 +216,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int | None = 
         raise OutputFormatError(f"cannot draw an image as '{suffix}'", hint="use .png, .svg or .pdf")
     fmt = suffix[1:]
     bbox = "tight" if tight else None
-    return atomic_write(
-        path, lambda handle: fig.savefig(handle, format=fmt, dpi=dpi or fig.dpi, bbox_inches=bbox), binary=True
-    )
+    with _glyphs(getattr(fig, "_attnviz_texts", [])):
+        return atomic_write(
+            path, lambda handle: fig.savefig(handle, format=fmt, dpi=dpi or fig.dpi, bbox_inches=bbox), binary=True
+        )
