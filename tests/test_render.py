@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from rich.console import Console
 from attnviz.extraction import extract
 from attnviz.render.image import render_figure
 from attnviz.render.terminal import print_heatmap, top_keys_per_head
+from attnviz.result import AttentionResult
 from attnviz.transforms import select
 
 
@@ -243,3 +245,53 @@ def test_png_title_carries_the_text_and_the_colour_bar_round_ticks():
     assert nice_ticks(0.958) == [0.0, 0.2, 0.4, 0.6, 0.8]
     assert nice_ticks(0.05) == [0.0, 0.01, 0.02, 0.03, 0.04, 0.05]
     assert nice_ticks(1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+# -- the colour scale (issue #21: the scale belonged to [CLS]) ---------------------------------
+def test_the_default_scale_comes_from_word_columns_and_a_decoders_sink_is_left_out():
+    from attnviz.render.colors import color_scale, scale_excluded_keys
+
+    values = np.array([[[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.5, 0.25, 0.25]]], dtype=np.float32)
+    special = np.array([True, False, False])
+    keys = color_scale(values, scale_excluded_keys(special, sink=False))
+    assert keys.vmax == pytest.approx(0.3) and keys.marked.tolist() == [True, False, False]
+    assert keys.marked_max == pytest.approx(0.7) and keys.peak == pytest.approx(0.7)
+    full = color_scale(values, scale_excluded_keys(special, sink=False), "full")
+    assert full.vmax == pytest.approx(0.7) and not full.saturates
+    # a decoder without special tokens: its first token (the sink) is left out all the same
+    sink = color_scale(values, scale_excluded_keys(np.zeros(3, dtype=bool), sink=True))
+    assert sink.vmax == pytest.approx(0.3) and sink.marked.tolist() == [True, False, False]
+    # nothing left to scale by: the full scale
+    assert color_scale(values, np.ones(3, dtype=bool)).vmax == pytest.approx(0.7)
+
+
+def test_png_draws_the_word_maximum_in_the_top_colour_and_marks_the_cls_column():
+    from PIL import Image
+
+    from attnviz.render.colors import colormap_lut
+    from attnviz.render.fast import FastRenderer
+    from attnviz.render.views import build_view
+
+    matrix = np.array(
+        [[0.7, 0.2, 0.1, 0.0], [0.6, 0.3, 0.05, 0.05], [0.8, 0.1, 0.05, 0.05], [0.9, 0.04, 0.03, 0.03]],
+        dtype=np.float32,
+    )
+    result = AttentionResult.from_arrays(matrix[None, None], ["[CLS]", "a", "b", "[SEP]"], model="m", text="a b")
+    renderer = FastRenderer()
+    data = build_view(result, "head")
+    layout, _ = renderer._frame(data)
+    image = np.asarray(Image.open(io.BytesIO(renderer.render(data))).convert("RGB"))
+    x0, y0 = layout.origin(0)
+
+    def cell(i: int, j: int):
+        return tuple(image[y0 + i * layout.cell + layout.cell // 2, x0 + j * layout.cell + layout.cell // 2])
+
+    top = tuple(colormap_lut("viridis")[-1])
+    assert cell(1, 1) == top  # 0.3, the largest word-to-word weight
+    assert cell(0, 0) == top and cell(3, 0) == top  # [CLS] above the scale: saturated
+    assert cell(0, 1) != top
+    above = image[y0 - 4 : y0 - 1, x0 : x0 + layout.cell]  # the mark over the [CLS] column
+    assert (above.sum(axis=-1) < 200).any()
+    full = np.asarray(Image.open(io.BytesIO(renderer.render(replace(data, scale="full")))).convert("RGB"))
+    assert tuple(full[y0 + 3 * layout.cell + layout.cell // 2, x0 + layout.cell // 2]) == top  # 0.9
+    assert tuple(full[y0 + layout.cell + layout.cell // 2, x0 + layout.cell + layout.cell // 2]) != top
