@@ -17,6 +17,7 @@ from attnviz.cli.export import export
 from attnviz.cli.faithfulness import faithfulness
 from attnviz.cli.info import info
 from attnviz.cli.render import render
+from attnviz.cli.serve import serve
 from attnviz.cli.show import show
 from attnviz.cli.stats import stats
 
@@ -58,6 +59,7 @@ app.command()(render)
 app.command()(info)
 app.command()(attribute)
 app.command()(faithfulness)
+app.command()(serve)
 
 
 def main() -> None:
