@@ -1,4 +1,4 @@
-"""The attention result: tokens plus float32 attention arrays, and its file formats.
+"""The attention result: tokens plus float32 attention arrays (saved by :mod:`attnviz.saved`).
 
 Shapes: every attention array is ``[layers, heads, query, key]``, float32.
 
@@ -15,12 +15,10 @@ This module is pure NumPy: loading a saved result never imports torch.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -192,62 +190,19 @@ class AttentionResult:
     def with_changes(self, **changes: Any) -> AttentionResult:
         return replace(self, **changes)
 
-    # -- metadata --------------------------------------------------------------------
-    def meta(self) -> dict[str, Any]:
-        from attnviz import __version__
-
-        meta: dict[str, Any] = {
-            "schema": SCHEMA,
-            "model": self.model,
-            "family": self.family,
-            "text": self.text,
-            "pair": self.pair,
-            "target": self.target,
-            "attnviz": __version__,
-            "transformers": _transformers_version(),
-            "transforms": list(self.transforms),
-            "truncated_tokens": self.truncated_tokens,
-            "layers": {k: list(v) for k, v in self.layer_ids.items()},
-            "heads": {k: list(v) for k, v in self.head_ids.items()},
-            "pair_start": self.tokens.pair_start,
-            "display_tokens": list(self.tokens.display),
-        }
-        if self.target_tokens is not None:
-            meta["target_display_tokens"] = list(self.target_tokens.display)
-        meta.update(self.extra_meta)
-        return meta
-
-    # -- npz -------------------------------------------------------------------------
-    def _token_fields(self) -> dict[str, np.ndarray]:
-        fields: dict[str, np.ndarray] = {}
-        sides = (
-            [("", self.tokens)]
-            if self.target_tokens is None
-            else [
-                ("source_", self.tokens),
-                ("target_", self.target_tokens),
-            ]
-        )
-        for prefix, seq in sides:
-            fields[f"{prefix}tokens"] = np.array(seq.tokens, dtype=np.str_)
-            fields[f"{prefix}word_ids"] = seq.word_ids.astype(np.int32)
-            if seq.tokenizer_word_ids is not None:
-                fields[f"{prefix}tokenizer_word_ids"] = seq.tokenizer_word_ids.astype(np.int32)
-            fields[f"{prefix}special_mask"] = seq.special_mask.astype(bool)
-            fields[f"{prefix}segment_ids"] = seq.segment_ids.astype(np.int8)
-        return fields
-
+    # -- the saved format (attnviz.saved writes and reads it) ---------------------------
     VECTOR_NAMES = ("query", "key", "sinks", "bias")
 
-    def _vector_fields(self) -> dict[str, np.ndarray]:
-        """``query``, ``key`` (``sinks``, ``bias``) of the first kind under their own names,
-        of other kinds as ``decoder_query``, ``cross_key``, ..."""
-        out: dict[str, np.ndarray] = {}
-        for position, kind in enumerate(k for k in self.kinds if k in self.vectors):
-            prefix = "" if position == 0 and kind == self.default_kind else f"{kind}_"
-            for name, value in self.vectors[kind].items():
-                out[prefix + name] = np.asarray(value, dtype=np.float32)
-        return out
+    def meta(self) -> dict[str, Any]:
+        """The ``meta`` document of the saved format (:func:`attnviz.saved.metadata`)."""
+        from attnviz.saved import metadata
+
+        return metadata(self)
+
+    def _token_fields(self) -> dict[str, np.ndarray]:
+        from attnviz.saved import token_fields
+
+        return token_fields(self)
 
     def norm_weights(self) -> AttentionResult:
         """This result with norm-based weights (``derived["norm"]``, Kobayashi et al. 2020)
@@ -273,51 +228,28 @@ class AttentionResult:
         )
 
     def to_npz(self, path: str | os.PathLike[str]) -> None:
-        """Write the result as ``.npz`` (see DESIGN.md: arrays per kind, tokens, meta JSON)."""
-        from attnviz.io import atomic_write
+        """Write the result as ``.npz`` (:func:`attnviz.saved.write_npz`)."""
+        from attnviz.saved import write_npz
 
-        arrays: dict[str, np.ndarray] = {k: self.attentions[k].astype(np.float32) for k in self.kinds}
-        arrays.update({k: v.astype(np.float32) for k, v in self.derived.items()})
-        arrays.update(self._vector_fields())
-        arrays.update(self._token_fields())
-        arrays["meta"] = np.array(json.dumps(self.meta(), ensure_ascii=False))
-
-        def write(handle: Any) -> None:
-            # uncompressed: attention floats shrink only ~5% under zlib, at several times the cost
-            np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
-
-        atomic_write(path, write, binary=True)
+        write_npz(self, path)
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything in the npz as plain JSON types (attention as nested lists)."""
-        document: dict[str, Any] = {"meta": self.meta()}
-        for name, value in self._token_fields().items():
-            document[name] = value.tolist()
-        for kind in self.kinds:
-            document[kind] = self.attentions[kind].tolist()
-        for name, value in self.derived.items():
-            document[name] = value.tolist()
-        for name, value in self._vector_fields().items():
-            document[name] = value.tolist()
-        return document
+        """Everything in the npz as plain JSON types (:func:`attnviz.saved.to_document`)."""
+        from attnviz.saved import to_document
+
+        return to_document(self)
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        from attnviz.io import atomic_write
+        """Write the result as ``.json`` (:func:`attnviz.saved.write_json`)."""
+        from attnviz.saved import write_json
 
-        text = json.dumps(self.to_dict(), ensure_ascii=False)
-        atomic_write(path, lambda handle: handle.write(text), binary=False)
+        write_json(self, path)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write ``.npz`` or ``.json`` by the extension of ``path``."""
-        suffix = Path(path).suffix.lower()
-        if suffix == ".npz":
-            self.to_npz(path)
-        elif suffix == ".json":
-            self.to_json(path)
-        else:
-            from attnviz.errors import OutputFormatError
+        from attnviz.saved import save
 
-            raise OutputFormatError(f"cannot save data as '{suffix}'", hint="use .npz or .json")
+        save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> AttentionResult:
@@ -332,71 +264,6 @@ class AttentionResult:
         for problem in problems:
             warnings.warn(problem, stacklevel=2)
         return result
-
-    @classmethod
-    def _from_fields(cls, fields: dict[str, np.ndarray], meta: dict[str, Any]) -> AttentionResult:
-        def sequence(prefix: str, display_key: str) -> TokenSequence:
-            return TokenSequence(
-                tokens=tuple(str(t) for t in fields[f"{prefix}tokens"].tolist()),
-                display=tuple(meta[display_key]),
-                word_ids=np.asarray(fields[f"{prefix}word_ids"], dtype=np.int32),
-                special_mask=np.asarray(fields[f"{prefix}special_mask"], dtype=bool),
-                segment_ids=np.asarray(fields[f"{prefix}segment_ids"], dtype=np.int8),
-                tokenizer_word_ids=np.asarray(fields[f"{prefix}tokenizer_word_ids"], dtype=np.int32)
-                if f"{prefix}tokenizer_word_ids" in fields
-                else None,
-            )
-
-        if "source_tokens" in fields:
-            tokens = sequence("source_", "display_tokens")
-            target_tokens: TokenSequence | None = sequence("target_", "target_display_tokens")
-        else:
-            tokens, target_tokens = sequence("", "display_tokens"), None
-        attentions = {k: np.asarray(fields[k], dtype=np.float32) for k in KINDS if k in fields}
-        derived: dict[str, np.ndarray] = {
-            k: np.asarray(fields[k], dtype=np.float32) for k in ("rollout", "flow", "norm") if k in fields
-        }
-        vectors: dict[str, dict[str, np.ndarray]] = {}
-        first = next((k for k in KINDS if k in fields), None)
-        for kind in KINDS:
-            for name in cls.VECTOR_NAMES:
-                for key in (f"{kind}_{name}",) + ((name,) if kind == first else ()):
-                    if key in fields:
-                        vectors.setdefault(kind, {})[name] = np.asarray(fields[key], dtype=np.float32)
-        known = {
-            "schema",
-            "model",
-            "family",
-            "text",
-            "pair",
-            "target",
-            "attnviz",
-            "transformers",
-            "transforms",
-            "truncated_tokens",
-            "layers",
-            "heads",
-            "pair_start",
-            "display_tokens",
-            "target_display_tokens",
-        }
-        return cls(
-            model=meta["model"],
-            family=meta["family"],
-            text=meta["text"],
-            pair=meta.get("pair"),
-            target=meta.get("target"),
-            tokens=tokens,
-            target_tokens=target_tokens,
-            attentions=attentions,
-            layer_ids={k: tuple(v) for k, v in meta["layers"].items()},
-            head_ids={k: tuple(v) for k, v in meta["heads"].items()},
-            transforms=tuple(meta.get("transforms", ())),
-            truncated_tokens=int(meta.get("truncated_tokens", 0)),
-            extra_meta={k: v for k, v in meta.items() if k not in known},
-            derived=derived,
-            vectors=vectors,
-        )
 
     # -- interop ---------------------------------------------------------------------
     @classmethod
@@ -498,8 +365,8 @@ class AttentionResult:
 
         return render_html(self, inline=True)
 
-    # The one upward edge from result.py: the notebook forms import the page renderer lazily
-    # (render.html imports result.py), so there is no module-level import cycle.
+    # Upward edges from result.py are lazy imports inside methods only: the saved format
+    # (attnviz.saved) and the notebook page (attnviz.render.html) both import result.py.
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         """Jupyter: the page (HTML) and, for where HTML is not shown, a text form that says
         how to get the view."""

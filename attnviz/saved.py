@@ -1,4 +1,5 @@
-"""Reading saved attention (``.npz`` / ``.json``) as untrusted input (pure NumPy).
+"""The saved format (``.npz`` / ``.json``, schema ``attnviz/1``): writing a result, and
+reading one back as untrusted input (pure NumPy).
 
 Nothing in a file is believed before it is checked:
 
@@ -26,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from attnviz.errors import InputError
+from attnviz.result import KINDS, SCHEMA, AttentionResult, TokenSequence, _transformers_version
 
 #: Largest total of array data read from one saved file, unless raised (``--max-bytes``).
 DEFAULT_MAX_BYTES = 2 * 2**30
-KINDS = ("encoder", "decoder", "cross")
 _ROW_TOLERANCE = 1e-3
 
 
@@ -177,8 +178,6 @@ def _meta(path: Path, meta: Any) -> dict[str, Any]:
 
 def validate(path: Path, fields: dict[str, np.ndarray], meta: dict[str, Any]) -> list[str]:
     """Check the schema, shapes and values; return warnings (rows that do not sum to 1)."""
-    from attnviz.result import SCHEMA
-
     where = str(path)
     if meta.get("schema") != SCHEMA:
         raise InputError(f"{where} has schema {meta.get('schema')!r}, expected {SCHEMA!r}")
@@ -279,12 +278,188 @@ def validate(path: Path, fields: dict[str, np.ndarray], meta: dict[str, Any]) ->
 
 def load_checked(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Any, list[str]]:
     """(:class:`~attnviz.result.AttentionResult`, warnings) of a saved file, checked."""
-    from attnviz.result import AttentionResult
-
     path = Path(path)
     fields, meta = read_fields(path, max_bytes)
     warnings = validate(path, fields, meta)
     try:
-        return AttentionResult._from_fields(fields, meta), warnings
+        return from_fields(fields, meta), warnings
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path} is not an attnviz data file ({_first_line(exc)})") from None
+
+
+# -- writing ------------------------------------------------------------------------------
+def metadata(result: AttentionResult) -> dict[str, Any]:
+    """The ``meta`` document: what the result is, where it came from, and its token labels."""
+    from attnviz import __version__
+
+    meta: dict[str, Any] = {
+        "schema": SCHEMA,
+        "model": result.model,
+        "family": result.family,
+        "text": result.text,
+        "pair": result.pair,
+        "target": result.target,
+        "attnviz": __version__,
+        "transformers": _transformers_version(),
+        "transforms": list(result.transforms),
+        "truncated_tokens": result.truncated_tokens,
+        "layers": {k: list(v) for k, v in result.layer_ids.items()},
+        "heads": {k: list(v) for k, v in result.head_ids.items()},
+        "pair_start": result.tokens.pair_start,
+        "display_tokens": list(result.tokens.display),
+    }
+    if result.target_tokens is not None:
+        meta["target_display_tokens"] = list(result.target_tokens.display)
+    meta.update(result.extra_meta)
+    return meta
+
+
+def token_fields(result: AttentionResult) -> dict[str, np.ndarray]:
+    """The token arrays (``tokens``, ``word_ids``...; ``source_``/``target_`` for encoder-decoders)."""
+    fields: dict[str, np.ndarray] = {}
+    sides = (
+        [("", result.tokens)]
+        if result.target_tokens is None
+        else [
+            ("source_", result.tokens),
+            ("target_", result.target_tokens),
+        ]
+    )
+    for prefix, seq in sides:
+        fields[f"{prefix}tokens"] = np.array(seq.tokens, dtype=np.str_)
+        fields[f"{prefix}word_ids"] = seq.word_ids.astype(np.int32)
+        if seq.tokenizer_word_ids is not None:
+            fields[f"{prefix}tokenizer_word_ids"] = seq.tokenizer_word_ids.astype(np.int32)
+        fields[f"{prefix}special_mask"] = seq.special_mask.astype(bool)
+        fields[f"{prefix}segment_ids"] = seq.segment_ids.astype(np.int8)
+    return fields
+
+
+def vector_fields(result: AttentionResult) -> dict[str, np.ndarray]:
+    """``query``, ``key`` (``sinks``, ``bias``) of the first kind under their own names,
+    of other kinds as ``decoder_query``, ``cross_key``, ..."""
+    out: dict[str, np.ndarray] = {}
+    for position, kind in enumerate(k for k in result.kinds if k in result.vectors):
+        prefix = "" if position == 0 and kind == result.default_kind else f"{kind}_"
+        for name, value in result.vectors[kind].items():
+            out[prefix + name] = np.asarray(value, dtype=np.float32)
+    return out
+
+
+def write_npz(result: AttentionResult, path: str | os.PathLike[str]) -> None:
+    """Write the result as ``.npz`` (see DESIGN.md: arrays per kind, tokens, meta JSON)."""
+    from attnviz.io import atomic_write
+
+    arrays: dict[str, np.ndarray] = {k: result.attentions[k].astype(np.float32) for k in result.kinds}
+    arrays.update({k: v.astype(np.float32) for k, v in result.derived.items()})
+    arrays.update(vector_fields(result))
+    arrays.update(token_fields(result))
+    arrays["meta"] = np.array(json.dumps(metadata(result), ensure_ascii=False))
+
+    def write(handle: Any) -> None:
+        # uncompressed: attention floats shrink only ~5% under zlib, at several times the cost
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+
+    atomic_write(path, write, binary=True)
+
+
+def to_document(result: AttentionResult) -> dict[str, Any]:
+    """Everything in the npz as plain JSON types (attention as nested lists)."""
+    document: dict[str, Any] = {"meta": metadata(result)}
+    for name, value in token_fields(result).items():
+        document[name] = value.tolist()
+    for kind in result.kinds:
+        document[kind] = result.attentions[kind].tolist()
+    for name, value in result.derived.items():
+        document[name] = value.tolist()
+    for name, value in vector_fields(result).items():
+        document[name] = value.tolist()
+    return document
+
+
+def write_json(result: AttentionResult, path: str | os.PathLike[str]) -> None:
+    """Write :func:`to_document` as JSON, atomically."""
+    from attnviz.io import atomic_write
+
+    text = json.dumps(to_document(result), ensure_ascii=False)
+    atomic_write(path, lambda handle: handle.write(text), binary=False)
+
+
+def save(result: AttentionResult, path: str | os.PathLike[str]) -> None:
+    """Write ``.npz`` or ``.json`` by the extension of ``path``."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        write_npz(result, path)
+    elif suffix == ".json":
+        write_json(result, path)
+    else:
+        from attnviz.errors import OutputFormatError
+
+        raise OutputFormatError(f"cannot save data as '{suffix}'", hint="use .npz or .json")
+
+
+def from_fields(fields: dict[str, np.ndarray], meta: dict[str, Any]) -> AttentionResult:
+    """The result that :func:`token_fields`, the arrays and :func:`metadata` describe (checked first by :func:`validate`)."""
+
+    def sequence(prefix: str, display_key: str) -> TokenSequence:
+        return TokenSequence(
+            tokens=tuple(str(t) for t in fields[f"{prefix}tokens"].tolist()),
+            display=tuple(meta[display_key]),
+            word_ids=np.asarray(fields[f"{prefix}word_ids"], dtype=np.int32),
+            special_mask=np.asarray(fields[f"{prefix}special_mask"], dtype=bool),
+            segment_ids=np.asarray(fields[f"{prefix}segment_ids"], dtype=np.int8),
+            tokenizer_word_ids=np.asarray(fields[f"{prefix}tokenizer_word_ids"], dtype=np.int32)
+            if f"{prefix}tokenizer_word_ids" in fields
+            else None,
+        )
+
+    if "source_tokens" in fields:
+        tokens = sequence("source_", "display_tokens")
+        target_tokens: TokenSequence | None = sequence("target_", "target_display_tokens")
+    else:
+        tokens, target_tokens = sequence("", "display_tokens"), None
+    attentions = {k: np.asarray(fields[k], dtype=np.float32) for k in KINDS if k in fields}
+    derived: dict[str, np.ndarray] = {
+        k: np.asarray(fields[k], dtype=np.float32) for k in ("rollout", "flow", "norm") if k in fields
+    }
+    vectors: dict[str, dict[str, np.ndarray]] = {}
+    first = next((k for k in KINDS if k in fields), None)
+    for kind in KINDS:
+        for name in AttentionResult.VECTOR_NAMES:
+            for key in (f"{kind}_{name}",) + ((name,) if kind == first else ()):
+                if key in fields:
+                    vectors.setdefault(kind, {})[name] = np.asarray(fields[key], dtype=np.float32)
+    known = {
+        "schema",
+        "model",
+        "family",
+        "text",
+        "pair",
+        "target",
+        "attnviz",
+        "transformers",
+        "transforms",
+        "truncated_tokens",
+        "layers",
+        "heads",
+        "pair_start",
+        "display_tokens",
+        "target_display_tokens",
+    }
+    return AttentionResult(
+        model=meta["model"],
+        family=meta["family"],
+        text=meta["text"],
+        pair=meta.get("pair"),
+        target=meta.get("target"),
+        tokens=tokens,
+        target_tokens=target_tokens,
+        attentions=attentions,
+        layer_ids={k: tuple(v) for k, v in meta["layers"].items()},
+        head_ids={k: tuple(v) for k, v in meta["heads"].items()},
+        transforms=tuple(meta.get("transforms", ())),
+        truncated_tokens=int(meta.get("truncated_tokens", 0)),
+        extra_meta={k: v for k, v in meta.items() if k not in known},
+        derived=derived,
+        vectors=vectors,
+    )
