@@ -38,6 +38,9 @@ class AttnvizError(Exception):
         """(message, hint) with ``name(option)`` (e.g. ``--max-bytes``) for each option; a
         string ``name`` stands for the (one) option."""
 
+        if "template" not in self.__dict__:  # a subclass that set message and hint itself
+            return str(getattr(self, "message", self)), getattr(self, "hint", None)
+
         def fill(text: str) -> str:
             for option in self.options:
                 text = text.replace("{" + option + "}", name if isinstance(name, str) else name(option))

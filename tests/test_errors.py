@@ -48,3 +48,13 @@ def test_errors_survive_a_process_boundary() -> None:
         assert copy.worded(flag) == error.worded(flag)
         assert copy.exit_code == error.exit_code
     assert IndexSpecError("head", "{name} 7", hint="{name}s").worded(flag) == ("--head 7", "--heads")
+
+
+def test_a_subclass_that_sets_its_own_message_is_reported_as_set(capsys) -> None:
+    class Own(AttnvizError):
+        def __init__(self) -> None:  # does not call AttnvizError.__init__
+            Exception.__init__(self, "own words")
+            self.message, self.hint = "own words", "own hint"
+
+    report(Own())
+    assert capsys.readouterr().err.splitlines() == ["error: own words", "hint: own hint"]
