@@ -100,6 +100,7 @@ def test_switching_layer_or_head_changes_the_drawing(loaded_models, open_page):
     result = extract("the cat sat on the mat", model=loaded_models["bert"])
     page = open_page(result).page
     page.select_option("#view", "matrix")
+    page.select_option("#layer", "0")
     page.select_option("#head", "0")
     first = page.evaluate("document.getElementById('matrix').toDataURL()")
     page.select_option("#layer", "2")
@@ -116,9 +117,11 @@ def test_hover_shows_a_cell_weight(loaded_models, open_page):
     page.select_option("#view", "matrix")
     page.select_option("#layer", "1")
     page.select_option("#head", "2")
-    box = page.locator("#matrix").bounding_box()
-    cell = 44  # 5 tokens -> the largest cell size, with 110 px of labels
-    page.mouse.move(box["x"] + 110 + 3 * cell + 5, box["y"] + 110 + 2 * cell + 5)
+    matrix = page.locator("#matrix")
+    box = matrix.bounding_box()
+    left, top, cell = (float(matrix.get_attribute(f"data-{name}")) for name in ("left", "top", "cell"))
+    assert cell == 44  # 5 tokens -> the largest cell size
+    page.mouse.move(box["x"] + left + 3 * cell + 5, box["y"] + top + 2 * cell + 5)
     readout = page.locator("#readout").inner_text()
     expected = result.attentions["encoder"][1, 2, 2, 3]
     assert readout.startswith("cat (2) → sat (3): ")
@@ -128,6 +131,8 @@ def test_hover_shows_a_cell_weight(loaded_models, open_page):
 def test_hovering_a_token_filters_the_lines(loaded_models, open_page):
     result = extract("the cat sat on the mat and the dog ran", model=loaded_models["bert"])
     page = open_page(result).page
+    page.select_option("#layer", "0")
+    page.select_option("#head", "all")
     lines = lambda: int(page.locator("#lines").get_attribute("data-lines"))  # noqa: E731
     everything = lines()
     page.hover("#left li[data-index='3']")
@@ -243,6 +248,8 @@ def test_head_swatches_show_which_colour_is_which_head_and_toggle_them(loaded_mo
     result = extract("the cat sat on the mat", model=loaded_models["bert"])
     opened = open_page(result)
     page = opened.page
+    page.select_option("#layer", "0")
+    page.select_option("#head", "all")
     swatches = page.locator("#legend button")
     assert swatches.count() == 4
     assert [swatches.nth(h).inner_text() for h in range(4)] == ["head 0", "head 1", "head 2", "head 3"]
@@ -257,9 +264,13 @@ def test_head_swatches_show_which_colour_is_which_head_and_toggle_them(loaded_mo
     array = result.attentions["encoder"]
     rounded = np.rint(array[0].astype(np.float64) * 65535) / 65535
     assert everything - without_head_0 == int((rounded[0] >= 0.01).sum())
+    # double-click isolates a head, and the Head picker says which
     swatches.nth(2).dblclick()
-    assert [swatches.nth(h).get_attribute("aria-pressed") for h in range(4)] == ["false", "false", "true", "false"]
+    assert page.locator("#head").input_value() == "2"
+    assert page.locator("body").get_attribute("data-head") == "2"
     assert int(page.locator("#lines").get_attribute("data-lines")) == int((rounded[2] >= 0.01).sum())
+    page.select_option("#head", "all")  # the picker brings every head back
+    assert int(page.locator("#lines").get_attribute("data-lines")) == int((rounded >= 0.01).sum())
     opened.check_clean()
 
 
@@ -319,4 +330,139 @@ def test_neuron_view_on_the_page_breaks_down_the_clicked_query(loaded_models, op
         "#neuron-numbers tbody tr td:nth-child(2)", "cells => cells.map(c => c.textContent)"
     )
     assert cells[4:] == ["masked"] * (len(cells) - 4)  # causal: the later keys
+    opened.check_clean()
+
+
+# -- #21: what the page opens on, its size, its colour scale, hostile labels and fields ------
+def _crafted(tokens: list[str], layers: int = 2, heads: int = 3, text: str | None = None):
+    """A result built from attention written here: uniform rows, except layer 1 head 2 where
+    every word attends to the next word, with a [CLS] column taking 0.9 of each row of layer 0."""
+    from attnviz.result import AttentionResult
+
+    n = len(tokens)
+    array = np.full((layers, heads, n, n), 1.0 / n, dtype=np.float32)
+    for i in range(n):
+        array[1, 2, i] = 0.02 / (n - 1)
+        array[1, 2, i, min(i + 1, n - 1) if 0 < i < n - 2 else 0] = 0.98
+        array[1, 2, i] /= array[1, 2, i].sum()
+    array[0, :, :, 0] = 0.9
+    array[0, :, :, 1:] = 0.1 / (n - 1)
+    return AttentionResult.from_arrays(array, tokens, model="crafted", text=text or " ".join(tokens[1:-1]))
+
+
+WORDS = ["[CLS]", "the", "cat", "sat", "on", "the", "mat", "[SEP]"]
+
+
+def test_opens_on_the_head_with_the_most_structure_outside_special_columns(open_page):
+    from attnviz.render.html import page_data
+
+    result = _crafted(WORDS)
+    assert page_data(result)["kinds"]["encoder"]["opening"] == {"layer": 1, "head": 2}
+    page = open_page(result).page
+    assert page.locator("body").get_attribute("data-view") == "head"
+    assert (page.locator("body").get_attribute("data-layer"), page.locator("#head").input_value()) == ("1", "2")
+    # the lines of that head alone: each word to the next (7 rows x 1 line of weight 0.98,
+    # plus [SEP] and "mat" and [CLS] to [CLS])
+    assert int(page.locator("#lines").get_attribute("data-lines")) == len(WORDS)
+
+
+def test_the_drawing_takes_the_window_height(open_page, browser, tmp_path):
+    words = ["[CLS]", *"the cat sat on the mat while the dog ran to the".split(), "[SEP]"]
+    result = _crafted(words)
+    for height in (900, 600):
+        page = open_page(result, name=f"page{height}.html").page
+        page.set_viewport_size({"width": 1280, "height": height})
+        page.evaluate("window.dispatchEvent(new Event('resize'))")
+        page.wait_for_timeout(300)
+        canvas = page.locator("#lines").bounding_box()
+        assert canvas["y"] + canvas["height"] <= height  # the whole drawing in view...
+        assert canvas["y"] + canvas["height"] >= 0.75 * height  # ...and the window not half empty
+        rows = page.locator("#left li").evaluate_all("items => items.map(li => li.getBoundingClientRect().height)")
+        assert len(set(rows)) == 1 and abs(rows[0] * len(words) - canvas["height"]) < 1
+
+
+def test_hovered_matrix_cell_is_outlined(open_page):
+    page = open_page(_crafted(WORDS)).page
+    page.select_option("#view", "matrix")
+    matrix = page.locator("#matrix")
+    box = matrix.bounding_box()
+    left, top, cell = (float(matrix.get_attribute(f"data-{name}")) for name in ("left", "top", "cell"))
+    x, y = box["x"] + left + 4.5 * cell, box["y"] + top + 2.5 * cell
+    page.mouse.move(x, y)
+    hover = page.locator("#matrix-hover")
+    assert hover.is_visible() and hover.get_attribute("data-cell") == "2,4"
+    outline = hover.bounding_box()
+    assert outline["x"] < x < outline["x"] + outline["width"] and outline["y"] < y < outline["y"] + outline["height"]
+    assert abs(outline["width"] - cell) <= 3
+    page.mouse.move(box["x"] - 20, box["y"] - 20)
+    assert hover.is_hidden()
+
+
+def test_colour_scale_leaves_out_special_columns_and_marks_them(open_page):
+    result = _crafted(WORDS)
+    page = open_page(result).page
+    page.select_option("#view", "matrix")
+    page.select_option("#layer", "0")
+    page.select_option("#head", "0")
+    matrix = page.locator("#matrix")
+    words = 0.1 / (len(WORDS) - 1)  # every word column's weight in layer 0 (written above)
+    assert float(matrix.get_attribute("data-max")) == pytest.approx(words, abs=2e-5)
+    assert matrix.get_attribute("data-marked") == "0"  # [CLS]; [SEP] is not above the scale
+    note = page.locator("#scale-note").inner_text()
+    assert "[CLS]" in note and "up to 0.900" in note
+    # a word column's cell is drawn with the top colour, [CLS] too (saturated)
+    top_colour = page.evaluate(
+        "() => { const d = JSON.parse(document.getElementById('attnviz-data').textContent); return d.colors[d.colors.length - 1]; }"
+    )
+    left, top, cell = (float(matrix.get_attribute(f"data-{name}")) for name in ("left", "top", "cell"))
+    pixel = page.evaluate(
+        "([x, y]) => { const c = document.getElementById('matrix'); const r = window.devicePixelRatio || 1;"
+        " const p = c.getContext('2d').getImageData(Math.round(x * r), Math.round(y * r), 1, 1).data;"
+        " return '#' + [p[0], p[1], p[2]].map(v => v.toString(16).padStart(2, '0')).join(''); }",
+        [left + 3.5 * cell, top + 2.5 * cell],
+    )
+    assert pixel == top_colour.lower()
+    page.select_option("#scale-mode", "full")
+    assert float(matrix.get_attribute("data-max")) == pytest.approx(0.9, abs=2e-5)
+    assert matrix.get_attribute("data-marked") == ""
+    assert page.locator("#scale-note").inner_text() == ""
+
+
+def test_full_scale_page_opens_on_the_full_scale(open_page, tmp_path):
+    from attnviz.render.html import render_html as render
+
+    path = tmp_path / "full.html"
+    path.write_text(render(_crafted(WORDS), scale="full"), encoding="utf-8")
+    document = json.loads(path.read_text(encoding="utf-8").split('id="attnviz-data">', 1)[1].split("</script>", 1)[0])
+    assert document["scale"] == "full"
+    assert document["kinds"]["encoder"]["scale_excluded"] == [True] + [False] * 6 + [True]
+
+
+def test_a_huge_token_label_is_cut_and_the_page_stays_small(open_page):
+    huge = "x" * 2_000_000
+    result = _crafted(["[CLS]", "the", huge, "sat", "[SEP]"], text="the cat sat")
+    from attnviz.render.html import render_html as render
+
+    assert len(render(result)) < 200_000
+    page = open_page(result).page
+    labels = page.locator("#left li").all_inner_texts()
+    assert labels[2] == "x" * 39 + "…"
+    assert max(len(t) for t in labels) <= 40
+
+
+def test_a_saved_pair_of_nan_still_gives_a_valid_page(open_page, tmp_path):
+    from dataclasses import replace
+
+    result = replace(_crafted(WORDS), pair=float("nan"))
+    from attnviz.render.html import render_html as render
+
+    text = render(result)
+    data = text.split('id="attnviz-data">', 1)[1].split("</script>", 1)[0]
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the page data")
+
+    assert json.loads(data, parse_constant=refuse)["pair"] is None
+    opened = open_page(result)
+    assert opened.page.locator("#left li").count() == len(WORDS)
     opened.check_clean()

@@ -328,11 +328,11 @@ def test_numbers_on_the_page_equal_show_json(page, server, tmp_path):
     page.goto(f"{server.url}?model={quote(server.models['bert'])}&text={quote(text)}&view=matrix&layer=2&head=1")
     _wait_seq(page, 1)
     keys = summary["tokens"]
-    box = page.locator("#matrix").bounding_box()
-    label = 110  # the page's label margin when cells are big enough for labels
-    cell = (box["width"] - label) / len(keys)
+    matrix = page.locator("#matrix")
+    box = matrix.bounding_box()
+    left, top, cell = (float(matrix.get_attribute(f"data-{name}")) for name in ("left", "top", "cell"))
     for i, j in [(0, 0), (1, 2), (3, 4), (len(keys) - 1, 1)]:
-        page.mouse.move(box["x"] + label + (j + 0.5) * cell, box["y"] + label + (i + 0.5) * cell)
+        page.mouse.move(box["x"] + left + (j + 0.5) * cell, box["y"] + top + (i + 0.5) * cell)
         readout = page.locator("#readout").inner_text()
         prefix, shown = readout.rsplit(": ", 1)
         assert prefix == f"{keys[i]} ({i}) → {keys[j]} ({j})"

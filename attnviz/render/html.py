@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import uuid
 import zlib
 from functools import lru_cache
@@ -23,11 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.render.colors import hex_colors
+from attnviz.render.colors import SCALES, hex_colors, scale_excluded_keys
+from attnviz.render.views import LABEL_LIMIT, shorten
 from attnviz.result import AttentionResult, kind_axes
 
 #: Raw size under which attention is stored with 16 bits per weight (else 8 bits).
 UINT16_BUDGET = 8_000_000
+#: Characters of a raw token kept in the page's data (the drawn label keeps LABEL_LIMIT): a
+#: 10 MB token must not make a 10 MB page or a label the browser spends minutes on.
+RAW_TOKEN_LIMIT = 200
 
 
 #: The static page's policy: nothing but its own inline script and styles and data: images.
@@ -41,10 +46,13 @@ DEBOUNCE_MS = 150
 @lru_cache(maxsize=1)
 def _template() -> tuple[str, str, str]:
     folder = resources.files("attnviz.render") / "templates"
+    script = (folder / "page.js").read_text(encoding="utf-8")
+    # the views live in their own file but in page.js's closure: one script, one scope
+    views = (folder / "page_views.js").read_text(encoding="utf-8")
     return (
         (folder / "page.html").read_text(encoding="utf-8"),
         (folder / "page.css").read_text(encoding="utf-8"),
-        (folder / "page.js").read_text(encoding="utf-8"),
+        script.replace("/*ATTNVIZ_VIEWS*/", views.strip(), 1),
     )
 
 
@@ -84,9 +92,73 @@ def _pack(array: np.ndarray, bits: int) -> str:
     return base64.b64encode(zlib.compress(quantised.tobytes(), 6)).decode("ascii")
 
 
-def page_data(result: AttentionResult) -> dict[str, Any]:
-    """The JSON document the page script reads."""
+def most_structured(array: np.ndarray, excluded_keys: np.ndarray, special_queries: np.ndarray) -> dict[str, Any] | None:
+    """The map the page opens on: the head (or a layer's mean of heads) with the most
+    structure a reader can see outside the special-token columns.
+
+    ``array``: ``[layers, heads, query, key]``; ``excluded_keys``: bool ``[key]`` (special
+    tokens, a decoder's first token); ``special_queries``: bool ``[query]``. Each row's
+    weights over the kept keys are renormalised; its entropy, divided by the log of the keys
+    it can see, is averaged over rows weighted by the row's kept mass. A map whose mass sits
+    in the excluded columns would draw almost nothing, so the score adds one minus its mean
+    kept mass. Lowest score wins. Returns ``{"layer": position, "head": position or "mean"}``,
+    or ``None`` when fewer than two keys are kept (nothing to choose between).
+    """
+    kept_keys = ~np.asarray(excluded_keys, dtype=bool)
+    rows = ~np.asarray(special_queries, dtype=bool)
+    if kept_keys.sum() < 2 or not rows.any():
+        return None
+    best: tuple[float, int, int | None] | None = None
+    for layer in range(array.shape[0]):  # one layer at a time: memory stays [heads, Q, K]
+        block = np.asarray(array[layer][:, rows][:, :, kept_keys], dtype=np.float64)
+        block = np.concatenate([block, block.mean(axis=0, keepdims=True)])  # the mean is a candidate
+        mass = block.sum(axis=-1)  # [heads + 1, rows]
+        seen = (block > 0).sum(axis=-1)
+        p = block / np.where(mass > 0, mass, 1)[..., None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=-1)
+            normalised = np.where(seen >= 2, entropy / np.log(np.maximum(seen, 2)), 0.0)
+        weight = np.where(seen >= 2, mass, 0.0)
+        total = weight.sum(axis=-1)
+        spread = np.where(total > 0, (normalised * weight).sum(axis=-1) / np.where(total > 0, total, 1), 1.0)
+        score = spread + (1.0 - mass.mean(axis=-1))
+        for head in range(score.shape[0]):
+            value = float(score[head])
+            if math.isfinite(value) and (best is None or value < best[0] - 1e-9):
+                best = (value, layer, head if head < array.shape[1] else None)
+    if best is None:
+        return None
+    return {"layer": best[1], "head": "mean" if best[2] is None else best[2]}
+
+
+def _text_field(value: Any) -> str | None:
+    """A text, pair or target as the page shows it: a string or nothing (a saved file's
+    ``"pair": NaN`` must not make the page's JSON invalid)."""
+    return value if isinstance(value, str) else None
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as ``None``: JSON has no NaN, and ``JSON.parse``
+    refuses the ``NaN`` that Python's json module writes."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def page_data(result: AttentionResult, *, scale: str = "keys") -> dict[str, Any]:
+    """The JSON document the page script reads. ``scale``: ``keys`` (the colour scale
+    leaves out the special-token columns, see :func:`attnviz.render.colors.color_scale`) or
+    ``full``."""
     from attnviz.analysis.rollout import attention_rollout
+
+    if scale not in SCALES:
+        from attnviz.errors import SelectionError
+
+        raise SelectionError(f"unknown colour scale '{scale}'", hint=f"choose one of: {', '.join(SCALES)}")
 
     total = sum(int(a.size) for a in result.attentions.values())
     bits = 16 if total * 2 <= UINT16_BUDGET else 8
@@ -95,8 +167,8 @@ def page_data(result: AttentionResult) -> dict[str, Any]:
         sequences["target"] = result.target_tokens
     tokens = {
         name: {
-            "display": list(seq.display),
-            "raw": list(seq.tokens),
+            "display": [shorten(str(t), LABEL_LIMIT) for t in seq.display],
+            "raw": [shorten(str(t), RAW_TOKEN_LIMIT) for t in seq.tokens],
             "segments": [int(s) for s in seq.segment_ids],
             "special": [bool(s) for s in seq.special_mask],
         }
@@ -106,6 +178,8 @@ def page_data(result: AttentionResult) -> dict[str, Any]:
     for kind in result.kinds:
         array = result.attentions[kind]
         query_side, key_side = kind_axes(kind, "source", "target" if result.target_tokens is not None else None)
+        query_seq, key_seq = sequences[query_side], sequences[key_side]
+        excluded = scale_excluded_keys(key_seq.special_mask, sink=kind == "decoder")
         entry: dict[str, Any] = {
             "shape": [int(d) for d in array.shape],
             "layers": [int(i) for i in result.layer_ids[kind]],
@@ -113,6 +187,8 @@ def page_data(result: AttentionResult) -> dict[str, Any]:
             "query": query_side,
             "key": key_side,
             "data": _pack(array, bits),
+            "scale_excluded": [bool(x) for x in excluded],
+            "opening": most_structured(array, excluded, query_seq.special_mask),
         }
         if kind != "cross":
             entry["rollout"] = _pack(attention_rollout(array), bits)
@@ -128,13 +204,14 @@ def page_data(result: AttentionResult) -> dict[str, Any]:
         kinds[kind] = entry
     return {
         "schema": "attnviz-page/1",
-        "model": result.model,
-        "family": result.family,
-        "text": result.text,
-        "pair": result.pair,
-        "target": result.target,
-        "transforms": list(result.transforms),
+        "model": str(result.model),
+        "family": str(result.family),
+        "text": _text_field(result.text),
+        "pair": _text_field(result.pair),
+        "target": _text_field(result.target),
+        "transforms": [str(t) for t in result.transforms],
         "bits": bits,
+        "scale": scale,
         "tokens": tokens,
         "kinds": kinds,
         "colors": hex_colors("viridis"),
@@ -149,7 +226,7 @@ def _pack_float(array: np.ndarray) -> str:
 
 def _json_for_script(document: dict[str, Any]) -> str:
     """JSON safe inside <script>: no '<', '>' or '&' can close the element or open a comment."""
-    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(_json_safe(document), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     for char, escape in (
         ("<", "\\u003c"),
         (">", "\\u003e"),
@@ -169,11 +246,13 @@ UNTRUSTED_NOTE = (
 )
 
 
-def render_html(result: AttentionResult, *, inline: bool = False) -> str:
+def render_html(result: AttentionResult, *, inline: bool = False, scale: str = "keys") -> str:
     """The page as a string. ``inline=True`` wraps it in an ``<iframe srcdoc>`` for Jupyter,
     so its script and styles stay isolated from the notebook; the frame takes the height the
-    page reports, and an untrusted notebook shows :data:`UNTRUSTED_NOTE` instead of a blank."""
-    data = page_data(result)
+    page reports, and an untrusted notebook shows :data:`UNTRUSTED_NOTE` instead of a blank.
+    ``scale``: the colour scale the page opens with (``keys`` or ``full``; the page has a
+    picker for both)."""
+    data = page_data(result, scale=scale)
     frame = f"attnviz-{uuid.uuid4().hex[:12]}" if inline else None
     if frame:
         data["frame"] = frame

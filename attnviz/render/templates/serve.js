@@ -60,6 +60,7 @@
     if (s.kind) params.set("kind", s.kind);
     params.set("layer", String(s.layer));
     params.set("head", String(s.head));
+    if (s.scale) params.set("scale", s.scale);
     const url = `${location.pathname}?${params}`;
     if (url !== location.pathname + location.search) history.replaceState(null, "", url);
   }
@@ -77,6 +78,9 @@
     if (params.get("kind")) s.kind = params.get("kind");
     const layer = Number(params.get("layer"));
     if (Number.isInteger(layer) && layer >= 0) s.layer = layer;
+    // a link that names a layer or head opens on it, not on the page's own choice
+    s.pinned = params.has("layer") || params.has("head");
+    if (params.get("scale") === "full" || params.get("scale") === "keys") { s.scale = params.get("scale"); $("scale-mode").value = s.scale; }
     const head = params.get("head");
     if (head === "all" || head === "mean") s.head = head;
     else if (head !== null && /^\d+$/.test(head)) s.head = Number(head);
