@@ -16,6 +16,7 @@ from attnviz.cli.compare import compare
 from attnviz.cli.export import export
 from attnviz.cli.faithfulness import faithfulness
 from attnviz.cli.info import info
+from attnviz.cli.lesson import lesson
 from attnviz.cli.render import render
 from attnviz.cli.serve import serve
 from attnviz.cli.show import show
@@ -57,6 +58,7 @@ app.command()(stats)
 app.command()(compare)
 app.command()(render)
 app.command()(info)
+app.command()(lesson)
 app.command()(attribute)
 app.command()(faithfulness)
 app.command()(serve)
