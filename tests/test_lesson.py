@@ -26,13 +26,16 @@ def close(value, expected, tol=2e-4):
 
 @pytest.fixture(scope="module")
 def family_models(tmp_path_factory):
-    """Tiny Llama and GPT-NeoX (not covered by the layer recipes) from tests/families.py."""
+    """Tiny Llama, GPT-NeoX and Gemma 3 (layer shapes the recipes do not cover) and gpt-oss
+    (attention sinks, mixture of experts) from tests/families.py."""
     from families import build
 
     from attnviz.models import load_model
 
     root = tmp_path_factory.mktemp("lesson-families")
-    return {name: load_model(str(build(name, root)), device="cpu") for name in ("llama", "gpt_neox")}
+    return {
+        name: load_model(str(build(name, root)), device="cpu") for name in ("llama", "gpt_neox", "gemma3", "gpt_oss")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -353,19 +356,34 @@ def test_terminal_fits_80_columns(lessons, name):
         assert any(line.startswith(f"{number}/9") for line in lines)
 
 
-def test_an_uncovered_layer_shape_says_so_in_one_line(family_models):
+@pytest.mark.parametrize("name", ["gpt_neox", "gemma3"])
+def test_an_uncovered_layer_shape_says_so_in_one_line(family_models, name):
     from rich.console import Console
 
     from attnviz.lesson.terminal import print_lesson
 
-    lesson = build_lesson(TEXT, model=family_models["gpt_neox"])
+    lesson = build_lesson(TEXT, model=family_models[name])
     for number in (6, 7, 8):
         s = step(lesson, number)
         assert not s.applies and len(s.sentences) == 1 and s.sentences[0].startswith("Not read for this model")
-    assert step(lesson, 3).data["kind"] == "rotary"  # the rest of the lesson is still there
+    for number in (1, 2, 3, 4, 5, 9):  # the rest of the lesson is still there
+        assert step(lesson, number).applies
+    assert step(lesson, 3).data["kind"] == "rotary"
     buffer = io.StringIO()
     print_lesson(lesson, Console(file=buffer, width=80, color_system=None))
     assert buffer.getvalue().count("Not read for this model") == 3
+
+
+def test_sinks_and_experts_gpt_oss(family_models):
+    """Rows that sum to less than 1 are said so; a mixture of experts has no top neurons."""
+    lesson = build_lesson(TEXT, model=family_models["gpt_oss"])
+    data = step(lesson, 4).data
+    total = float(np.sum(data["weights"]))
+    assert total < 0.99
+    assert f"sum to {total:.2f} (the rest goes to the head's learned sink)" in step(lesson, 4).sentences[1]
+    assert step(lesson, 7).applies and step(lesson, 8).data["placement"] == "pre"
+    rows = layer_rows(lesson, 6, "decoder")
+    assert rows and all(r["top_neurons"] == [] and r["width"] is None for r in rows)
 
 
 # -- command line -------------------------------------------------------------------------
@@ -425,7 +443,7 @@ def browser():
 
 @pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-@pytest.mark.parametrize("name", ["bert", "t5"])
+@pytest.mark.parametrize("name", ["t5"])  # encoder, decoder and cross-attention in one page
 def test_page_in_chromium(loaded_models, browser, tmp_path, name):
     from attnviz.lesson.page import render_lesson_page
 

@@ -10,7 +10,7 @@ Presenters: :mod:`attnviz.lesson.terminal` (rich), :mod:`attnviz.lesson.figures`
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from attnviz.lesson.steps import Lesson
@@ -54,7 +54,3 @@ def build_lesson(
         steps=build_steps(capture),
         capture=capture,
     )
-
-
-def __getattr__(name: str) -> Any:
-    raise AttributeError(name)

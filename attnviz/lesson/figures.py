@@ -227,8 +227,13 @@ def _masks(fig: Figure, step: Step, lesson: Lesson) -> None:
             )
             ax.set_title("cross-attention (last layer, mean of heads)", fontsize=9)
         else:
-            _matrix(ax, np.asarray(entry["seen"]), entry["tokens"], entry["tokens"], 0, 1, "Greys")
-            ax.set_title(f"{kind}: {entry['mask']} mask (black: may attend)", fontsize=9)
+            seen = np.asarray(entry["seen"])
+            _matrix(ax, seen, entry["tokens"], entry["tokens"], -0.6, 1.6, "Blues")
+            ax.set_xticks(np.arange(-0.5, len(seen)), minor=True)
+            ax.set_yticks(np.arange(-0.5, len(seen)), minor=True)
+            ax.grid(which="minor", color="white", linewidth=1)
+            ax.tick_params(which="minor", length=0)
+            ax.set_title(f"{kind}: {entry['mask']} mask (blue: may attend)", fontsize=9)
 
 
 DRAW = {

@@ -214,7 +214,10 @@ def positions(capture: Capture) -> Step:
             [
                 f"{name} uses {facts.kind} positions: a {adjective} vector for each position is added to the token's embedding.",
                 f"Neighbouring positions are alike (mean cosine {by_distance[1]:.2f} at distance 1), "
-                f"distant ones less ({by_distance[far]:.2f} at distance {far}).",
+                f"distant ones less ({by_distance[far]:.2f} at distance {far})."
+                if by_distance[1] > by_distance[far] + 0.1
+                else f"Here near and distant positions are about equally alike (mean cosine {by_distance[1]:.2f} "
+                f"at distance 1, {by_distance[far]:.2f} at distance {far}): these vectors show no order.",
             ],
             data,
         )
@@ -294,8 +297,13 @@ def self_attention(capture: Capture) -> Step:
             f"Layer {capture.layer}, head {capture.head} ({label}): the query of {q(neuron.query_label)} is "
             f"multiplied with every key; with {q(neuron.key_labels[best])} the dot product q·k is "
             f"{neuron.dots[best]:.2f}, scaled by {neuron.scaling:.3f} to a score of {neuron.scores[best]:.2f}.",
-            f"The softmax turns the {int(seen.sum())} scores into weights that sum to 1: "
-            f"{q(neuron.key_labels[best])} gets the most, {neuron.weights[best]:.2f}.",
+            f"The softmax turns the {int(seen.sum())} scores into weights that sum to "
+            + (
+                "1"
+                if abs(float(neuron.weights.sum()) - 1) < 0.01
+                else f"{neuron.weights.sum():.2f} (the rest goes to the head's learned sink)"
+            )
+            + f": {q(neuron.key_labels[best])} gets the most, {neuron.weights[best]:.2f}.",
         ],
         data,
     )
@@ -460,7 +468,8 @@ def layer_norm(capture: Capture) -> Step:
         sentences = [
             f"{_name(capture)} normalizes what each sub-layer reads, before attention and before the feed-forward "
             f"block (pre-norm: {where}); the residual stream itself is never normalized inside a layer.",
-            f"The stream grows from a mean length of {first['mean_attn_norm_in']:.2f} into layer {first['layer']} to "
+            f"The stream {'grows' if last['mean_ffn_norm_in'] >= first['mean_attn_norm_in'] else 'shrinks'} from "
+            f"a mean length of {first['mean_attn_norm_in']:.2f} into layer {first['layer']} to "
             f"{last['mean_ffn_norm_in']:.2f} in layer {last['layer']}, while attention reads vectors of length "
             f"{first['mean_attn_norm_out']:.2f}-{last['mean_attn_norm_out']:.2f}.",
         ]

@@ -391,8 +391,15 @@ def position_facts(model: Any, count: int = 64) -> PositionFacts:
     if "deberta" in model_type:
         return PositionFacts("relative (disentangled)", "DeBERTa's content-to-position attention")
     for name, module in model.named_modules():
-        inv_freq = getattr(module, "inv_freq", None)
-        if isinstance(inv_freq, torch.Tensor) and "rotary" in name:
+        if "rotary" not in name.split(".")[-1]:
+            continue
+        # one table, or one per layer type (full_attention_inv_freq, sliding_attention_...:
+        # Gemma 3, ModernBERT); the full-attention one is drawn
+        buffers = dict(module.named_buffers(recurse=False))
+        inv_freq = buffers.get("inv_freq", buffers.get("full_attention_inv_freq"))
+        if inv_freq is None:
+            inv_freq = next((b for n, b in buffers.items() if n.endswith("inv_freq") and "original" not in n), None)
+        if isinstance(inv_freq, torch.Tensor):
             head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
             return PositionFacts(
                 "rotary",
