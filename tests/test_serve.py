@@ -303,24 +303,28 @@ def test_typing_switching_and_a_link_reopening_the_state(page, server):
     assert page.locator("#view").input_value() == "matrix"
     assert page.locator("body").get_attribute("data-layer") == "1"
     assert page.locator("#matrix-view").is_visible()
+    # the neuron view asks for the query and key vectors, which the other views leave out
+    page.select_option("#view", "neuron")
+    _wait_seq(page, 2)
+    assert page.locator("#neuron-view").is_visible()
+    assert page.locator("#neuron-numbers tbody tr").count() > 0
     # an error is shown as the command line words it, and the last drawing stays
-    page.locator("#text").fill("   ")
-    page.select_option("#model", server.models["bert"])
-    page.wait_for_selector("#serve-status.error, #serve-status:text('type some text')", timeout=20000)
+    page.locator("#text").fill(" ".join(["the"] * 120))
+    page.wait_for_selector("#serve-status.error", timeout=20000)
+    assert "more than the model's maximum of" in page.locator("#serve-status").inner_text()
+    assert page.locator("body").get_attribute("data-seq") == "2"
+    assert page.locator("#neuron-view").is_visible()
 
 
 @pytest.mark.browser
 def test_numbers_on_the_page_equal_show_json(page, server, tmp_path):
     text = "the cat sat on the mat"
     saved = tmp_path / "show.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "attnviz", "show", text, "-m", server.models["bert"], "--json", "-o", str(saved)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_environment(),
-    )
-    assert done.returncode == 0, done.stderr
+    # in-process (the server is the other process): the same command line, without a second torch start
+    from helpers import invoke
+
+    done = invoke("show", text, "-m", server.models["bert"], "--json", "-o", saved)
+    assert done.exit_code == 0, done.output
     summary = json.loads(done.stdout)
     weights = np.asarray(json.loads(saved.read_text(encoding="utf-8"))["encoder"])
     from urllib.parse import quote
