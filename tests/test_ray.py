@@ -1,8 +1,10 @@
-"""Distributed runs on a local Ray instance with 2 workers (marked ``ray``; one instance
-for the module)."""
+"""stats, compare and export with ``--ray local``: the same numbers, labels and files as a
+single-process run, a worker killed mid-run, a worker's error as one line. One local Ray
+instance (2 CPUs) for the module; marked ``ray``."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -11,23 +13,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import invoke, manifest
 
 pytest.importorskip("ray")
 
 pytestmark = pytest.mark.ray
 
-TEXTS = [
-    "the cat sat on the mat.",
-    "a dog ran in the park, and the cat watched.",
-    "   ",  # fails alone: an empty text
-    "hello world",
-    "the quick brown fox jumps over the lazy dog.",
-    "one two three",
-    "attention is all you need, they said.",
-    "short",
-    "the mat was on the cat, which was odd.",
-    "is this the real life? is this just fantasy?",
-]
+WORDS = "the cat sat on mat a dog ran in park and watched hello world model token word".split()
+
+
+def sentences(count: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 12)))) + "." for _ in range(count)]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +32,7 @@ def ray_instance() -> Any:
     import ray
     import ray.cloudpickle
 
-    # the test's own job classes travel by value: the workers cannot import tests/
+    # the test's job classes travel by value: the workers cannot import tests/
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(
         num_cpus=2,
@@ -48,110 +45,124 @@ def ray_instance() -> Any:
     ray.shutdown()
 
 
-def single_process_statistics(model: Path, items: list[Any], window: int, batch_size: int) -> Any:
-    """Today's pipeline in this process: one sink over every window."""
-    from attnviz.analysis.stats import HeadStatistics, StatisticsSink
-    from attnviz.extraction import Extractor
-    from attnviz.models import load_model
-
-    extractor = Extractor(load_model(str(model), device="cpu"))
-    kind = next(iter(extractor.selection.layers))
-    stats = HeadStatistics(
-        extractor.loaded.name, kind, list(extractor.selection.layers[kind]), list(extractor.selection.heads[kind])
-    )
-    sink = StatisticsSink(stats)
-    list(extractor.reduce(items, sink, batch_size=batch_size, window=window))
-    return stats
+def run(*args: Any) -> Any:
+    result = invoke(*args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
 
 
-def options() -> Any:
-    from attnviz.distributed.engine import RayOptions
+def test_stats_on_ray_equal_one_process(ray_instance: Any, tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    lines = sentences(300)  # two windows of 256 and 44 texts: both workers busy
+    lines[7] = " ".join(["cat"] * 600)  # longer than the model takes: fails alone
+    corpus.write_text("\n".join(lines) + "\n")
+    common = ("stats", "-f", corpus, "-m", tiny_models["bert"], "--json", "--batch-size", 4, "--no-truncate")
+    one, spread = run(*common), run(*common, "--ray", "local")
+    assert one.exit_code == spread.exit_code == 1
+    assert one.stderr.count("skipped") == spread.stderr.count("skipped") == 1
+    a, b = json.loads(one.stdout), json.loads(spread.stdout)
+    assert b["texts"] == a["texts"] and (a["model"], a["kind"], a["layers"]) == (b["model"], b["kind"], b["layers"])
+    for name, values in a["sums"].items():
+        np.testing.assert_allclose(b["sums"][name], values, rtol=0, atol=1e-9, err_msg=name)
+        assert b["counts"][name] == a["counts"][name]
+    assert [row["label"] for row in b["heads"]] == [row["label"] for row in a["heads"]]
 
-    return RayOptions(workers=2)
+
+@pytest.fixture(scope="module")
+def changed_bert(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with its queries nudged: the same tokenizer, different attention."""
+    import torch
+    import transformers as tf
+
+    model = tf.AutoModel.from_pretrained(tiny_models["bert"])
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "query.weight" in name:
+                parameter.add_(0.5 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    path = tmp_path_factory.mktemp("changed")
+    model.save_pretrained(path)
+    tf.AutoTokenizer.from_pretrained(tiny_models["bert"]).save_pretrained(path)
+    return path
 
 
-def test_statistics_on_two_workers_equal_the_single_process_run(
-    ray_instance: Any, tiny_models: dict[str, Path]
+def test_compare_on_ray_equals_one_process(
+    ray_instance: Any, tiny_models: dict[str, Path], changed_bert: Path, tmp_path: Path
 ) -> None:
-    from attnviz.distributed.engine import ModelSpec
-    from attnviz.distributed.stats import distributed_statistics
-
-    seen: dict[int, Any] = {}
-    stats = distributed_statistics(
-        TEXTS,
-        ModelSpec(str(tiny_models["bert"]), device="cpu"),
-        options(),
-        batch_size=2,
-        window=3,
-        on_input=lambda index, error, cut: seen.setdefault(index, error),
-    )
-    expected = single_process_statistics(tiny_models["bert"], TEXTS, window=3, batch_size=2)
-    assert stats.texts == expected.texts == len(TEXTS) - 1
-    assert sorted(seen) == list(range(len(TEXTS)))  # every input reported once
-    assert [i for i, error in seen.items() if error] == [2] and "empty" in seen[2]
-    assert set(stats.sums) == set(expected.sums)
-    for name in expected.sums:
-        np.testing.assert_allclose(stats.sums[name], expected.sums[name], rtol=0, atol=1e-9, err_msg=name)
-        np.testing.assert_array_equal(stats.counts[name], expected.counts[name])
-    assert (stats.labels() == expected.labels()).all()
-    assert (stats.model, stats.kind, stats.layer_ids, stats.head_ids) == (
-        expected.model,
-        expected.kind,
-        expected.layer_ids,
-        expected.head_ids,
-    )
-
-
-def test_a_worker_error_is_one_typed_error_on_the_driver(ray_instance: Any, tiny_models: dict[str, Path]) -> None:
-    from attnviz.distributed.engine import ModelSpec
-    from attnviz.distributed.stats import distributed_statistics
-    from attnviz.errors import AttnvizError, SelectionError
-
-    with pytest.raises(SelectionError) as caught:
-        distributed_statistics(TEXTS[:2], ModelSpec(str(tiny_models["bert"]), device="cpu"), options(), kind="cross")
-    assert "cross" in caught.value.message
-    with pytest.raises(AttnvizError):
-        distributed_statistics(TEXTS[:2], ModelSpec(str(tiny_models["bert"] / "nowhere"), device="cpu"), options())
+    corpus = tmp_path / "texts.txt"
+    corpus.write_text("\n".join(sentences(12)) + "\n")
+    common = ("compare", "-f", corpus, "-m", tiny_models["bert"], "-m", changed_bert, "--json", "--batch-size", 3)
+    a = json.loads(run(*common).stdout)
+    b = json.loads(run(*common, "--ray", "local").stdout)
+    assert a["texts"] == b["texts"] == 12 and not a["identical"]
+    assert [(h["layer"], h["head"]) for h in a["heads"]] == [(h["layer"], h["head"]) for h in b["heads"]]
+    np.testing.assert_allclose([h["js"] for h in b["heads"]], [h["js"] for h in a["heads"]], rtol=0, atol=1e-8)
+    np.testing.assert_allclose([h["l1"] for h in b["heads"]], [h["l1"] for h in a["heads"]], rtol=0, atol=1e-8)
 
 
 class KilledOnce:
     """Mixed into a job: the first window that finds ``flag`` deletes it and SIGKILLs its
-    own actor process (a worker lost mid-run)."""
+    own actor process, after writing some of its files (a worker lost mid-run)."""
 
-    flag: str
+    flag = ""
 
     def run(self, window: list[Any]) -> dict[str, Any]:
+        result = super().run(window)  # type: ignore[misc]
         try:
             os.remove(self.flag)
         except FileNotFoundError:
-            return super().run(window)  # type: ignore[misc, no-any-return]
+            return result  # type: ignore[no-any-return]
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
 
 
-def test_a_killed_worker_loses_and_duplicates_nothing(
-    ray_instance: Any, tiny_models: dict[str, Path], tmp_path: Path
+def test_export_on_ray_writes_the_same_files_and_survives_a_killed_worker(
+    ray_instance: Any, tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from attnviz.distributed import stats as module
-    from attnviz.distributed.engine import ModelSpec
+    from attnviz.distributed import export as distributed
+
+    texts = tmp_path / "texts.txt"
+    lines = sentences(13)
+    lines[4] = " ".join(["cat"] * 600)  # longer than the model takes: fails alone
+    texts.write_text("\n".join(lines) + "\n")
+    common = ("export", texts, "-m", tiny_models["bert"], "--view", "grid", "--format", "png,npz", "--batch-size", 2)
+    common = (*common, "--no-truncate")
+    one = run(*common, "-o", tmp_path / "one", "--workers", 0)
 
     flag = tmp_path / "kill-once"
     flag.write_text("")
 
-    class Job(KilledOnce, module.StatisticsJob):
+    class Job(KilledOnce, distributed.ExportJob):
         pass
 
     Job.flag = str(flag)
-    original = module.StatisticsJob
-    module.StatisticsJob = Job  # type: ignore[misc]
-    try:
-        stats = module.distributed_statistics(
-            TEXTS, ModelSpec(str(tiny_models["bert"]), device="cpu"), options(), batch_size=2, window=3
-        )
-    finally:
-        module.StatisticsJob = original  # type: ignore[misc]
-    assert not flag.exists()  # a worker did die
-    expected = single_process_statistics(tiny_models["bert"], TEXTS, window=3, batch_size=2)
-    assert stats.texts == expected.texts
-    for name in expected.sums:
-        np.testing.assert_allclose(stats.sums[name], expected.sums[name], rtol=0, atol=1e-9, err_msg=name)
+    monkeypatch.setattr(distributed, "ExportJob", Job)
+    spread = run(*common, "-o", tmp_path / "ray", "--ray", "local")
+    assert not flag.exists()  # a worker did die, after writing files
+    assert one.exit_code == spread.exit_code == 1  # the bad line fails, in both
+
+    def records(directory: Path) -> list[tuple[Any, ...]]:
+        return sorted((r["line"], r["status"], tuple(r["files"]), r["error"]) for r in manifest(directory))
+
+    assert records(tmp_path / "ray") == records(tmp_path / "one")
+    lines_recorded = [r["line"] for r in manifest(tmp_path / "ray")]
+    assert len(lines_recorded) == len(set(lines_recorded)) == 13  # nothing lost, nothing twice
+    names = sorted(p.name for p in (tmp_path / "one").iterdir() if p.suffix in (".png", ".npz"))
+    assert names and names == sorted(p.name for p in (tmp_path / "ray").iterdir() if p.suffix in (".png", ".npz"))
+    for name in names:
+        if name.endswith(".png"):
+            assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+        else:
+            with np.load(tmp_path / "one" / name) as a, np.load(tmp_path / "ray" / name) as b:
+                np.testing.assert_array_equal(a["encoder"], b["encoder"])
+
+    again = run(*common, "-o", tmp_path / "ray", "--ray", "local", "--resume", "--json")
+    summary = json.loads(again.stdout)
+    assert summary["resumed"] == 12 and summary["exported"] == 0
+
+
+def test_a_worker_error_is_one_line(ray_instance: Any, tmp_path: Path) -> None:
+    result = invoke("stats", "one short text", "-m", tmp_path / "no-model-here", "--ray", "local")
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr

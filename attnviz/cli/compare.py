@@ -26,6 +26,7 @@ from attnviz.cli._options import (
     check_image_output,
     word_rule,
 )
+from attnviz.cli._ray import RayOpt
 from attnviz.errors import CompareThresholdExceeded
 
 FAIL_EXIT_CODE = CompareThresholdExceeded.exit_code
@@ -63,6 +64,7 @@ def compare(
     no_truncate: NoTruncateOpt = False,
     device: DeviceOpt = "auto",
     trust_remote_code: TrustOpt = False,
+    ray: RayOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """How much attention changed between two models, per layer and head.
@@ -70,13 +72,12 @@ def compare(
     Jensen-Shannon divergence (base 2) and L1 distance between the attention of the two
     models on the same texts, averaged over query rows and texts.
 
+    With --ray, the texts are spread over Ray workers that each hold both models.
+
     Exit codes: 0 ok; 1 load/IO failure or skipped lines; 2 bad input;
     3 (--fail-above) a head's divergence is over the threshold."""
-    from attnviz.analysis.compare import compare_models
-    from attnviz.cli._common import gather_inputs, report_problems
-    from attnviz.cli._output import note
+    from attnviz.cli._common import gather_inputs
     from attnviz.errors import SelectionError
-    from attnviz.transforms import apply_transforms
 
     if len(models) != 2:
         raise SelectionError(f"compare needs exactly two models, got {len(models)}", hint="pass -m A -m B")
@@ -90,10 +91,32 @@ def compare(
         raise SelectionError("no usable text in the input")
     revs: list[str | None] = list(revisions) if revisions else [None, None]
     revs = revs * 2 if len(revs) == 1 else revs
-    from attnviz.plan import check_early, open_extractor
+    from attnviz.plan import check_early
 
     for spec, revision in zip(models, revs):  # both models are checked before either loads
         check_early(spec, revision, layer, head)
+    if ray is not None:
+        comparison = _on_ray(
+            ray, items, problems, models, revs, layer, head, kind, word_rule(words, tokenizer_words), no_special,
+            no_truncate, batch_size, device, trust_remote_code, verbose,
+        )  # fmt: skip
+    else:
+        comparison = _in_process(
+            items, problems, models, revs, layer, head, kind, word_rule(words, tokenizer_words), no_special,
+            no_truncate, batch_size, device, trust_remote_code, verbose,
+        )  # fmt: skip
+    _report(comparison, problems, words, out, json_output, fail_above, top)
+
+
+def _in_process(  # type: ignore[no-untyped-def]
+    items, problems, models, revs, layer, head, kind, rule, no_special, no_truncate, batch_size, device,
+    trust_remote_code, verbose,
+):  # fmt: skip
+    from attnviz.analysis.compare import compare_models
+    from attnviz.cli._output import note
+    from attnviz.plan import open_extractor
+    from attnviz.transforms import apply_transforms
+
     extractors = []
     for spec, revision in zip(models, revs):
         extractor = open_extractor(
@@ -110,16 +133,52 @@ def compare(
         for message in extractor.notes:
             note(f"note: {message}")
         extractors.append(extractor)
-    comparison = compare_models(
+    return compare_models(
         items,
         *extractors,
         kind=kind,
-        transform=lambda result: apply_transforms(
-            result, words=word_rule(words, tokenizer_words), no_special=no_special
-        ),
+        transform=lambda result: apply_transforms(result, words=rule, no_special=no_special),
         batch_size=batch_size,
         on_problem=lambda item, message: problems.append(f"'{item.text[:40]}': {message}"),
     )
+
+
+def _on_ray(  # type: ignore[no-untyped-def]
+    address, items, problems, models, revs, layer, head, kind, rule, no_special, no_truncate, batch_size, device,
+    trust_remote_code, verbose,
+):  # fmt: skip
+    """The comparison on Ray workers, each holding both models (loaded only there)."""
+    from attnviz.cli._output import note
+    from attnviz.cli._ray import InputNotes, ray_options
+    from attnviz.distributed.compare import distributed_comparison
+    from attnviz.distributed.engine import ModelSpec, import_ray
+
+    import_ray()
+    spec_a, spec_b = (
+        ModelSpec(spec, device=device, revision=revision, trust_remote_code=trust_remote_code)
+        for spec, revision in zip(models, revs)
+    )
+    return distributed_comparison(
+        items,
+        spec_a,
+        spec_b,
+        ray_options(address, verbose=verbose),
+        layers=layer,
+        heads=head,
+        kind=kind,
+        words=rule,
+        no_special=no_special,
+        truncate=not no_truncate,
+        batch_size=batch_size,
+        on_input=InputNotes(items, problems),
+        on_note=lambda message: note(f"note: {message}"),
+    )
+
+
+def _report(comparison, problems, words, out, json_output, fail_above, top) -> None:  # type: ignore[no-untyped-def]
+    """Problems, the image, the table or JSON, and the exit code."""
+    from attnviz.cli._common import report_problems
+
     report_problems(problems)
     if words:
         comparison.notes.append("word level (--words)")

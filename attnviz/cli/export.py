@@ -30,6 +30,7 @@ from attnviz.cli._options import (
     WordsOpt,
     word_rule,
 )
+from attnviz.cli._ray import RayOpt
 
 
 def _split(values: list[str]) -> tuple[str, ...]:
@@ -80,9 +81,13 @@ def export(
     device: DeviceOpt = "auto",
     revision: RevisionOpt = None,
     trust_remote_code: TrustOpt = False,
+    ray: RayOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Export attention for every line of FILE into DIR, with DIR/manifest.jsonl.
+
+    With --ray, Ray workers (each holding the model) extract and write the files into DIR
+    (shared storage on a cluster); this process writes the manifest, so --resume works alike.
 
     Exit codes: 0 every text exported; 1 some texts failed (see the manifest) or the
     directory could not be written; 2 bad usage or an unusable input file; 130 Ctrl-C
@@ -116,6 +121,10 @@ def export(
     from attnviz.inputs import check_input
 
     check_input(file)  # a missing file or a directory fails before the model loads (a FIFO is not opened)
+    if ray is not None:
+        from attnviz.distributed.engine import import_ray
+
+        import_ray()  # missing Ray: one line before the model loads
     from attnviz.plan import load_model_checked
 
     loaded = load_model_checked(
@@ -123,11 +132,20 @@ def export(
         revision=revision,
         layers=layer,
         heads=head,
-        device=device,
+        device="cpu" if ray is not None else device,  # with --ray, here only to check the options
         trust_remote_code=trust_remote_code,
         verbose=verbose,
         quiet=not verbose,
     )
+    distributed: dict[str, Any] = {}
+    if ray is not None:
+        from attnviz.cli._ray import ray_options
+        from attnviz.distributed.engine import ModelSpec
+
+        distributed = {
+            "ray": ray_options(ray, verbose=verbose),
+            "spec": ModelSpec(model, device=device, revision=revision, trust_remote_code=trust_remote_code),
+        }
     from attnviz.safety import printable
 
     show_progress = not quiet and sys.stderr.isatty()
@@ -156,9 +174,11 @@ def export(
                     rate, left = progress_fields(summary, total_inputs, time.monotonic() - started)
                     progress.update(task, completed=summary.total, rate=rate, left=left)
 
-                summary = run_export(file, loaded, options, on_progress=on_progress, on_warning=on_warning)
+                summary = run_export(
+                    file, loaded, options, on_progress=on_progress, on_warning=on_warning, **distributed
+                )
         else:
-            summary = run_export(file, loaded, options, on_warning=on_warning)
+            summary = run_export(file, loaded, options, on_warning=on_warning, **distributed)
     except KeyboardInterrupt as stop:
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         print(

@@ -29,6 +29,7 @@ from attnviz.cli._options import (
     check_image_output,
     word_rule,
 )
+from attnviz.cli._ray import RayOpt
 
 
 def stats(
@@ -69,13 +70,15 @@ def stats(
     device: DeviceOpt = "auto",
     revision: RevisionOpt = None,
     trust_remote_code: TrustOpt = False,
+    ray: RayOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Per-head statistics and pattern labels, for one text or a corpus.
 
     Entropy, attention distance, mass on [CLS]/[SEP]/punctuation/self/previous/next, and a
     pattern label, per layer and head (0-based). Averaged over every query position of every
-    text; --json output can be merged exactly with --merge."""
+    text; --json output can be merged exactly with --merge. With --ray, the texts are spread
+    over Ray workers that each hold the model, and their sums merged as --merge does."""
     from attnviz.analysis.stats import (
         STATISTICS,
         HeadStatistics,
@@ -102,12 +105,20 @@ def stats(
         result = merge_statistics(HeadStatistics.load(path) for path in merge)
     else:
         from attnviz.cli._output import note
+        from attnviz.cli._ray import refuse_with_ray
         from attnviz.plan import open_extractor
         from attnviz.transforms import apply_transforms
 
+        refuse_with_ray(ray, **{"--words": bool(words or tokenizer_words), "--cluster": cluster})
         items, problems = gather_inputs(text, file, encoding_errors=encoding_errors)
         if not items:
             raise SelectionError("no usable text in the input")
+    if not merge and ray is not None:
+        result = _on_ray(
+            ray, items, problems, model, revision, layer, head, kind, no_special, no_truncate, batch_size, device,
+            trust_remote_code, verbose,
+        )  # fmt: skip
+    elif not merge:
         extractor = open_extractor(
             model,
             revision=revision,
@@ -186,6 +197,35 @@ def stats(
         _print_table(result, clusters)
     if problems:
         raise typer.Exit(code=1)
+
+
+def _on_ray(  # type: ignore[no-untyped-def]
+    address, items, problems, model, revision, layer, head, kind, no_special, no_truncate, batch_size, device,
+    trust_remote_code, verbose,
+):  # fmt: skip
+    """The streamed statistics of ``items`` on Ray workers (the model is checked against its
+    config here, loaded only by the workers)."""
+    from attnviz.cli._output import note
+    from attnviz.cli._ray import InputNotes, ray_options
+    from attnviz.distributed.engine import ModelSpec, import_ray
+    from attnviz.distributed.stats import distributed_statistics
+    from attnviz.plan import check_early
+
+    check_early(model, revision, layer, head)
+    import_ray()  # missing Ray: one line before anything starts
+    return distributed_statistics(
+        items,
+        ModelSpec(model, device=device, revision=revision, trust_remote_code=trust_remote_code),
+        ray_options(address, verbose=verbose),
+        layers=layer,
+        heads=head,
+        kind=kind,
+        no_special=no_special,
+        truncate=not no_truncate,
+        batch_size=batch_size,
+        on_input=InputNotes(items, problems),
+        on_note=lambda message: note(f"note: {message}"),
+    )
 
 
 def _print_table(result, clusters=None) -> None:  # type: ignore[no-untyped-def]

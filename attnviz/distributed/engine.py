@@ -140,7 +140,8 @@ class Connection:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise DistributedError(
                     f"cannot start or reach {where}: {first}",
-                    hint="start one with 'ray start --head', or check the address (auto joins the local cluster)",
+                    hint="start the cluster first (ray start, see docs/distributed.md), or check the address; auto joins "
+                    "the cluster started on this machine",
                 ) from exc
             self.owned = True
         _quiet(ray, options.verbose)

@@ -66,6 +66,19 @@ def chosen_kind(extractor: Any, kind: str | None) -> str:
     return chosen
 
 
+class NoteOnce:
+    """Passes each distinct note of the workers on once."""
+
+    def __init__(self, on_note: Callable[[str], None] | None) -> None:
+        self.on_note, self.seen = on_note, set()  # type: ignore[var-annotated]
+
+    def __call__(self, notes: Sequence[str]) -> None:
+        for message in notes:
+            if self.on_note is not None and message not in self.seen:
+                self.seen.add(message)
+                self.on_note(message)
+
+
 class StatisticsJob(WindowJob):
     """An actor: one model; per window, the statistic sums of its texts."""
 
@@ -109,6 +122,7 @@ class StatisticsJob(WindowJob):
             "sums": {name: values.tolist() for name, values in stats.sums.items()},
             "counts": {name: values.tolist() for name, values in stats.counts.items()},
             "outcomes": outcomes,
+            "notes": self.extractor.notes,
         }
 
 
@@ -140,13 +154,15 @@ def distributed_statistics(
     batch_size: int = 16,
     window: int = DEFAULT_WINDOW,
     on_input: InputCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Any:
     """Head statistics of ``items`` (texts or :class:`~attnviz.extraction.TextInput`) on
     Ray: the same sums, counts and labels as :func:`attnviz.analysis.stats.stream_statistics`
     over the same items with the same ``batch_size`` (to float64 rounding).
 
     ``on_input(index, error, truncated)`` is called, as each window completes, for every
-    input of it (``error`` None when the input counted)."""
+    input of it (``error`` None when the input counted); ``on_note(message)`` once per note
+    the workers' extractors make (how the model was loaded and captured)."""
     from attnviz.analysis.stats import merge_statistics
     from attnviz.errors import InputError
 
@@ -154,8 +170,11 @@ def distributed_statistics(
     starts = [number * max(1, int(window)) for number in range(len(chunks))]
     shards: dict[int, Any] = {}
 
+    notes = NoteOnce(on_note)
+
     def collect(number: int, result: dict[str, Any]) -> None:
         shards[number] = shard(result)
+        notes(result.get("notes", ()))
         if on_input is not None:
             special = {int(index): (error, int(cut)) for index, error, cut in result["outcomes"]}
             for index in range(len(chunks[number])):

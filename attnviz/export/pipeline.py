@@ -43,11 +43,16 @@ def export(
     *,
     on_progress: Callable[[ExportSummary], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    ray: Any = None,
+    spec: Any = None,
 ) -> ExportSummary:
     """Export every text of ``input_path`` (``-`` for stdin) with ``loaded`` model.
 
     Returns the summary; raises :class:`OutputWriteError` after recording what finished if the
     directory stops being writable (disk full), and ``KeyboardInterrupt`` after a clean stop.
+    With ``ray`` (:class:`~attnviz.distributed.engine.RayOptions`), Ray workers load the model
+    ``spec`` (:class:`~attnviz.distributed.engine.ModelSpec`) and write the files; this
+    process reads the input, holds the lock and writes the manifest, as always.
     """
     options.validate()
     if options.kind is not None and options.kind not in loaded.info.kinds:
@@ -64,6 +69,11 @@ def export(
     first = next(records)  # raises InputError for a missing, binary or empty file before any output
     lock = DirectoryLock(ensure_directory(options.out_dir)).acquire()
     try:
+        if ray is not None:
+            from attnviz.distributed.export import run_on_ray
+
+            run = _ExportRun(loaded, options, on_progress, on_warning, local=False)
+            return run_on_ray(run, _chain(first, records), ray, spec)
         return _ExportRun(loaded, options, on_progress, on_warning).run(_chain(first, records))
     finally:
         lock.release()
@@ -79,25 +89,27 @@ class _ExportRun:
         options: ExportOptions,
         on_progress: Callable[[ExportSummary], None] | None,
         on_warning: Callable[[str], None] | None,
+        *,
+        local: bool = True,
     ) -> None:
-        from attnviz.plan import open_extractor, plan_views
-
+        """``local`` False: the texts are extracted and rendered elsewhere (Ray workers);
+        this run only records them (no extractor, no rendering pool)."""
         self.loaded, self.options = loaded, options
         self.on_progress, self.on_warning = on_progress, on_warning
         self.done = prepare_directory(options, loaded.name)
         self.out_dir = Path(options.out_dir)
         self.summary = ExportSummary(out_dir=str(self.out_dir))
         self.manifest = ManifestWriter(self.out_dir / MANIFEST)
-        # every view is drawn from the same extraction, and data files carry every head
-        plan = plan_views(options.views, kind=options.kind, drawn=False)
-        self.extractor = open_extractor(
-            loaded, layers=options.layers, heads=options.heads, plan=plan, truncate=options.truncate
-        )
+        self.fed: deque[InputRecord] = deque()
+        self.inflight: dict[Future[Any], tuple[InputRecord, dict[str, Any]]] = {}
+        self.pool: ProcessPoolExecutor | None = None
+        if not local:
+            return
+        self.extractor = export_extractor(loaded, options)
         if on_warning is not None:
             for message in self.extractor.notes:
                 on_warning(message)
         workers = options.workers if options.workers is not None else (os.cpu_count() or 1)
-        self.pool: ProcessPoolExecutor | None = None
         if workers > 0:
             import multiprocessing
 
@@ -108,8 +120,6 @@ class _ExportRun:
                 initargs=(os.getpid(),),
             )
         self.max_inflight = max(2, workers * 4)
-        self.fed: deque[InputRecord] = deque()
-        self.inflight: dict[Future[Any], tuple[InputRecord, dict[str, Any]]] = {}
 
     # -- records -------------------------------------------------------------------------
     def record(self, rec: InputRecord, status: str, files: list[str], error: str | None, extra: dict[str, Any]) -> None:
@@ -172,17 +182,7 @@ class _ExportRun:
 
     def render(self, rec: InputRecord, result: AttentionResult, extra: dict[str, Any]) -> None:
         """Render one text, in a worker (waiting when too many are in flight) or here."""
-        options = self.options
-        payload = (
-            result,
-            base_name(rec),
-            str(self.out_dir),
-            options.views,
-            options.formats,
-            options.kind,
-            options.cmap,
-            options.scale,
-        )
+        payload = render_payload(result, rec, self.options)
         if self.pool is None:
             self.complete(rec, job(payload), extra)
             return
@@ -204,9 +204,7 @@ class _ExportRun:
         options, summary = self.options, self.summary
         started = time.monotonic()
         try:
-            # a window of texts is sorted by length (little padding) and held until its results
-            # come back in input order: bounded, so a huge --batch-size cannot hold thousands of results
-            window = min(max(options.batch_size * 4, 8), 256)
+            window = export_window(options)
             for outcome in self.extractor.outcomes(self.texts(records), batch_size=options.batch_size, window=window):
                 rec = self.fed.popleft()
                 if isinstance(outcome, InputError):
@@ -254,6 +252,36 @@ class _ExportRun:
                 option=("out_dir", "resume"),
             )
         return summary
+
+
+def export_extractor(loaded: LoadedModel, options: ExportOptions) -> Any:
+    """The extractor of an export (here, or in a Ray worker): every view is drawn from the
+    same extraction, and data files carry every head."""
+    from attnviz.plan import open_extractor, plan_views
+
+    plan = plan_views(options.views, kind=options.kind, drawn=False)
+    return open_extractor(loaded, layers=options.layers, heads=options.heads, plan=plan, truncate=options.truncate)
+
+
+def export_window(options: ExportOptions) -> int:
+    """Texts per window: a window is sorted by length (little padding) and held until its
+    results come back in input order; bounded, so a huge batch size cannot hold thousands of
+    results. Ray workers take whole windows, so their batches are this process's."""
+    return min(max(options.batch_size * 4, 8), 256)
+
+
+def render_payload(result: AttentionResult, rec: InputRecord, options: ExportOptions) -> tuple[Any, ...]:
+    """The arguments of :func:`attnviz.export.render.job` for one text."""
+    return (
+        result,
+        base_name(rec),
+        str(options.out_dir),
+        options.views,
+        options.formats,
+        options.kind,
+        options.cmap,
+        options.scale,
+    )
 
 
 def _chain(first: InputRecord, rest: Iterator[InputRecord]) -> Iterator[InputRecord]:

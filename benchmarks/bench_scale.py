@@ -1,0 +1,212 @@
+"""Corpus scale: one process against Ray workers (CPU), and capture/stats against the
+forward pass alone (GPU).
+
+    python benchmarks/bench_scale.py                 # CPU: stats of 2,000 texts, 1 process vs --ray, 2 workers
+    python benchmarks/bench_scale.py --texts 500     # fewer texts
+    python benchmarks/bench_scale.py --gpu           # GPU: Llama-3-8B config, bf16 (no Ray needed)
+
+CPU: head statistics of every head of the bundled model (MiniLM, 6 x 12 heads) over
+``--texts`` generated sentences, in this process (``stats -f``) and then on a local Ray
+instance with ``--workers`` actors (``stats -f --ray local``), in the same run; both
+totals include loading the model (the actors each load their own) and the Ray total
+includes starting the instance. The two results are checked equal (sums within 1e-9,
+same labels).
+
+GPU (one call, well under 8 minutes on an H200): the model of ``bench_capture.py --gpu``
+(random weights, Llama-3-8B's configuration, bf16). Printed as JSON lines, each next to
+the forward pass alone, measured in the same run:
+
+* capture every head of one layer at 8,192 tokens (target: at most 3x the forward pass;
+  "cold" includes allocating the pinned result array, "warm" reuses it);
+* ``stats`` over every head of 2,048-token texts (target: at least half the throughput of
+  forward passes alone);
+* the bus: one 1 GiB copy into pageable and into pinned host memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+WORDS = (
+    "the a model attention head layer token word sentence reads writes looks inside every small large "
+    "quick brown fox jumps over lazy dog cat sat on mat river bank money flows through city night "
+    "students learn transformers researchers measure heads engineers ship checks"
+).split()
+
+
+def corpus(count: int, seed: int = 0) -> list[str]:
+    """``count`` sentences of 6 to 40 words, the same for a given seed."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        words = rng.choice(WORDS, size=int(rng.integers(6, 41)))
+        out.append(" ".join(words).capitalize() + ".")
+    return out
+
+
+def cpu_comparison(count: int, workers: int, batch_size: int) -> None:
+    import ray
+
+    from attnviz.analysis.stats import stream_statistics
+    from attnviz.distributed.engine import ModelSpec, RayOptions
+    from attnviz.distributed.stats import distributed_statistics
+    from attnviz.extraction import Extractor
+    from attnviz.models import load_model
+
+    texts = corpus(count)
+    cores = os.cpu_count() or 1
+    start = time.perf_counter()
+    loaded = load_model("minilm", device="cpu")
+    single = stream_statistics(Extractor(loaded), texts, batch_size=batch_size)
+    one_process = time.perf_counter() - start
+
+    start = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    started = time.perf_counter() - start
+    try:
+        spread = distributed_statistics(
+            texts, ModelSpec("minilm", device="cpu"), RayOptions(workers=workers), batch_size=batch_size
+        )
+    finally:
+        total = time.perf_counter() - start
+        ray.shutdown()
+    difference = max(float(np.abs(spread.sums[name] - single.sums[name]).max()) for name in single.sums)
+    same_labels = bool((spread.labels() == single.labels()).all())
+    print(f"stats of {count} texts, every head of MiniLM (6 x 12), batch size {batch_size}, {cores} cores")
+    print(f"{'run':<34} {'seconds':>8} {'texts/s':>8}")
+    print(
+        f"{'one process (' + str(min(cores, 2)) + ' torch threads)':<34} {one_process:8.1f} {count / one_process:8.1f}"
+    )
+    print(f"{'--ray local, ' + str(workers) + ' workers':<34} {total:8.1f} {count / total:8.1f}")
+    print(f"  of which starting Ray: {started:.1f} s")
+    print(f"ray / one process: {one_process / total:.2f}x the throughput")
+    print(
+        f"same result: max |sum difference| {difference:.1e} (within 1e-9: {difference <= 1e-9}), same labels: {same_labels}"
+    )
+    print(
+        json.dumps(
+            {
+                "texts": count,
+                "one_process_s": round(one_process, 2),
+                "ray_s": round(total, 2),
+                "ray_start_s": round(started, 2),
+                "workers": workers,
+                "max_sum_difference": difference,
+                "same_labels": same_labels,
+            }
+        )
+    )
+
+
+def _timed(function: Any, repeat: int = 1) -> float:
+    """The fastest of ``repeat`` runs, in seconds, the GPU synchronised around each."""
+    import torch
+
+    best = float("inf")
+    for _ in range(repeat):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        function()
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def gpu_check(layer: int = 16) -> None:
+    import torch
+
+    from attnviz.analysis.stats import HeadStatistics
+    from attnviz.extraction import Extractor
+    from attnviz.sinks import StatisticsSink
+    from benchmarks.bench_capture import build_llama
+
+    built = time.perf_counter()
+    loaded = build_llama(
+        layers=32, heads=32, kv_heads=8, hidden=4096, intermediate=14336, vocab=128256,
+        dtype=torch.bfloat16, device="cuda",
+    )  # fmt: skip
+    model = loaded.model
+    print(f"{torch.cuda.get_device_name()}: model built in {time.perf_counter() - built:.1f} s", flush=True)
+    rng = np.random.default_rng(0)
+
+    def ids(tokens: int) -> list[int]:
+        return rng.integers(3, 128000, size=tokens).tolist()
+
+    def forward(batch: torch.Tensor) -> None:
+        with torch.inference_mode():
+            model(input_ids=batch, return_dict=True)
+
+    # 1. one layer's heads at 8,192 tokens, next to the forward pass
+    long_ids = ids(8192)
+    batch = torch.tensor([long_ids], device="cuda")
+    forward(batch[:, :256])  # warm-up
+    forward_s = _timed(lambda: forward(batch), repeat=3)
+    extractor = Extractor(loaded, layers=str(layer))
+    encoded = [extractor.encode_ids(long_ids)]
+    extractor.run_batch([extractor.encode_ids(long_ids[:256])])  # warm-up: probe, kernels
+    cold = _timed(lambda: extractor.run_batch(encoded))
+    warm = _timed(lambda: extractor.run_batch(encoded))
+    result = extractor.run_batch(encoded)[0].attentions["decoder"]
+    row_error = float(np.abs(result[0].astype(np.float64).sum(-1) - 1).max())
+    del result
+    print(json.dumps({"check": "capture one layer (32 heads), 8192 tokens", "forward_s": round(forward_s, 3),
+                      "capture_cold_s": round(cold, 3), "capture_warm_s": round(warm, 3),
+                      "warm_over_forward": round(warm / forward_s, 2), "target_over_forward": 3.0,
+                      "row_sum_error": row_error}), flush=True)  # fmt: skip
+
+    # 2. stats over every head of 2,048-token texts (4 per batch: 8,192 tokens)
+    texts = [ids(2048) for _ in range(8)]
+    stacked = [torch.tensor(texts[i : i + 4], device="cuda") for i in range(0, len(texts), 4)]
+    forward_all = _timed(lambda: [forward(b) for b in stacked], repeat=2)
+    everything = Extractor(loaded)
+    layers, heads = list(everything.selection.layers["decoder"]), list(everything.selection.heads["decoder"])
+
+    def statistics() -> HeadStatistics:
+        stats = HeadStatistics(loaded.name, "decoder", layers, heads)
+        sink = StatisticsSink(stats)
+        for i in range(0, len(texts), 4):
+            everything.reduce_batch([everything.encode_ids(t) for t in texts[i : i + 4]], sink)
+        return stats
+
+    statistics_s = _timed(statistics, repeat=1)
+    stats = statistics()
+    per_text = stats.sums["self"] / stats.counts["self"]
+    print(json.dumps({"check": f"stats, all {len(layers) * len(heads)} heads, {len(texts)} texts of 2048 tokens",
+                      "forward_texts_per_s": round(len(texts) / forward_all, 2),
+                      "stats_texts_per_s": round(len(texts) / statistics_s, 2),
+                      "throughput_ratio": round(forward_all / statistics_s, 3), "target_ratio": 0.5,
+                      "mean_self_attention": round(float(per_text.mean()), 5)}), flush=True)  # fmt: skip
+
+    # 3. the bus, for reference
+    block = torch.empty(2**28, dtype=torch.float32, device="cuda")
+    pageable = torch.empty(2**28, dtype=torch.float32)
+    pinned = torch.empty(2**28, dtype=torch.float32, pin_memory=True)
+    to_pageable = _timed(lambda: pageable.copy_(block), repeat=2)
+    to_pinned = _timed(lambda: pinned.copy_(block, non_blocking=True), repeat=2)
+    print(json.dumps({"check": "copy 1 GiB to the host", "pageable_gb_s": round(2**30 / to_pageable / 1e9, 1),
+                      "pinned_gb_s": round(2**30 / to_pinned / 1e9, 1)}), flush=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--gpu", action="store_true")
+    args = parser.parse_args()
+    if args.gpu:
+        gpu_check()
+    else:
+        cpu_comparison(args.texts, args.workers, args.batch_size)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()
