@@ -36,7 +36,7 @@ section .embed iframe { border: 1px solid #ddd; max-width: 100%; }
 section .embed h3 { font-size: 1em; margin: 0.3em 0; color: #444; }
 """
 
-FRAME_HEIGHT = 720
+FRAME_HEIGHT = 600
 #: Fills the frames after the first layout, then marks the page ready.
 FILL_FRAMES = (
     "requestAnimationFrame(function(){setTimeout(function(){"
@@ -45,7 +45,7 @@ FILL_FRAMES = (
 )
 
 EMBED_NOTES = {
-    4: "This head, interactive: choose 'Neuron view' and click a query token for its query and key vectors.",
+    4: "This head, interactive (Neuron view): click a query token for its query and key vectors.",
     5: "Every layer and head, interactive: switch views, layers and heads.",
 }
 
