@@ -374,6 +374,16 @@ def test_an_uncovered_layer_shape_says_so_in_one_line(family_models, name):
     assert buffer.getvalue().count("Not read for this model") == 3
 
 
+def test_long_texts_cluster_heads_over_their_first_tokens(family_models):
+    from attnviz.lesson.collect import CLUSTER_TOKENS
+
+    lesson = build_lesson(" ".join(["the cat sat on the mat"] * 30), model=family_models["llama"])
+    assert len(lesson.capture.result.tokens) > CLUSTER_TOKENS
+    heads = step(lesson, 5)
+    assert heads.data["clusters_over_tokens"] == CLUSTER_TOKENS
+    assert f"(compared over the first {CLUSTER_TOKENS} tokens)" in heads.sentences[1]
+
+
 def test_sinks_and_experts_gpt_oss(family_models):
     """Rows that sum to less than 1 are said so; a mixture of experts has no top neurons."""
     lesson = build_lesson(TEXT, model=family_models["gpt_oss"])

@@ -28,6 +28,32 @@ RECIPE_NAMES = {
 }
 
 
+#: Head clusters compare every pair of heads row by row (heads^2 x tokens^2): on longer texts
+#: they are computed over the attention among the first this many tokens.
+CLUSTER_TOKENS = 128
+
+
+def _first_tokens(result: AttentionResult, kind: str, count: int) -> AttentionResult:
+    """``result``'s ``kind`` attention among its first ``count`` tokens, rows renormalised."""
+    from attnviz.result import AttentionResult
+
+    array = result.array(kind)
+    if array.shape[-1] <= count and array.shape[-2] <= count:
+        return result
+    block = array[:, :, :count, :count].astype(np.float64)
+    block = block / np.maximum(block.sum(-1, keepdims=True), 1e-12)
+    queries, _ = result.axes(kind)
+    return AttentionResult.from_arrays(
+        block.astype(np.float32),
+        list(queries.tokens[:count]),
+        model=result.model,
+        kind=kind,
+        layer_ids=list(result.layer_ids[kind]),
+        head_ids=list(result.head_ids[kind]),
+        special_mask=[bool(s) for s in queries.special_mask[:count]],
+    )
+
+
 @dataclass
 class Capture:
     """Everything one lesson is computed from. ``spans``: each source token's character
@@ -125,7 +151,7 @@ def collect(
     labels = statistics.labels()
     clusters = None
     if labels.size >= 2:
-        clusters = head_distances([result], kind).clusters().reshape(labels.shape)
+        clusters = head_distances([_first_tokens(result, kind, CLUSTER_TOKENS)], kind).clusters().reshape(labels.shape)
     chosen_layer, chosen_head = choose_head(labels, statistics.means())
     if layer is not None:
         chosen_layer = _checked(layer, labels.shape[0], "layer")

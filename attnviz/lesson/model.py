@@ -42,7 +42,8 @@ class LayerStates:
     """One layer's hidden states (each ``[T, D]``, float64; the feed-forward activation
     ``ffn_act`` is ``[T, I]``) by role: ``layer_in``, ``attn_update`` (what attention adds
     to the residual stream, output bias included), ``attn_norm_in/out``, ``ffn_act``,
-    ``ffn_update``, ``ffn_norm_in/out``, ``layer_out``. ``weights`` ``[H, T, T]``,
+    ``ffn_update``, ``ffn_norm_in/out``, ``layer_out``. ``weights`` ``[H, T]`` (what each
+    token's attention gives itself, the diagonal of each head's map),
     ``values`` ``[H, T, d]`` and ``projection`` ``[D, H*d]`` (the output projection) come
     from the capture of the same pass. ``placement``: ``post`` (norm after the residual
     addition, BERT) or ``pre`` (norm on the sub-layer's input, Llama, GPT-2, T5)."""
@@ -68,15 +69,25 @@ def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
     return unit @ unit.T  # type: ignore[no-any-return]
 
 
-def nearest_neighbours(table: np.ndarray, token_id: int, exclude: list[int], top: int = 5) -> list[tuple[int, float]]:
-    """The ``top`` rows of ``table`` ``[V, D]`` closest to row ``token_id`` by cosine,
-    without the row itself and the ids in ``exclude``: ``(id, cosine)`` best first."""
-    t = np.asarray(table, np.float64)
-    norms = np.maximum(np.linalg.norm(t, axis=1), 1e-12)
-    sims = (t @ t[token_id]) / (norms * norms[token_id])
-    sims[[token_id, *exclude]] = -np.inf
-    order = np.argsort(-sims, kind="stable")[:top]
-    return [(int(i), float(sims[i])) for i in order]
+def nearest_neighbours(
+    table: np.ndarray, token_ids: list[int], exclude: list[int], top: int = 5
+) -> list[list[tuple[int, float]]]:
+    """For each of ``token_ids``, the ``top`` rows of ``table`` ``[V, D]`` closest to its
+    row by cosine, without the row itself and the ids in ``exclude``: ``(id, cosine)``
+    best first (ties: lower id first)."""
+    # float64 where the table is small enough (MiniLM's: 12M values), float32 for big vocabularies
+    t = np.asarray(table, np.float64 if np.size(table) <= 20_000_000 else np.float32)
+    unit = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    out = []
+    for start in range(0, len(token_ids), 32):  # [32, V] at a time, whatever the vocabulary
+        chunk = list(token_ids[start : start + 32])
+        sims = np.asarray(unit[chunk] @ unit.T, np.float64)
+        sims[:, exclude] = -np.inf
+        for row, token_id in enumerate(chunk):
+            sims[row, token_id] = -np.inf
+            order = np.lexsort((np.arange(len(t)), -sims[row]))[:top]
+            out.append([(int(i), float(sims[row, i])) for i in order])
+    return out
 
 
 def similarity_by_distance(table: np.ndarray) -> np.ndarray:
@@ -101,8 +112,7 @@ def own_contribution(layer: LayerStates) -> np.ndarray:
     """``[T, D]``: what each token sends to itself through attention, summed over heads:
     ``W_O [alpha_ii^h v_i^h]_h`` (output bias left out)."""
     assert layer.weights is not None and layer.values is not None and layer.projection is not None
-    weights, values = layer.weights, layer.values.astype(np.float64)
-    diagonal = np.einsum("hii->hi", weights.astype(np.float64))  # [H, T]
+    diagonal, values = layer.weights.astype(np.float64), layer.values.astype(np.float64)  # [H, T], [H, T, d]
     mixed = diagonal[:, :, None] * values  # [H, T, d]
     concat = mixed.transpose(1, 0, 2).reshape(mixed.shape[1], -1)  # [T, H*d]
     return concat @ layer.projection.astype(np.float64).T  # type: ignore[no-any-return]

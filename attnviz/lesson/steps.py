@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.lesson import model as numbers
-from attnviz.lesson.collect import RECIPE_NAMES, Capture
+from attnviz.lesson.collect import CLUSTER_TOKENS, RECIPE_NAMES, Capture
 
 TITLES = (
     "Tokenization",
@@ -155,10 +155,9 @@ def embeddings(capture: Capture) -> Step:
     similarity = numbers.cosine_matrix(table[ids])
     exclude = [i for i in facts.special_ids if i < len(table)]
     neighbours: list[dict[str, Any]] = []
-    for i, token_id in enumerate(ids):
-        if tokens.special_mask[i]:
-            continue
-        near = numbers.nearest_neighbours(table, token_id, exclude)
+    ordinary = [i for i in range(len(ids)) if not tokens.special_mask[i]]
+    nearest = numbers.nearest_neighbours(table, [ids[i] for i in ordinary], exclude)
+    for i, near in zip(ordinary, nearest):
         neighbours.append(
             {
                 "index": i,
@@ -173,7 +172,6 @@ def embeddings(capture: Capture) -> Step:
         sentences.append(
             f"{q(focus['token'])} is closest to {q(best['token'])} in the embedding table (cosine {best['cosine']:.2f})."
         )
-    ordinary = [i for i in range(len(ids)) if not tokens.special_mask[i]]
     pairs = [(similarity[a, b], a, b) for a in ordinary for b in ordinary if a < b and ids[a] != ids[b]]
     data: dict[str, Any] = {
         "vocabulary": int(table.shape[0]),
@@ -329,8 +327,11 @@ def multi_head(capture: Capture) -> Step:
         sizes = np.bincount(clusters.ravel())[1:]
         data["clusters"] = clusters.tolist()
         data["cluster_sizes"] = sizes.tolist()
+        tokens = capture.result.array(capture.kind).shape[-1]
+        over = f" (compared over the first {CLUSTER_TOKENS} tokens)" if tokens > CLUSTER_TOKENS else ""
+        data["clusters_over_tokens"] = min(tokens, CLUSTER_TOKENS)
         sentences.append(
-            f"By how alike their maps are they fall into {plural(len(sizes), 'cluster')}; "
+            f"By how alike their maps are they fall into {plural(len(sizes), 'cluster')}{over}; "
             f"the largest holds {plural(int(sizes.max()), 'head')}."
         )
     return Step(5, TITLES[4], sentences, data)

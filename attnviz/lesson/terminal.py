@@ -56,6 +56,10 @@ class Heat:
         return "▀", f"{fg} on {bg}"
 
 
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _bar(fraction: float, width: int) -> str:
     filled = int(round(float(np.clip(fraction, 0, 1)) * width))
     return "█" * filled + "·" * (width - filled)
@@ -335,9 +339,9 @@ def print_lesson(lesson: Lesson, console: Console, steps: list[int] | None = Non
         Text(printable(f"attnviz lesson · {lesson.model} ({lesson.model_type}, {lesson.family})"), style="bold"),
         overflow="fold",
     )
-    console.print(Text(printable(f"text: {lesson.text}")), overflow="fold")
+    console.print(Text(printable(f"text: {_cut(lesson.text)}")), overflow="fold")
     if lesson.target is not None:
-        console.print(Text(printable(f"target (decoder): {lesson.target}")), overflow="fold")
+        console.print(Text(printable(f"target (decoder): {_cut(lesson.target)}")), overflow="fold")
     for step in lesson.steps:
         if steps is None or step.number in steps:
             console.print()
@@ -352,7 +356,7 @@ def print_overview(lesson: Lesson, console: Console) -> None:
         Text(printable(f"attnviz lesson · {lesson.model} ({lesson.model_type}, {lesson.family})"), style="bold"),
         overflow="fold",
     )
-    console.print(Text(printable(f"text: {lesson.text}")), overflow="fold")
+    console.print(Text(printable(f"text: {_cut(lesson.text)}")), overflow="fold")
     for step in lesson.steps:
         console.print()
         console.print(Text(f"{step.number}. {step.title}", style="bold"))

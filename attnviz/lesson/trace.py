@@ -225,8 +225,10 @@ def _output_tensor(output: Any) -> Any:
 
 @dataclass
 class AttentionSink:
-    """Every head's weights ``[heads, queries, keys]`` and value vectors ``[heads, keys,
-    head_dim]`` (for GQA, each head's group) per (kind, layer), for one input."""
+    """What each query token gives itself, ``[heads, queries]`` per self-attention (kind,
+    layer): the diagonal of every head's weights (all the mixing ratio needs, so no
+    ``[heads, T, T]`` is kept); and the value vectors ``[heads, keys, head_dim]`` (for GQA,
+    each head's group) and the output projection, for one input."""
 
     layers: dict[str, int]
     heads: dict[str, int]
@@ -241,15 +243,15 @@ class AttentionSink:
         self.values.clear()
 
     def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
-        return tuple(range(self.heads[kind])) if kind in self.heads else ()
+        return tuple(range(self.heads[kind])) if kind in self.heads and kind != "cross" else ()
 
     def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
         if item:
             return
+        rows = block.shape[1]
+        diagonal = block[:, np.arange(rows), row_start + np.arange(rows)].astype(np.float32)  # [heads, rows]
         key = (kind, layer)
-        if key not in self.weights:
-            self.weights[key] = np.zeros((self.heads[kind], 0, block.shape[-1]), np.float32)
-        self.weights[key] = np.concatenate([self.weights[key], block.astype(np.float32)], axis=1)
+        self.weights[key] = diagonal if key not in self.weights else np.concatenate([self.weights[key], diagonal], 1)
 
     def add_vectors(
         self,
