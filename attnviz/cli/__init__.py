@@ -65,5 +65,7 @@ app.command()(serve)
 
 
 def main() -> None:
-    """Entry point of the `attnviz` console script."""
-    app()
+    """Entry point of the `attnviz` console script (closed or full stdout: one line, no traceback)."""
+    from attnviz.cli._output import run_guarded
+
+    run_guarded(app)

@@ -113,6 +113,7 @@ def terminal_view(view: str, requested: str, layers: int, heads: int, keys: int,
     return "average", f"maps of {keys} tokens are wider than {width} columns; {_AVERAGE_NOTE}"
 
 
+_HEATMAPS = ("head", "rollout", "flow", "average")
 _MEAN_NOTE = "showing each layer's mean over heads"
 _AVERAGE_NOTE = "showing the mean over every layer and head"
 
@@ -132,14 +133,19 @@ def _plans(view: str, requested: str, array: np.ndarray, width: int, mode: str) 
     layers, heads, _, keys = array.shape
     colour = mode != "none"
     if view in ("head", "rollout", "flow"):
-        return [_Plan(view), *([_Plan(view, compact=True)] if colour else [])]
+        return [_Plan(view, cell) for cell in (12, 6, 2)] + ([_Plan(view, compact=True)] if colour else [])
     plans = []
     if view == "grid":
         plans += [_Plan("grid", cell) for cell in (2, 1) if grid_width(heads, keys, cell) <= width or cell == 1]
         if requested == "auto" and grid_width(heads, keys) > width:
             plans = []
     elif view in ("layer", "mean"):
-        plans += [_Plan(view, cell) for cell in (2, 1) if keys * cell + 1 <= width or cell == 1]
+        room = width - 13  # the row labels
+        plans += [
+            _Plan(view, cell)
+            for cell in (4, 2, 1)
+            if min(heads if view == "layer" else layers, 3) * (keys * cell + 1) <= room or cell == 1
+        ]
     if requested != "auto":
         return plans
     if view == "grid" and layers > 1:
@@ -147,7 +153,7 @@ def _plans(view: str, requested: str, array: np.ndarray, width: int, mode: str) 
         plans += [_Plan("mean", cell, note=f"{why}; {_MEAN_NOTE}") for cell in (2, 1) if keys * cell + 1 <= width]
     if view in ("grid", "layer", "mean") and layers * heads > 1:
         why = f"{layers * heads} maps of {keys} tokens do not fit {width} x {SCREEN_LINES}"
-        plans += [_Plan("average", note=f"{why}; {_AVERAGE_NOTE}")]
+        plans += [_Plan("average", cell, note=f"{why}; {_AVERAGE_NOTE}") for cell in (6, 2)]
         if colour:
             plans += [_Plan("average", compact=True, note=f"{why}; {_AVERAGE_NOTE}")]
     return plans or [_Plan(view)]
@@ -189,11 +195,12 @@ def print_view(
     mode = color_mode(console)
     plans = _plans(view, requested, array, console.width, mode)
     if lines is None:
-        plans = [p for p in plans if p.cell == 1 and not p.compact][:1] or plans[:1]
+        # as asked, at the sizes of a screen of any height: small maps, heatmap cells up to 6
+        plans = [p for p in plans if p.cell == (6 if p.view in _HEATMAPS else 1) and not p.compact][:1] or plans[:1]
         layers, heads = array.shape[:2]
         fallback, why = terminal_view(view, requested, layers, heads, array.shape[-1], console.width)
         if fallback != plans[0].view:
-            plans = [_Plan(fallback, note=why)]
+            plans = [_Plan(fallback, 6 if fallback in _HEATMAPS else 1, note=why)]
     chosen = plans[-1]
     body = ""
     for plan in plans:
@@ -266,6 +273,7 @@ def _draw(
             painter=Painter(console, colors.vmax, cmap),
             scale=colors,
             compact=plan.compact,
+            max_cell=plan.cell,
             hints=hints,
         )
         return
@@ -284,6 +292,7 @@ def _draw(
             value_label=data.value_label,
             scale=colors,
             compact=plan.compact,
+            max_cell=plan.cell,
             hints=hints,
         )
         return

@@ -130,14 +130,14 @@ def print_heatmap(
     value_label: str = "attention weight",
     scale: ColorScale | None = None,
     compact: bool = False,
-    big: bool = True,
+    max_cell: int = 6,
     hints: dict[str, str] | None = None,
 ) -> None:
     """``matrix`` ``[query, key]`` as one labelled heatmap: a line per query token (index and
     label on the left), a column per key (numbered along the top, labelled when cells are
     wide enough), then the colour bar. ``compact``: two query rows per line (half blocks,
-    colour terminals only). ``big``: cells as wide as the width allows (up to 6 characters,
-    two lines per row from 4). Keys that do not fit the console width are cut, and the cut
+    colour terminals only). ``max_cell``: cells as wide as the width allows up to this many
+    characters (a line per row up to 3, then a line per 3 characters, so cells stay square). Keys that do not fit the console width are cut, and the cut
     is stated."""
     from rich.text import Text
 
@@ -152,9 +152,9 @@ def print_heatmap(
     prefix = label_width + 5  # "NNN label "
     room = max(1, console.width - prefix)
     cell = 2 if n_key * 2 <= room else 1
-    if big and not compact:
-        cell = max(cell, min(6, room // max(n_key, 1)))
-    row_lines = 2 if cell >= 4 and not compact else 1
+    if not compact:
+        cell = max(cell, min(max_cell, room // max(n_key, 1)))
+    row_lines = 1 if compact else max(1, round(cell / 3))
     shown = min(n_key, room // cell)
 
     if title:
@@ -258,7 +258,8 @@ def print_colorbar(
 # -- small multiples -------------------------------------------------------------------------
 def _mini_lines(matrix: np.ndarray, painter: Painter, keys: int, cell: int = 1) -> list[Any]:
     """One small map ``keys`` columns of ``cell`` characters: half blocks in colour with
-    1-character cells (two rows per line), otherwise a line per row."""
+    1-character cells (two rows per line), otherwise a line per row (two from 4 characters,
+    so cells stay square)."""
     from rich.text import Text
 
     lines = []
@@ -267,7 +268,7 @@ def _mini_lines(matrix: np.ndarray, painter: Painter, keys: int, cell: int = 1) 
             line = Text()
             for v in row[:keys]:
                 line.append(*painter.full(float(v), cell))
-            lines.append(line)
+            lines.extend([line] * (2 if cell >= 4 else 1))
         return lines
     for top in range(0, matrix.shape[0], 2):
         line = Text()
@@ -342,6 +343,8 @@ def print_small_multiples(
             )
         return
     names = [pad(q, label_width - 1) + " " for q in data.query_labels] if row_labels else [""]
+    if row_labels and cell >= 4:  # two lines per row: the label on the first
+        names = [line for name in names for line in (name, " " * label_width)]
     for start in range(0, len(data.panels), per_line):
         panels = data.panels[start : start + per_line]
         header = Text(" " * label_width)
