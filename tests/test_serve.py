@@ -78,6 +78,12 @@ def _post(server: Server, body: dict, **headers: str):
     return httpx.post(server.url + "api/attention", json=body, headers=headers, timeout=60)
 
 
+def _post_to(server: Server, route: str, body: dict):
+    import httpx
+
+    return httpx.post(server.url + route, json=body, timeout=120)
+
+
 def _weights(entry: dict, bits: int) -> np.ndarray:
     """The page data's attention, decoded here as the page does: zlib, little-endian uints."""
     raw = zlib.decompress(base64.b64decode(entry["data"]))
@@ -215,6 +221,23 @@ def test_eight_clients_in_order_stale_requests_dropped_waits_bounded(server):
     assert max(t["passes_waited"] for t in answered) <= 8
 
 
+def test_attribution_equals_attnviz_attribute_json(server):
+    from helpers import invoke
+
+    text = "the cat sat on the mat"
+    response = _post_to(server, "api/attribution", {"model": "minilm", "text": text})
+    assert response.status_code == 200, response.text
+    served = response.json()
+    assert served["methods"] == ["ablation", "grad-x-input", "attention", "rollout", "grad-rollout"]
+    done = invoke("attribute", text, "-m", "minilm", "--json", *sum((["--method", m] for m in served["methods"]), []))
+    assert done.exit_code == 0, done.output
+    expected = json.loads(done.stdout)
+    assert served["tokens"] == expected["tokens"] and served["meta"]["output"] == expected["meta"]["output"]
+    for got, want in zip(served["scores"], expected["scores"]):
+        assert [g is None for g in got] == [w is None for w in want]
+        np.testing.assert_allclose([g for g in got if g is not None], [w for w in want if w is not None], atol=1e-5)
+
+
 # -- the command line ----------------------------------------------------------------------
 def test_busy_port_and_open_host_are_one_line_each(tmp_path):
     with socket.socket() as blocker:
@@ -308,12 +331,23 @@ def test_typing_switching_and_a_link_reopening_the_state(page, server):
     _wait_seq(page, 2)
     assert page.locator("#neuron-view").is_visible()
     assert page.locator("#neuron-numbers tbody tr").count() > 0
+    # the attribution view: a row per live method of `attnviz attribute`, a column per token
+    page.select_option("#model", server.models["minilm"])
+    _wait_seq(page, 3)
+    page.select_option("#view", "attribute")
+    _wait_seq(page, 4)
+    assert page.locator("#attribute-view").is_visible() and page.locator("#neuron-view").is_hidden()
+    assert page.locator("#attribute-table tbody tr").count() == 5
+    assert page.locator("#attribute-table thead th").all_inner_texts()[1:] == ["[CLS]", "the", "dog", "ran", "[SEP]"]
+    assert "view=attribute" in page.url
+    page.select_option("#view", "matrix")  # the attention shown is still for this text: no new request
+    assert page.locator("#matrix-view").is_visible() and page.locator("#attribute-view").is_hidden()
     # an error is shown as the command line words it, and the last drawing stays
-    page.locator("#text").fill(" ".join(["the"] * 120))
+    page.locator("#text").fill(" ".join(["the"] * 600))
     page.wait_for_selector("#serve-status.error", timeout=20000)
-    assert "more than the model's maximum of" in page.locator("#serve-status").inner_text()
-    assert page.locator("body").get_attribute("data-seq") == "2"
-    assert page.locator("#neuron-view").is_visible()
+    assert "more than the model's maximum of 512" in page.locator("#serve-status").inner_text()
+    assert page.locator("body").get_attribute("data-seq") == "4"
+    assert page.locator("#matrix-view").is_visible()
 
 
 @pytest.mark.browser

@@ -1,7 +1,7 @@
 """The Starlette application of `attnviz serve`.
 
 Routes: ``GET /`` the page, ``GET /api/models`` the models, ``POST /api/attention`` one
-input's page data. There is no route that reads or writes a file: the page and its script
+input's page data, ``POST /api/attribution`` its token attributions. There is no route that reads or writes a file: the page and its script
 come from the package's templates, loaded once.
 
 Every request first passes :class:`LocalOnly`: a page on another site cannot drive the server
@@ -167,6 +167,12 @@ def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) ->
         return JSONResponse(pool.describe(), headers=SECURITY_HEADERS)
 
     async def attention(request: Request) -> Response:
+        return await answer(request, "attention")
+
+    async def attribution(request: Request) -> Response:
+        return await answer(request, "attribution")
+
+    async def answer(request: Request, task: str) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             # a plain form post from another page cannot send this type without CORS preflight
             return error_response("the request must be JSON (Content-Type: application/json)", 415)
@@ -186,6 +192,7 @@ def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) ->
                 pair=_optional_text(document, "pair"),
                 target=_optional_text(document, "target"),
                 vectors=bool(document.get("vectors", False)),
+                task=task,
             )
             client = str(document.get("client", request.client.host if request.client else "anonymous"))[:64]
             seq = document.get("seq")
@@ -213,6 +220,7 @@ def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) ->
             Route("/", index, methods=["GET"]),
             Route("/api/models", models, methods=["GET"]),
             Route("/api/attention", attention, methods=["POST"]),
+            Route("/api/attribution", attribution, methods=["POST"]),
         ],
         exception_handlers={HTTPException: http_error},
     )

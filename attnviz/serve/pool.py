@@ -24,15 +24,23 @@ class StaleRequest(Exception):
     """The client sent a newer request before this one reached the model."""
 
 
+#: The attribution methods the page runs: those of `attnviz attribute` fast enough to answer
+#: while typing (integrated gradients takes 32 passes; AttnLRP needs lxt).
+LIVE_METHODS = ("ablation", "grad-x-input", "attention", "rollout", "grad-rollout")
+
+
 @dataclass(frozen=True)
 class Query:
     """What one request asks of a model. ``vectors``: also the query and key vectors (the
-    neuron view), which cost a larger answer, so only that view asks for them."""
+    neuron view), which cost a larger answer, so only that view asks for them.
+    ``task``: ``attention`` (the page data) or ``attribution`` (token attributions, as
+    `attnviz attribute --json` prints them, for :data:`LIVE_METHODS`)."""
 
     text: str
     pair: str | None = None
     target: str | None = None
     vectors: bool = False
+    task: str = "attention"
 
 
 @dataclass
@@ -75,6 +83,7 @@ class WarmModel:
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self.forward_seconds: float | None = None
+        self._attributor: Any = None  # loaded on the first attribution request
 
     @property
     def name(self) -> str:
@@ -169,6 +178,8 @@ class WarmModel:
         from attnviz.extraction import TextInput
         from attnviz.render.html import page_data
 
+        if query.task == "attribution":
+            return self._attribute(query)
         extractor = self._extractors[query.vectors]
         encoded = extractor.encode(TextInput(query.text, query.pair, query.target))
         length = max(len(encoded.ids), len(encoded.target_ids or ()))
@@ -181,6 +192,29 @@ class WarmModel:
         result = extractor.run_batch([encoded])[0]
         self.forward_seconds = time.perf_counter() - started
         return page_data(result)
+
+    def _attribute(self, query: Query) -> dict[str, Any]:
+        from attnviz.attribution import Attributor
+
+        if query.pair is not None:
+            raise InputError("attribution takes one text, not a sentence pair", hint="leave the pair box empty")
+        if self._attributor is None:
+            self._attributor = Attributor(self.loaded, truncate=False)
+        attributor = self._attributor
+        encoded = attributor.encode(query.text, query.target)
+        if len(encoded.ids) > self.max_tokens:
+            raise InputError(
+                f"the text has {len(encoded.ids)} tokens, more than this server's maximum of {self.max_tokens}",
+                hint="shorten it, or start the server with a larger --max-tokens",
+            )
+        applicable, notes = attributor.choose_methods(None, len(encoded.ids))
+        methods = [m for m in LIVE_METHODS if m in applicable]
+        started = time.perf_counter()
+        attribution = attributor.attribute_encoded(encoded, methods, notes)
+        self.forward_seconds = time.perf_counter() - started
+        document = attribution.to_dict()
+        document["signed"] = [attribution.signed(m) for m in methods]
+        return document
 
 
 @dataclass

@@ -145,7 +145,8 @@
     if (state.view === "neuron" && (value === "all" || value === "mean")) { state.head = 0; $("head").value = "0"; }
     if (state.view === "rollout" && !k.rollout) { state.view = "matrix"; $("view").value = "matrix"; }
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
-    $("scale-label").hidden = state.view === "head" || state.view === "neuron";
+    $("scale-label").hidden = state.view === "head" || state.view === "neuron" || state.view === "attribute";
+    $("kind-label").hidden = Object.keys(DATA.kinds).length < 2 || state.view === "attribute";
   }
 
   const room = () => Math.max(320, document.querySelector("main").clientWidth);
@@ -163,7 +164,11 @@
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
     $("layer-label").hidden = state.view === "grid";  // the grid shows every layer: no picker
     const layerId = k.layers[state.layer];
-    if (state.view === "neuron" && !k.vectors) {
+    const elsewhere = $("attribute-view");   // served pages only: serve.js draws it
+    if (elsewhere) elsewhere.hidden = state.view !== "attribute";
+    if (state.view === "attribute") {
+      $("layer-label").hidden = true; $("head-label").hidden = true; $("kind-label").hidden = true;
+    } else if (state.view === "neuron" && !k.vectors) {
       $("neuron-view").hidden = true;   // served: the vectors are on their way (see serve.js)
     } else if (state.view === "head") {
       drawHeadView();
