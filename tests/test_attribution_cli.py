@@ -130,8 +130,10 @@ def test_images_and_the_html_section(bert, tmp_path):
     [
         (["--method", "saliency"], "unknown method 'saliency'"),
         (["--method", "attnlrp"], "lxt"),
-        (["--class", "1"], "--class"),
-        (["--output", "next-token"], "needs a decoder model"),
+        (["--class", "1"], "--class chooses"),
+        (["--target-token", "cat"], "--target-token chooses"),
+        (["--output-kind", "next-token"], "needs a decoder model"),
+        (["--output-kind", "logits"], "unknown output kind"),
         (["-o", "x.txt"], "unknown output type"),
     ],
 )

@@ -19,8 +19,6 @@ PENDING = {
     "inputs.py",
     "render/terminal.py",
     "export/manifest.py",
-    "attribution/core.py",
-    "attribution/targets.py",
     "distributed/engine.py",
     "serve/pool.py",
     "serve/server.py",

@@ -106,7 +106,7 @@ class Attributor:
         self,
         loaded: LoadedModel,
         *,
-        output: str | None = None,
+        output_kind: str | None = None,
         target_token: str | None = None,
         class_index: int | None = None,
         steps: int = 32,
@@ -119,12 +119,16 @@ class Attributor:
         from attnviz.extraction import DEFAULT_BATCH_TOKENS, Extractor
 
         self.loaded = loaded
-        self.kind = check_output_kind(loaded, output) if output else default_output_kind(loaded)
+        self.kind = check_output_kind(loaded, output_kind) if output_kind else default_output_kind(loaded)
         if class_index is not None and self.kind != "class":
-            raise SelectionError("--class chooses a classifier's class", hint=f"this model's output is '{self.kind}'")
+            raise SelectionError(
+                "{class} chooses a classifier's class", hint=f"this model's output is '{self.kind}'", option="class"
+            )
         if target_token is not None and self.kind in ("class", "embedding"):
             raise SelectionError(
-                "--target-token chooses a token to predict", hint=f"this model's output is '{self.kind}'"
+                "{target_token} chooses a token to predict",
+                hint=f"this model's output is '{self.kind}'",
+                option="target_token",
             )
         self.steps = steps
         self.verbose = verbose
@@ -153,7 +157,7 @@ class Attributor:
         **options: Any,
     ) -> Attributor:
         """:func:`attnviz.models.load_model` plus the output head; ``options`` as for
-        the constructor (``output``, ``target_token``, ``class_index``, ``steps``...)."""
+        the constructor (``output_kind``, ``target_token``, ``class_index``, ``steps``...)."""
         from attnviz.models import load_model
 
         loaded = load_model(

@@ -64,13 +64,16 @@ def default_output_kind(loaded: LoadedModel) -> str:
 def check_output_kind(loaded: LoadedModel, kind: str) -> str:
     kind = kind.lower()
     if kind not in OUTPUT_KINDS:
-        raise SelectionError(f"unknown output '{kind}'", hint=f"use one of: {', '.join(OUTPUT_KINDS)}")
+        raise SelectionError(
+            f"unknown output kind '{kind}'", hint=f"use one of: {', '.join(OUTPUT_KINDS)}", option="output_kind"
+        )
     wanted = {"next-token": "decoder", "target-token": "encoder-decoder"}.get(kind, "encoder")
     if wanted != loaded.family:
         raise SelectionError(
             f"the output '{kind}' needs {'an' if wanted[0] in 'ae' else 'a'} {wanted} model; "
             f"'{loaded.name}' is a {loaded.family} model",
-            hint=f"leave --output out to use '{default_output_kind(loaded)}'",
+            hint="leave {output_kind} out to use '" + default_output_kind(loaded) + "'",
+            option="output_kind",
         )
     return kind
 
@@ -102,7 +105,8 @@ def load_head(loaded: LoadedModel, kind: str, *, revision: str | None = None, ve
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(
             f"cannot load the '{kind}' head of '{loaded.name}': {first}",
-            hint="choose another output with --output",
+            hint="choose another output with {output_kind}",
+            option="output_kind",
         ) from exc
     model.eval()
     model.to(loaded.device)
@@ -201,7 +205,9 @@ class Scorer:
             fixed: int | None
             if self.target_token is None and encoded.item.target is not None:
                 if len(decoder_ids) < 2:
-                    raise InputError("the target text has no token to score", hint="give a longer --target")
+                    raise InputError(
+                        "the target text has no token to score", hint="give a longer {target}", option="target"
+                    )
                 fixed = decoder_ids[-1]
                 decoder_ids = decoder_ids[:-1]
             else:
@@ -237,7 +243,8 @@ class Scorer:
             if not 0 <= target.class_index < head.shape[-1]:
                 raise SelectionError(
                     f"class {target.class_index} does not exist: the model has {head.shape[-1]} classes",
-                    hint=f"use --class 0 to {head.shape[-1] - 1}",
+                    hint="use {class} 0 to " + str(head.shape[-1] - 1),
+                    option="class",
                 )
             target.class_label = str(labels.get(target.class_index, target.class_index))
         elif target.token_id is None:

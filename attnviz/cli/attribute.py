@@ -24,7 +24,7 @@ MethodOpt = Annotated[
 OutputKindOpt = Annotated[
     Optional[str],
     typer.Option(
-        "--output",
+        "--output-kind",
         metavar="KIND",
         help="What to explain: next-token, target-token, class, mask or embedding "
         "(default: by the model; embedding for minilm).",
@@ -48,7 +48,7 @@ StepsOpt = Annotated[
 def load_attributor(
     model: str,
     *,
-    output: str | None,
+    output_kind: str | None,
     target_token: str | None,
     class_index: int | None,
     steps: int,
@@ -73,7 +73,7 @@ def load_attributor(
             revision=revision,
             trust_remote_code=trust_remote_code,
             verbose=verbose,
-            output=output,
+            output_kind=output_kind,
             target_token=target_token,
             class_index=class_index,
             steps=steps,
@@ -84,7 +84,7 @@ def attribute(
     text: Annotated[str, typer.Argument(help="The text to explain ('-' reads stdin).")],
     model: ModelOpt = "minilm",
     method: MethodOpt = None,
-    output: OutputKindOpt = None,
+    output_kind: OutputKindOpt = None,
     target: Annotated[
         Optional[str],
         typer.Option(
@@ -124,13 +124,13 @@ def attribute(
     kind = None
     if out is not None:
         from attnviz.io import check_writable
-        from attnviz.outputs import output_kind
+        from attnviz.outputs import output_kind as file_kind
 
-        kind = output_kind(out)
+        kind = file_kind(out)
         check_writable(out)
     attributor = load_attributor(
         model,
-        output=output,
+        output_kind=output_kind,
         target_token=target_token,
         class_index=class_index,
         steps=steps,

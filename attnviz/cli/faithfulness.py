@@ -69,7 +69,7 @@ def faithfulness(
     model: ModelOpt = "minilm",
     method: MethodOpt = None,
     limit: Annotated[Optional[int], typer.Option("--limit", metavar="N", min=1, help="Use the first N texts.")] = None,
-    output: OutputKindOpt = None,
+    output_kind: OutputKindOpt = None,
     target_token: TargetTokenOpt = None,
     class_index: ClassOpt = None,
     steps: StepsOpt = 32,
@@ -103,7 +103,7 @@ def faithfulness(
         raise InputError(f"no texts to evaluate in {file}", hint="give a file with one text per line")
     attributor = load_attributor(
         model,
-        output=output,
+        output_kind=output_kind,
         target_token=target_token,
         class_index=class_index,
         steps=steps,
