@@ -217,3 +217,33 @@ def read_inputs(
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
+
+
+def line_cap(max_tokens: int | None) -> int:
+    """The longest line worth reading for a model of ``max_tokens`` tokens, in bytes: 64
+    bytes a token (a generous number of characters a token, times UTF-8's 4 bytes), at
+    least 64 KiB, at most :data:`MAX_LINE_BYTES`. A longer line could only be cut."""
+    if not max_tokens or max_tokens <= 0:
+        return MAX_LINE_BYTES
+    return int(min(MAX_LINE_BYTES, max(1 << 16, max_tokens * 64)))
+
+
+def read_stdin_text(limit: int = MAX_LINE_BYTES) -> str:
+    """The whole of standard input as one text (``show -``), refused past ``limit`` bytes
+    (read no further: memory stays bounded), with NUL bytes or invalid UTF-8."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise InputError("standard input is closed", hint="pipe the text in, or give it as an argument")
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(
+            f"standard input is longer than {limit:,} bytes", hint="give a shorter text, or export a file line by line"
+        )
+    if b"\x00" in data:
+        raise InputError("standard input contains NUL bytes (binary data?)", hint="pipe in UTF-8 text")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"standard input is not valid UTF-8 (byte {exc.start})", hint="re-save the text as UTF-8"
+        ) from exc

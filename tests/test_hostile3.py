@@ -332,3 +332,30 @@ def test_an_unknown_scale_is_refused_before_any_work(saved):
         from attnviz.render.colors import color_scale
 
         color_scale(np.ones((2, 2)), None, "loud")
+
+
+def test_an_export_line_over_the_models_cap_fails_alone_in_the_manifest(tiny_models, tmp_path):
+    from attnviz.inputs import MAX_LINE_BYTES, line_cap
+
+    assert line_cap(2048) == 2048 * 64 and line_cap(512) == 1 << 16 and line_cap(10**30) == MAX_LINE_BYTES
+    source = tmp_path / "in.txt"
+    source.write_text("the cat sat\n" + "cat " * 40_000 + "\nthe dog ran\n")  # 160 KB: over a tiny model's cap
+    out = tmp_path / "out"
+    result = invoke("export", source, "-o", out, "-m", tiny_models["bert"], "--format", "npz", "--workers", "0")
+    assert result.exit_code == 1  # some texts failed
+    records = {r["line"]: r for r in manifest(out)}
+    assert records[1]["status"] == "ok" and records[3]["status"] == "ok"
+    assert records[2]["status"] == "failed" and "longer than 65,536 bytes" in records[2]["error"]
+
+
+def test_show_dash_refuses_nul_bytes_and_stdin_past_the_cap(monkeypatch):
+    from attnviz.errors import InputError
+    from attnviz.inputs import read_stdin_text
+
+    result = invoke("show", "-", input=b"\x00" * 100_000)
+    assert result.exit_code == 2 and "NUL bytes" in result.stderr
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbfword " * 1000)))
+    with pytest.raises(InputError, match="longer than 1,000 bytes"):
+        read_stdin_text(limit=1000)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbfhello\r\n")))
+    assert read_stdin_text() == "hello"

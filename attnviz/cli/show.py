@@ -37,14 +37,9 @@ from attnviz.cli._present import check_output_path, present
 def read_text_argument(text: str) -> str:
     """``-`` reads the text from stdin."""
     if text == "-":
-        from attnviz.errors import InputError
+        from attnviz.inputs import read_stdin_text
 
-        try:
-            return sys.stdin.buffer.read().decode("utf-8").rstrip("\n")
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"standard input is not valid UTF-8 (byte {exc.start})", hint="re-save the text as UTF-8"
-            ) from exc
+        return read_stdin_text()  # bounded: 1 GB of NULs is refused, not tokenized
     return text
 
 

@@ -17,7 +17,7 @@ from attnviz.export.manifest import MANIFEST, ManifestWriter, prepare_directory
 from attnviz.export.naming import base_name
 from attnviz.export.options import ExportOptions, ExportSummary
 from attnviz.export.render import job, worker_init
-from attnviz.inputs import InputRecord, read_inputs
+from attnviz.inputs import InputRecord, line_cap, read_inputs
 from attnviz.io import DirectoryLock, ensure_directory
 
 if TYPE_CHECKING:
@@ -65,7 +65,9 @@ def export(
     for kind in loaded.info.kinds:  # a bad layer or head choice is a usage error: fail before any output
         parse_index_spec(options.layers, loaded.info.layers[kind], "layer")
         parse_index_spec(options.heads, loaded.info.heads[kind], "head")
-    records = read_inputs(input_path, encoding_errors=options.encoding_errors)
+    records = read_inputs(
+        input_path, encoding_errors=options.encoding_errors, max_line_bytes=line_cap(loaded.max_length)
+    )
     first = next(records)  # raises InputError for a missing, binary or empty file before any output
     lock = DirectoryLock(ensure_directory(options.out_dir)).acquire()
     try:
