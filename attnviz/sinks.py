@@ -175,6 +175,11 @@ class VectorStore:
     def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
         pass  # the probabilities go to the other sinks
 
+    def add_device(
+        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: Any, copier: Any
+    ) -> None:
+        pass  # likewise on a GPU: nothing of the chunk needs to cross to the host for this sink
+
     def add_vectors(
         self,
         item: int,

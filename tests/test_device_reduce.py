@@ -244,3 +244,21 @@ def test_host_sinks_get_their_blocks_through_the_pinned_ring(loaded_models: Any)
     assert got.blocks.keys() == expected.blocks.keys()
     for key, block in expected.blocks.items():
         np.testing.assert_array_equal(got.blocks[key], block)
+
+
+def test_query_and_key_vectors_need_no_staged_copy(loaded_models: Any) -> None:
+    from attnviz.capture import device_reductions
+    from attnviz.extraction import Extractor
+    from attnviz.transfer import ChunkCopier
+
+    extractor = Extractor(loaded_models["gpt2"], vectors=True)
+    encoded = [extractor.encode(TextInput(t)) for t in TEXTS]
+    expected = extractor.run_batch(encoded)
+    copier = ChunkCopier(DeferredCopies())
+    with device_reductions(copier):
+        got = extractor.run_batch(encoded)
+    assert copier.allocations == 0  # the kept heads went straight to their arrays, nothing through the ring
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a.attentions["decoder"], b.attentions["decoder"])
+        for name in ("query", "key"):
+            np.testing.assert_array_equal(a.vectors["decoder"][name], b.vectors["decoder"][name])
