@@ -59,7 +59,9 @@ class ManifestWriter:
             self.handle.flush()
         except OSError as exc:
             raise OutputWriteError(
-                f"cannot write {self.path}: {exc.strerror or exc}", hint="free some space, then run again with --resume"
+                f"cannot write {self.path}: {exc.strerror or exc}",
+                hint="free some space, then run again with {resume}",
+                option="resume",
             ) from exc
 
     def close(self) -> None:
@@ -100,7 +102,8 @@ def prepare_directory(options: Any, model: str) -> dict[int, dict[str, Any]]:
                     changed = sorted(k for k in settings if previous.get(k) != settings[k]) or ["unknown"]
                     raise SelectionError(
                         f"{out_dir} was exported with different settings ({', '.join(changed)})",
-                        hint="resume with the same options, or use --overwrite or another directory",
+                        hint="resume with the same options, or use {overwrite} or another directory",
+                        option="overwrite",
                     )
             for line, record in read_manifest(manifest_path).items():
                 if record.get("status") == "ok" and all((out_dir / f).exists() for f in record.get("files", [])):
@@ -112,7 +115,8 @@ def prepare_directory(options: Any, model: str) -> dict[int, dict[str, Any]]:
         else:
             raise SelectionError(
                 f"{out_dir} already holds an export ({MANIFEST})",
-                hint="pass --resume to continue it, --overwrite to start again, or choose another -o",
+                hint="pass {resume} to continue it, {overwrite} to start again, or choose another {output}",
+                option=("resume", "overwrite", "output"),
             )
     text = json.dumps(settings, indent=2)
     atomic_write(settings_path, lambda handle: handle.write(text), binary=False)

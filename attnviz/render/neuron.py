@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attnviz.errors import IndexSpecError, SelectionError
+from attnviz.render.terminal_maps import pad
+from attnviz.render.views import drawn_label
 from attnviz.result import AttentionResult
 from attnviz.safety import printable
 
@@ -98,8 +100,8 @@ def neuron_data(result: AttentionResult, kind: str | None = None, query: int | N
     return NeuronData(
         title=title,
         query_index=index,
-        query_label=queries.display[index],
-        key_labels=list(keys.display),
+        query_label=drawn_label(queries.display[index]),
+        key_labels=[drawn_label(k) for k in keys.display],
         query=q,
         keys=k,
         products=products,
@@ -166,7 +168,7 @@ def print_neuron(data: NeuronData, console: Console) -> None:
     console.print(header, style="dim", no_wrap=True, overflow="crop")
     top = float(data.weights.max()) or 1.0
     for j, label in enumerate(data.key_labels):
-        row = Text(f"{j:>3} {printable(label)[:label_width]:<{label_width}} ")
+        row = Text(f"{j:>3} {pad(label, label_width)} ")
         if show_keys:
             row.append_text(_cells(data.keys[j], k_scale, painter))
             row.append(" ")
@@ -179,7 +181,7 @@ def print_neuron(data: NeuronData, console: Console) -> None:
         console.print(row, no_wrap=True, overflow="crop")
     notes = [f"score = q.k x {data.scaling:.4g}", "weight = softmax over the scores (the model's own)"]
     if shown < d:
-        notes.append(f"vectors cut to {shown} of {d} values to fit {console.width} columns (-o neuron.png shows all)")
+        notes.append(f"vectors cut to {shown} of {d} values to fit {console.width} columns (an image shows all)")
     if not show_keys:
         notes.append("key vectors left out to fit the width")
     if painter.mode != "none":

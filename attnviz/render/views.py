@@ -93,7 +93,7 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(1, limit - 1)] + "…"
 
 
-def _label(token: str) -> str:
+def drawn_label(token: str) -> str:
     """A token as drawn: control characters escaped (visible, never acted on), cut to
     :data:`LABEL_LIMIT` characters."""
     from attnviz.safety import printable
@@ -184,8 +184,8 @@ def _build_view(result: AttentionResult, view: str, kind: str | None) -> ViewDat
     layer_ids = result.layer_ids[kind]
     head_ids = result.head_ids[kind]
     queries, keys = result.axes(kind)
-    q_labels = [_label(label) for label in queries.labels()]
-    k_labels = [_label(label) for label in keys.labels()]
+    q_labels = [drawn_label(label) for label in queries.labels()]
+    k_labels = [drawn_label(label) for label in keys.labels()]
     resolved = resolve_view(view, array.shape[0], array.shape[1])
     base = f"{short_model_name(result.model)} · {kind} attention{describe_transforms(result)}"
 
