@@ -198,7 +198,10 @@ def test_bundled_model_matches_a_direct_eager_forward(bundled):
     encoded = bundled.tokenizer("AI changes everything", return_tensors="pt")
     with torch.no_grad():
         direct = eager(**encoded, output_attentions=True).attentions
-    np.testing.assert_allclose(result.attentions["encoder"], torch.stack(direct, 1)[0].numpy(), atol=1e-6)
+    # float32 round-off only: the capture multiplies one head's slice where eager multiplies all
+    # heads at once, and the BLAS blocking (thread count) moves the last bits: 1.25e-6 was seen
+    # on a loaded 2-core machine, so 1e-5 (a thousandth of the smallest weight shown) is the bound
+    np.testing.assert_allclose(result.attentions["encoder"], torch.stack(direct, 1)[0].numpy(), atol=1e-5)
     # a real pretrained model: many heads put most of their weight on [CLS] or [SEP]
     special_mass = result.attentions["encoder"][..., [0, -1]].sum(-1).mean(-1)
     assert (special_mass > 0.5).sum() > 20
