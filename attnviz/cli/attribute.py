@@ -162,7 +162,7 @@ def attribute(
             from attnviz.attribution.render import attribution_figure
             from attnviz.render.image import save_figure
 
-            save_figure(attribution_figure(result), out)
+            save_figure(attribution_figure(result), out, tight=True)
         note(f"wrote {printable(out)}")
     if not json_output and out is None:
         from attnviz.attribution.render import print_attribution

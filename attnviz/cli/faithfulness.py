@@ -140,7 +140,7 @@ def faithfulness(
         from attnviz.render.image import save_figure
         from attnviz.safety import printable
 
-        save_figure(curves_figure(report), out)
+        save_figure(curves_figure(report), out, tight=True)
         note(f"wrote {printable(out)}")
     if json_output:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
