@@ -98,18 +98,18 @@ def check_early(
     and transformers are imported or any weights are read (a no-op when the config is not
     at hand: the full load checks again)."""
     from attnviz.models import peek_counts
-    from attnviz.transforms import parse_index_spec
+    from attnviz.transforms import count_index_spec
 
     counts = peek_counts(model, revision)
     if counts is None:
         return
     for n_layers, n_heads in counts.values():
-        chosen_layers = parse_index_spec(layers, n_layers, "layer")
-        chosen_heads = parse_index_spec(heads, n_heads, "head")
+        chosen_layers = count_index_spec(layers, n_layers, "layer")  # counted, never enumerated
+        chosen_heads = count_index_spec(heads, n_heads, "head")
         if view is not None and view != "auto":
             from attnviz.render.views import check_view_shape
 
-            check_view_shape(view, len(chosen_layers), len(chosen_heads))
+            check_view_shape(view, chosen_layers, chosen_heads)
 
 
 def load_model_checked(

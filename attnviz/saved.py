@@ -19,8 +19,10 @@ Every failure is an :class:`InputError` (exit 2) with one line that says what is
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from attnviz.result import KINDS, SCHEMA, AttentionResult, TokenSequence, _trans
 #: Largest total of array data read from one saved file, unless raised (``--max-bytes``).
 DEFAULT_MAX_BYTES = 2 * 2**30
 _ROW_TOLERANCE = 1e-3
+#: Sizes past this (1 EiB) are refused: ``inf`` or a 5,000-digit number is a mistake.
+_LARGEST_SIZE = 2**60
 
 
 def parse_size(text: str) -> int:
@@ -46,10 +50,17 @@ def parse_size(text: str) -> int:
         number = float(value)
     except ValueError:
         raise InputError(
-            "{max_bytes} '" + text + "' is not a size", hint="e.g. 500M, 4G or 1048576", option="max_bytes"
+            "{max_bytes} '" + text[:40] + "' is not a size", hint="e.g. 500M, 4G or 1048576", option="max_bytes"
         ) from None
+    shown = text if len(text) <= 40 else text[:30] + f"... ({len(text)} characters)"
     if not number > 0:
-        raise InputError("{max_bytes} '" + text + "' must be positive", option="max_bytes")
+        raise InputError("{max_bytes} '" + shown + "' must be positive", option="max_bytes")
+    if not math.isfinite(number * scale) or number * scale > _LARGEST_SIZE:
+        raise InputError(
+            "{max_bytes} '" + shown + "' is not a size a file can have",
+            hint="at most 2**60 bytes, e.g. 500M or 8G",
+            option="max_bytes",
+        )
     return int(number * scale)
 
 
@@ -151,7 +162,7 @@ def _read_npz(path: Path, max_bytes: int, too_big: str) -> tuple[dict[str, np.nd
                     fields[name] = array.copy(order="C")
             except InputError:
                 raise
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, zlib.error) as exc:
                 raise InputError(f"{path}: array '{name}' is not a readable NumPy array ({_first_line(exc)})") from None
     meta_field = fields.pop("meta", None)
     if meta_field is None:
@@ -255,9 +266,7 @@ def validate(path: Path, fields: dict[str, np.ndarray], meta: dict[str, Any]) ->
                 f"{where}: '{kind}' has {array.shape[0]} layers x {array.shape[1]} heads, "
                 f"but meta lists {len(layers or [])} x {len(heads or [])}"
             )
-        if not np.isfinite(array).all():
-            bad = int((~np.isfinite(array)).sum())
-            raise InputError(f"{where}: '{kind}' holds {bad} NaN or infinite value{'s' if bad != 1 else ''}")
+        _finite_float32(where, kind, array)
         if (array < 0).any():
             raise InputError(f"{where}: '{kind}' holds negative weights; attention weights are probabilities")
         sums = array.sum(-1, dtype=np.float64)
@@ -268,12 +277,144 @@ def validate(path: Path, fields: dict[str, np.ndarray], meta: dict[str, Any]) ->
                 f"{where}: {int(off.sum())} of {off.size} '{kind}' rows do not sum to 1 "
                 f"(from {float(sums.min()):.3g} to {float(sums.max()):.3g}); the weights may not be attention"
             )
+    _validate_meta(where, meta, kinds, lengths)
+    _validate_extras(where, fields, meta, kinds)
+    return warnings
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _unicode_problem(text: str) -> int | None:
+    """The position of the first lone surrogate (text that no UTF-8 page, JSON or terminal
+    can carry), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _check_text(where: str, what: str, text: str) -> None:
+    position = _unicode_problem(text)
+    if position is not None:
+        raise InputError(
+            f"{where}: {what} is not valid Unicode: a lone surrogate U+{ord(text[position]):04X} at character {position}"
+        )
+
+
+def _validate_meta(where: str, meta: dict[str, Any], kinds: list[str], lengths: dict[str, int]) -> None:
+    """The optional ``meta`` fields that later code relies on: types, ranges, valid Unicode."""
+    for key in ("pair", "target"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise InputError(f"{where}: meta field '{key}' must be a string or null, not {type(meta[key]).__name__}")
+    for key in ("model", "family", "text", "pair", "target"):
+        if isinstance(meta.get(key), str):
+            _check_text(where, f"meta field '{key}'", meta[key])
+    for key in ("display_tokens", "target_display_tokens"):
+        for position, token in enumerate(meta.get(key) or ()):
+            _check_text(where, f"meta '{key}' entry {position}", token)
+    truncated = meta.get("truncated_tokens", 0)
+    if not _is_int(truncated) or truncated < 0:
+        raise InputError(f"{where}: meta field 'truncated_tokens' must be a whole number >= 0, not {truncated!r:.40}")
+    transforms = meta.get("transforms", [])
+    if not isinstance(transforms, list) or not all(isinstance(t, str) for t in transforms):
+        raise InputError(f"{where}: meta field 'transforms' must be a list of strings")
+    for position, step in enumerate(transforms):
+        _check_text(where, f"meta 'transforms' entry {position}", step)
+    pair_start = meta.get("pair_start")
+    if pair_start is not None and not (_is_int(pair_start) and 0 <= pair_start <= lengths["source"]):
+        raise InputError(f"{where}: meta field 'pair_start' must be a token position or null")
+    averaged = meta.get("averaged_heads")
+    if averaged is not None and not (
+        isinstance(averaged, dict)
+        and all(
+            k in kinds and isinstance(v, list) and all(_is_int(i) and i >= 0 for i in v) for k, v in averaged.items()
+        )
+    ):
+        raise InputError(f"{where}: meta field 'averaged_heads' must map each kind to a list of head numbers")
+    for key in ("norm_kind", "derived_kind"):
+        if meta.get(key) is not None and meta[key] not in kinds:
+            raise InputError(f"{where}: meta field '{key}' must name one of the file's kinds ({', '.join(kinds)})")
+    vectors = meta.get("vectors")
+    if vectors is not None:
+        if not isinstance(vectors, dict) or not all(isinstance(v, dict) for v in vectors.values()):
+            raise InputError(f"{where}: meta field 'vectors' must map each kind to its scaling and softcap lists")
+        for kind, parts in vectors.items():
+            for name in ("scaling", "softcap"):
+                values = parts.get(name, [])
+                if not isinstance(values, list) or not all(
+                    v is None
+                    or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0)
+                    for v in values
+                ):
+                    raise InputError(
+                        f"{where}: meta 'vectors' of '{kind}': '{name}' must be a list of positive numbers"
+                    )
+
+
+def _finite_float32(where: str, name: str, value: np.ndarray) -> None:
+    """Floating point, and finite once cast to float32 (1e308 is finite only in float64)."""
+    if value.dtype.kind != "f":
+        raise InputError(f"{where}: '{name}' must hold floating-point numbers, not {value.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(value.astype(np.float32, copy=False))
+    if not finite.all():
+        bad = int((~finite).sum())
+        raise InputError(
+            f"{where}: '{name}' holds {bad} NaN or infinite value{'s' if bad != 1 else ''} "
+            "(as float32, where numbers past 3.4e38 are infinite)"
+        )
+
+
+def _expect_shape(where: str, name: str, value: np.ndarray, shape: tuple[int, ...], axes: str) -> None:
+    if value.shape != shape:
+        raise InputError(
+            f"{where}: '{name}' is {list(value.shape)}, but the file's attention says {list(shape)} ({axes})"
+        )
+
+
+def _validate_extras(where: str, fields: dict[str, np.ndarray], meta: dict[str, Any], kinds: list[str]) -> None:
+    """Derived maps (rollout, flow, norm) and the neuron view's vectors: dtype, shape, finite."""
+    derived_kind = meta.get("derived_kind") or kinds[0]
+    layers, _, queries, keys = fields[derived_kind].shape
     for name in ("rollout", "flow"):
         if name in fields:
-            value = fields[name]
-            if value.dtype.kind != "f" or not np.isfinite(value).all():
-                raise InputError(f"{where}: '{name}' must hold finite floating-point numbers")
-    return warnings
+            _finite_float32(where, name, fields[name])
+            _expect_shape(where, name, fields[name], (layers, queries, keys), "layers, query, key")
+    if "norm" in fields:
+        _finite_float32(where, "norm", fields["norm"])
+        norm_kind = meta.get("norm_kind") or kinds[0]
+        _expect_shape(where, "norm", fields["norm"], fields[norm_kind].shape, "layers, heads, query, key")
+        if (fields["norm"] < 0).any():
+            raise InputError(f"{where}: 'norm' holds negative weights; norm-based weights are lengths")
+    for position, kind in enumerate(kinds):
+        n_layers, n_heads, queries, keys = fields[kind].shape
+        for name in AttentionResult.VECTOR_NAMES:
+            for key in (f"{kind}_{name}",) + ((name,) if position == 0 else ()):
+                if key not in fields:
+                    continue
+                value = fields[key]
+                _finite_float32(where, key, value)
+                tokens = {"query": queries, "key": keys}.get(name)
+                if tokens is not None:
+                    if value.ndim != 4 or value.shape[:3] != (n_layers, n_heads, tokens) or value.shape[3] == 0:
+                        raise InputError(
+                            f"{where}: '{key}' is {list(value.shape)}, but the file's '{kind}' attention says "
+                            f"[{n_layers}, {n_heads}, {tokens}, head_dim] (layers, heads, tokens, head_dim)"
+                        )
+                elif name == "sinks":
+                    _expect_shape(where, key, value, (n_layers, n_heads), "layers, heads")
+                else:
+                    _expect_shape(where, key, value, (n_layers, n_heads, queries, keys), "layers, heads, query, key")
+        query, key_field = fields.get(f"{kind}_query"), fields.get(f"{kind}_key")
+        if position == 0:
+            query, key_field = fields.get("query", query), fields.get("key", key_field)
+        if (query is None) != (key_field is None) or (
+            query is not None and key_field is not None and query.shape[3] != key_field.shape[3]
+        ):
+            raise InputError(f"{where}: the '{kind}' query and key vectors must come together, of one head_dim")
 
 
 def load_checked(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Any, list[str]]:

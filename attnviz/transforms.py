@@ -17,6 +17,9 @@ from attnviz.errors import IndexSpecError, SelectionError
 from attnviz.result import MEAN_HEAD, AttentionResult, TokenSequence, kind_axes
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+#: Longer indices are refused as not an index (no model has 10**18 layers, and Python's int()
+#: refuses strings past 4,300 digits with a ValueError).
+_MAX_DIGITS = 18
 
 #: A layer or head selection: ``None``/``"all"``, an int, a sequence of ints, a slice, or a
 #: string ``"3"``, ``"2-4"`` (inclusive), ``"0,3"``. Always 0-based.
@@ -47,6 +50,8 @@ def parse_index_spec(spec: IndexSpec, count: int, what: str = "layer") -> tuple[
     chosen: list[int] = []
     for part in parts:
         match = _RANGE.match(part)
+        if match and any(len(group) > _MAX_DIGITS for group in match.groups() if group):
+            match = None  # past any model's size, and past what int() converts safely
         if not match:
             raise IndexSpecError(
                 what,
@@ -61,21 +66,32 @@ def parse_index_spec(spec: IndexSpec, count: int, what: str = "layer") -> tuple[
                 "{name} range '" + _literal(part.strip()) + "' runs backwards",
                 hint=f"write it low-high, e.g. {stop}-{start}",
             )
-        for index in range(start, stop + 1):
-            if index >= count:
-                raise IndexSpecError(
-                    what,
-                    f"{{name}} {index} is out of range: this model has {count} {what}{'' if count == 1 else 's'} "
-                    f"({valid})",
-                    hint=f"{what}s are 0-based; choose from {valid}",
-                )
-            if index not in chosen:
-                chosen.append(index)
+        if stop >= count:  # checked before enumerating: a range may be as long as its digits allow
+            index = start if start >= count else count
+            raise IndexSpecError(
+                what,
+                f"{{name}} {index} is out of range: this model has {count} {what}{'' if count == 1 else 's'} ({valid})",
+                hint=f"{what}s are 0-based; choose from {valid}",
+            )
+        seen = set(chosen)
+        chosen.extend(index for index in range(start, stop + 1) if index not in seen)
     return tuple(chosen)
 
 
+def count_index_spec(spec: IndexSpec, count: int, what: str = "layer") -> int:
+    """How many indices :func:`parse_index_spec` would choose, with the same checks, without
+    enumerating ``all`` or a slice: ``count`` comes from an untrusted config and may be 10**9."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in {"", "all"}):
+        return count
+    if isinstance(spec, slice):
+        return len(range(count)[spec])
+    return len(parse_index_spec(spec, count, what))
+
+
 def _literal(text: str) -> str:
-    """``text`` safe inside an :class:`IndexSpecError` template."""
+    """``text`` safe inside an :class:`IndexSpecError` template, cut to a readable length."""
+    if len(text) > 40:
+        text = text[:30] + f"... ({len(text)} characters)"
     return text.replace("{", "{{").replace("}", "}}")
 
 

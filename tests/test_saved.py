@@ -85,6 +85,40 @@ MUTATIONS = {
     "display tokens wrong": (lambda f: _with_meta(f, display_tokens=["a"]), "does not match the 4 tokens"),
     "layers not ints": (lambda f: _with_meta(f, layers={"encoder": ["a", "b"]}), "list of integers"),
     "object array": (lambda f: {**f, "encoder": np.array([object()], dtype=object)}, None),
+    # issue #21, items 3 and 20: fields that passed the checks and crashed later
+    "truncated_tokens infinite": (lambda f: _with_meta(f, truncated_tokens=float("inf")), "'truncated_tokens'"),
+    "truncated_tokens a string": (lambda f: _with_meta(f, truncated_tokens="3"), "'truncated_tokens'"),
+    "transforms not strings": (lambda f: _with_meta(f, transforms=[1, {"a": 2}]), "'transforms' must be a list"),
+    "transforms a string": (lambda f: _with_meta(f, transforms="mean"), "'transforms' must be a list"),
+    "averaged_heads a list": (lambda f: _with_meta(f, averaged_heads=[0, 1]), "'averaged_heads'"),
+    "pair NaN": (lambda f: _with_meta(f, pair=float("nan")), "'pair' must be a string or null"),
+    "target a number": (lambda f: _with_meta(f, target=3), "'target' must be a string or null"),
+    "text lone surrogate": (lambda f: _with_meta(f, text="a\udc80b"), "lone surrogate U+DC80 at character 1"),
+    "display token surrogate": (
+        lambda f: _with_meta(f, display_tokens=["[CLS]", "\ud800", "cat", "[SEP]"]),
+        "lone surrogate U+D800",
+    ),
+    "pair_start past the tokens": (lambda f: _with_meta(f, pair_start=99), "'pair_start'"),
+    "norm_kind unknown": (lambda f: _with_meta(f, norm_kind="cross"), "'norm_kind' must name"),
+    "1e308 survives float64 only": (lambda f: _array(f, np.full((2, 3, 4, 4), 1e308)), "NaN or infinite"),
+    "rollout wrong shape": (lambda f: {**f, "rollout": np.full((2, 3, 3), 0.3, np.float32)}, "'rollout' is [2, 3, 3]"),
+    "flow wrong shape": (lambda f: {**f, "flow": np.full((4, 4), 0.25, np.float32)}, "'flow' is [4, 4]"),
+    "rollout of strings": (lambda f: {**f, "rollout": np.full((2, 4, 4), "x")}, "'rollout' must hold floating"),
+    "norm wrong shape": (lambda f: {**f, "norm": np.ones((1, 3, 4, 4), np.float32)}, "'norm' is [1, 3, 4, 4]"),
+    "norm NaN": (lambda f: {**f, "norm": np.full((2, 3, 4, 4), np.nan, np.float32)}, "'norm' holds 96 NaN"),
+    "query wrong shape": (
+        lambda f: {**f, "query": np.ones((2, 3, 5, 8), np.float32), "key": np.ones((2, 3, 4, 8), np.float32)},
+        "'query' is [2, 3, 5, 8]",
+    ),
+    "query without key": (lambda f: {**f, "query": np.ones((2, 3, 4, 8), np.float32)}, "must come together"),
+    "key 1e308": (
+        lambda f: {**f, "query": np.ones((2, 3, 4, 8), np.float32), "key": np.full((2, 3, 4, 8), 1e308)},
+        "'key' holds 192 NaN or infinite",
+    ),
+    "vector scaling negative": (
+        lambda f: _with_meta(f, vectors={"encoder": {"scaling": [-1, 2]}}),
+        "'scaling' must be a list of positive",
+    ),
 }
 
 

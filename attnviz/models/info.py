@@ -229,7 +229,9 @@ def peek_counts(model: str | os.PathLike[str] | None, revision: str | None = Non
     """(layers, heads) per attention kind, read from config.json alone: no torch, no
     transformers, no network. For a local directory, the bundled model or a hub id already
     in the local cache; None when the config is not at hand or not understood (the full
-    load checks again). Lets the CLI refuse an out-of-range ``--layer`` in milliseconds."""
+    load checks again). Lets the CLI refuse an out-of-range ``--layer`` in milliseconds.
+    Raises :class:`ModelLoadError` when a local checkpoint's safetensors headers cannot hold
+    the counts (:func:`~attnviz.models.weights.check_counts_fit_weights`)."""
     import json
     from types import SimpleNamespace
 
@@ -256,10 +258,17 @@ def peek_counts(model: str | os.PathLike[str] | None, revision: str | None = Non
         family = "encoder-decoder" if config.get("is_encoder_decoder") else "encoder"
         return kind_counts(SimpleNamespace(**config), family)
 
+    found: dict[str, tuple[int, int]] | None
     if document.get("model_type") == "encoder-decoder":
         encoder, decoder = document.get("encoder"), document.get("decoder")
         if not isinstance(encoder, dict) or not isinstance(decoder, dict):
             return None
         enc, dec = counts(encoder), counts(decoder)
-        return None if enc is None or dec is None else _joined_counts(enc, dec)
-    return counts(document)
+        found = None if enc is None or dec is None else _joined_counts(enc, dec)
+    else:
+        found = counts(document)
+    if found is not None and spec.is_local:
+        from attnviz.models.weights import check_counts_fit_weights
+
+        check_counts_fit_weights(spec.name, spec.source, found)  # before anything is built from them
+    return found

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from attnviz.errors import ModelLoadError, SelectionError
-from attnviz.models.info import ModelInfo, _sub_configs, config_notes, model_info_from_config
+from attnviz.models.info import ModelInfo, _sub_configs, config_notes, model_info_from_config, peek_counts
 from attnviz.models.quiet import quiet_libraries
 from attnviz.models.spec import DEFAULT_MODEL, ModelSpec, _hub_reachable, _offline_env, resolve_model_spec
 
@@ -237,6 +237,8 @@ def load_model(
                 hint="pip install accelerate",
             ) from exc
         placement["device_map"] = "auto"
+    # counts the weights cannot hold are refused before transformers builds anything from them
+    peek_counts(spec, revision)
     with quiet_libraries(verbose):
         from transformers import AutoTokenizer
 

@@ -1,0 +1,147 @@
+"""Hostile inputs, round 3, part B (issue #21): untrusted config counts, saved files that
+passed the checks and crashed later, absurd numbers, odd vocabularies. Each is one line
+``error: ...`` and the documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from helpers import invoke, random_result
+
+
+def _one_error_line(result, code: int = 2) -> str:
+    assert result.exit_code == code, (result.output, result.exception)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def huge_config(tiny_models, tmp_path_factory):
+    """The tiny BERT (3 layers, 4 heads) with config.json claiming 10**9 layers."""
+    folder = tmp_path_factory.mktemp("huge") / "bert"
+    shutil.copytree(tiny_models["bert"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 10**9
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_billion_layers_with_one_layer_chosen_is_refused_before_anything_is_built(huge_config, monkeypatch):
+    import attnviz.models.loading as loading
+
+    def never(*args, **kwargs):
+        raise AssertionError("the config reached transformers")
+
+    monkeypatch.setattr(loading, "load_config", never)
+    line = _one_error_line(invoke("show", "the cat", "-m", huge_config, "-l", "0", "-H", "0"), code=1)
+    # the header of the tiny checkpoint lists 3 layers' tensors plus embeddings and pooler: far under 10**9
+    assert "says 1000000000 encoder layers" in line and "model.safetensors" in line
+
+
+def test_load_model_refuses_the_count_from_the_header_too(huge_config, monkeypatch):
+    import attnviz.models.loading as loading
+    from attnviz.errors import ModelLoadError
+
+    monkeypatch.setattr(loading, "load_config", lambda *a, **k: pytest.fail("the config reached transformers"))
+    with pytest.raises(ModelLoadError, match="1000000000 encoder layers"):
+        loading.load_model(huge_config)
+
+
+def test_weight_bounds_read_the_header_only(tiny_models):
+    from safetensors import safe_open
+
+    from attnviz.models.weights import weight_bounds
+
+    path = tiny_models["bert"] / "model.safetensors"
+    with safe_open(str(path), "np") as handle:  # independently: the library's own reader
+        names = list(handle.keys())
+        largest = max(max(handle.get_slice(n).get_shape() or [0]) for n in names)
+    bounds = weight_bounds(tiny_models["bert"])
+    assert bounds is not None and (bounds.tensors, bounds.largest_dimension) == (len(names), largest)
+
+
+def test_a_count_is_checked_arithmetically_never_enumerated():
+    from attnviz.transforms import count_index_spec, parse_index_spec
+
+    assert count_index_spec("all", 10**12) == 10**12
+    assert count_index_spec(slice(0, None, 2), 10**12) == 5 * 10**11
+    assert count_index_spec("2-4,7", 10) == 4
+    with pytest.raises(Exception, match="1000 is out of range"):
+        parse_index_spec("0-10000000000000000", 1000)  # would be 10**16 indices if enumerated
+
+
+# -- saved files (items 3 and 20; the field-by-field cases are in test_saved.py's MUTATIONS) ---
+def _saved(tmp_path, **meta_changes):
+    result = random_result(["[CLS]", "the", "cat", "[SEP]"], text="the cat")
+    path = tmp_path / "saved.npz"
+    result.to_npz(path)
+    if meta_changes:
+        fields = dict(np.load(path))
+        meta = json.loads(str(fields["meta"]))
+        meta.update(meta_changes)
+        fields["meta"] = np.array(json.dumps(meta))
+        np.savez(path, **fields)
+    return path
+
+
+def test_a_corrupt_deflate_stream_is_one_line(tmp_path):
+    source = _saved(tmp_path)
+    fields = dict(np.load(source))
+    path = tmp_path / "deflated.npz"
+    np.savez_compressed(path, **fields)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        member = archive.getinfo("encoder.npy")
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    for offset in range(start + 40, start + member.compress_size - 8, 7):  # the stream, not the zip's own records
+        data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+    line = _one_error_line(invoke("render", path, "-o", tmp_path / "x.png"))
+    assert "'encoder' is not a readable NumPy array" in line
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("output", ["page.html", "--json"])
+def test_a_lone_surrogate_in_the_text_never_reaches_a_page_or_json(tmp_path, output):
+    path = _saved(tmp_path, text="the \udc80 cat")
+    args = ["--json"] if output == "--json" else ["-o", tmp_path / output]
+    result = invoke("render", path, *args)
+    assert "lone surrogate U+DC80" in _one_error_line(result)
+    assert result.stdout == "" and not (tmp_path / "page.html").exists()
+
+
+def test_pair_nan_never_renders_a_page(tmp_path):
+    path = _saved(tmp_path, pair=float("nan"))
+    assert "'pair' must be a string or null" in _one_error_line(invoke("render", path, "-o", tmp_path / "p.html"))
+    assert not (tmp_path / "p.html").exists()
+
+
+# -- absurd numbers (item 18) ---------------------------------------------------------------
+DIGITS = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-bytes", "inf"], "--max-bytes 'inf' is not a size a file can have"),
+        (["--max-bytes", "1e400"], "is not a size a file can have"),
+        (["--max-bytes", DIGITS], "(5000 characters)' is not a size a file can have"),
+        (["--max-bytes", "nan"], "must be positive"),
+        (["--layer", DIGITS], "--layer '999999999999999999999999999999... (5000 characters)' is not an index"),
+        (["--head", "0-" + DIGITS], "is not an index, a range or 'all'"),
+        (["--layer", "1-99999999999999999"], "--layer 2 is out of range"),
+        (["--view", "neuron", "-l", "0", "-H", "0", "--query", DIGITS], "--query"),
+    ],
+)
+def test_absurd_numbers_are_one_line(tmp_path, args, message):
+    path = _saved(tmp_path)
+    result = invoke("render", path, *args)
+    line = _one_error_line(result) if result.stderr.count("error:") == 1 else result.output
+    assert message in line, line
+    assert len(line) < 300
