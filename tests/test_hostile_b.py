@@ -145,3 +145,65 @@ def test_absurd_numbers_are_one_line(tmp_path, args, message):
     line = _one_error_line(result) if result.stderr.count("error:") == 1 else result.output
     assert message in line, line
     assert len(line) < 300
+
+
+# -- stats --merge shards (item 5) ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory):
+    """A real shard: the statistics of 2 layers x 3 heads of random attention over 4 tokens."""
+    from attnviz.analysis.stats import head_statistics
+
+    return head_statistics([random_result(["[CLS]", "the", "cat", "[SEP]"], text="the cat")]).to_dict()
+
+
+def _set(document, path, value):
+    document = json.loads(json.dumps(document))
+    *parents, last = path
+    target = document
+    for key in parents:
+        target = target[key]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return document
+
+
+_DELETE = object()
+SHARDS = {
+    "sums of the wrong shape": (
+        ("sums", "entropy"),
+        [[1.0, 2.0]],
+        "'sums.entropy' is 1x2, but the shard lists 2 layers x 3 heads",
+    ),
+    "a statistic missing": (("counts", "self"), _DELETE, "'counts' has no 'self'"),
+    "sums not numbers": (("sums", "first"), [["a", "b", "c"], ["d", "e", "f"]], "'sums.first' is not a table"),
+    "sums ragged": (("sums", "first"), [[1, 2, 3], [4]], "'sums.first' is not a table"),
+    "NaN sums": (("sums", "local"), [[float("nan")] * 3] * 2, "'sums.local' holds NaN"),
+    "layers not integers": (("layers",), ["0", "1"], "'layers' must be a non-empty list"),
+    "repeated heads": (("head_ids",), [0, 0, 1], "'head_ids' must be a non-empty list of distinct"),
+    "texts infinite": (("texts",), float("inf"), "'texts' must be a whole number"),
+    "kind unknown": (("kind",), "sideways", "'kind' must be one of"),
+    "sums a list": (("sums",), [1, 2], "'sums' must map each statistic"),
+}
+
+
+@pytest.mark.parametrize("name", list(SHARDS))
+def test_a_crafted_shard_is_one_line_and_never_merged(shard, tmp_path, name):
+    path, value, message = SHARDS[name]
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(shard))
+    bad.write_text(json.dumps(_set(shard, path, value)))
+    result = invoke("stats", "--merge", good, "--merge", bad, "--json")
+    line = _one_error_line(result)
+    assert message in line and "bad.json" in line, line
+    assert result.stdout == ""
+
+
+def test_two_good_shards_merge_to_the_sum_of_their_sums(shard, tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(shard))
+    result = invoke("stats", "--merge", tmp_path / "a.json", "--merge", tmp_path / "a.json", "--json")
+    assert result.exit_code == 0, result.output
+    merged = json.loads(result.stdout)
+    assert merged["texts"] == 2
+    assert np.allclose(merged["sums"]["entropy"], 2 * np.asarray(shard["sums"]["entropy"]))

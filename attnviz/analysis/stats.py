@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.errors import InputError, SelectionError
-from attnviz.result import AttentionResult, TokenSequence
+from attnviz.result import KINDS, AttentionResult, TokenSequence
 from attnviz.sinks import StatisticsSink
 
 STATISTICS = ("entropy", "distance", "first", "separator", "punctuation", "self", "previous", "next", "local")
@@ -242,20 +242,51 @@ class HeadStatistics:
         }
 
     @classmethod
-    def from_dict(cls, document: dict[str, Any]) -> HeadStatistics:
+    def from_dict(cls, document: dict[str, Any], where: str = "the statistics document") -> HeadStatistics:
+        """A shard read back, every field checked (a shard is untrusted input): the schema,
+        the layer and head lists, and sums and counts ``[layers, heads]`` of finite numbers
+        for every statistic. ``where`` names the shard in messages."""
         if document.get("schema") != STATS_SCHEMA:
             raise InputError(
-                f"not an attnviz statistics document (schema {document.get('schema')!r})",
+                f"{where} is not an attnviz statistics document (schema {str(document.get('schema'))[:40]!r})",
                 hint="write one with HeadStatistics.to_dict(), or the stats command's JSON output",
             )
+        for key in ("model", "kind"):
+            if not isinstance(document.get(key), str):
+                raise InputError(f"{where}: '{key}' is missing or not a string")
+        if document["kind"] not in KINDS:
+            raise InputError(f"{where}: 'kind' must be one of {', '.join(KINDS)}")
+        ids = {}
+        for key in ("layers", "head_ids"):
+            value = document.get(key)
+            if not (
+                isinstance(value, list)
+                and value
+                and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
+                and len(set(value)) == len(value)
+            ):
+                raise InputError(f"{where}: '{key}' must be a non-empty list of distinct 0-based integers")
+            ids[key] = value
+        texts = document.get("texts")
+        if not isinstance(texts, int) or isinstance(texts, bool) or texts < 0:
+            raise InputError(f"{where}: 'texts' must be a whole number >= 0")
+        shape = (len(ids["layers"]), len(ids["head_ids"]))
+        tables = {}
+        for table in ("sums", "counts"):
+            value = document.get(table)
+            if not isinstance(value, dict):
+                raise InputError(f"{where}: '{table}' must map each statistic to a [layers, heads] table")
+            tables[table] = {name: _table(where, table, name, value.get(name), shape) for name in _SUMMED}
+            if table == "counts" and any((t < 0).any() for t in tables[table].values()):
+                raise InputError(f"{where}: 'counts' holds negative counts")
         return cls(
             model=document["model"],
             kind=document["kind"],
-            layer_ids=list(document["layers"]),
-            head_ids=list(document["head_ids"]),
-            texts=int(document["texts"]),
-            sums={k: np.asarray(v, dtype=np.float64) for k, v in document["sums"].items()},
-            counts={k: np.asarray(v, dtype=np.float64) for k, v in document["counts"].items()},
+            layer_ids=list(ids["layers"]),
+            head_ids=list(ids["head_ids"]),
+            texts=texts,
+            sums=tables["sums"],
+            counts=tables["counts"],
         )
 
     @classmethod
@@ -265,11 +296,33 @@ class HeadStatistics:
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise InputError(f"no such file: {path}") from exc
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path} is not a statistics JSON file: {exc}") from exc
+        except (OSError, ValueError, RecursionError) as exc:
+            raise InputError(f"{path} is not a statistics JSON file: {str(exc)[:200]}") from exc
         if not isinstance(document, dict):
             raise InputError(f"{path} is not a statistics JSON file")
-        return cls.from_dict(document)
+        return cls.from_dict(document, str(path))
+
+
+#: What a shard sums, each ``[layers, heads]``: the statistics and the relative-entropy term.
+_SUMMED = (*STATISTICS, "_log_keys")
+
+
+def _table(where: str, table: str, name: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
+    """One ``[layers, heads]`` table of a shard, as float64, refused unless regular and finite."""
+    if value is None:
+        raise InputError(f"{where}: '{table}' has no '{name}'")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(f"{where}: '{table}.{name}' is not a table of numbers") from None
+    if array.shape != shape:
+        raise InputError(
+            f"{where}: '{table}.{name}' is {'x'.join(map(str, array.shape)) or 'a scalar'}, "
+            f"but the shard lists {shape[0]} layers x {shape[1]} heads"
+        )
+    if not np.isfinite(array).all():
+        raise InputError(f"{where}: '{table}.{name}' holds NaN or infinite values")
+    return array
 
 
 def head_statistics(results: Iterable[AttentionResult], kind: str | None = None) -> HeadStatistics:
