@@ -207,3 +207,68 @@ def test_two_good_shards_merge_to_the_sum_of_their_sums(shard, tmp_path):
     merged = json.loads(result.stdout)
     assert merged["texts"] == 2
     assert np.allclose(merged["sums"]["entropy"], 2 * np.asarray(shard["sums"]["entropy"]))
+
+
+# -- vocabularies (item 19 is in test_model_dirs.py; the protein bullet here) -----------------
+AMINO_ACIDS = "LAGVSERTIDPKQNFYMHWCXBUZO"
+
+
+@pytest.fixture(scope="module")
+def protein_model(tmp_path_factory):
+    """A tiny ESM-2-like model (2 layers x 2 heads) with the amino-acid vocabulary."""
+    import torch
+    import transformers as tf
+
+    folder = tmp_path_factory.mktemp("esm")
+    vocab = ["<cls>", "<pad>", "<eos>", "<unk>", *AMINO_ACIDS, ".", "-", "<null_1>", "<mask>"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = tf.EsmTokenizer(vocab_file=str(folder / "vocab.txt"))
+    config = tf.EsmConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        mask_token_id=len(vocab) - 1,
+        position_embedding_type="rotary",
+    )
+    torch.manual_seed(0)
+    tf.EsmModel(config, add_pooling_layer=False).save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    return folder / "model"
+
+
+def test_a_protein_model_shows_its_own_sequence(protein_model):
+    result = invoke("show", "MKTAYIAKQR", "-m", protein_model, "--json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    document = json.loads(result.stdout)
+    assert document["tokens"] == ["<cls>", *"MKTAYIAKQR", "<eos>"]
+    assert "warning" not in result.stderr
+
+
+def test_english_on_a_protein_model_is_a_warning_naming_the_count(protein_model):
+    result = invoke("show", "the cat sat", "-m", protein_model, "--json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "all 3 tokens of the text are <unk>" in warnings[0]
+
+
+def test_a_tokenizer_with_only_special_tokens_is_refused():
+    from attnviz.errors import ModelLoadError
+    from attnviz.models.loading import _check_tokenizer
+    from attnviz.models.spec import ModelSpec
+
+    class OnlySpecials:
+        unk_token = "[UNK]"
+        all_special_tokens = ["[UNK]", "[CLS]", "[SEP]"]
+
+        def get_vocab(self):
+            return {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2}
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [0] * len(text.split())}
+
+    with pytest.raises(ModelLoadError, match="holds only its 3 special tokens"):
+        _check_tokenizer(ModelSpec(name="x", source="x", is_local=True), OnlySpecials())

@@ -44,6 +44,13 @@ def _no_tokenizer(folder):
             path.unlink()
 
 
+def _vocab_without_unk(folder):
+    """Issue #21, item 19: WordPiece raises a bare Exception on the first unknown character."""
+    vocab = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
+    (folder / "tokenizer.json").unlink()  # transformers 5 saves only this; the tokenizer now reads vocab.txt
+    (folder / "vocab.txt").write_text("".join(f"{t}\n" for t in sorted(vocab, key=vocab.get) if t != "[UNK]"))
+
+
 BROKEN = {
     "truncated safetensors": (
         lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
@@ -58,6 +65,7 @@ BROKEN = {
     "heads as a string": (lambda f: _config(f, num_attention_heads="12"), "num_attention_heads"),
     "no tokenizer files": (_no_tokenizer, "turns every word into [UNK]"),
     "config not json": (lambda f: (f / "config.json").write_text("{oops"), "cannot load the config"),
+    "vocab.txt without [UNK]": (_vocab_without_unk, "fails on a character outside its vocabulary"),
     # issue #21, item 1: counts from an untrusted config, refused from the safetensors header
     "a billion layers": (lambda f: _config(f, num_hidden_layers=10**9), "says 1000000000 encoder layers"),
     "a billion heads": (lambda f: _config(f, num_attention_heads=10**9), "says 1000000000 encoder heads"),
@@ -72,6 +80,7 @@ def test_a_broken_model_directory_is_one_line_exit_1(name, command, base, tmp_pa
     args = ["show", "the cat", "-m", folder, "--json"] if command == "show" else ["info", folder, "--json"]
     result = invoke(*args)
     if command == "info" and name in (
+        "vocab.txt without [UNK]",
         "a billion layers",  # info reads the config only and prints what it says
         "a billion heads",
         "truncated safetensors",

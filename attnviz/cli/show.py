@@ -123,6 +123,11 @@ def show(
     from attnviz.encoding import TextInput
 
     raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
+    from attnviz.models import unknown_token_warning
+
+    unknown = unknown_token_warning(extractor.loaded.tokenizer, raw.tokens.tokens, raw.tokens.special_mask)
+    if unknown:
+        warn(unknown)
     if raw.truncated_tokens:
         warn(
             f"the input was cut to the model's maximum of {extractor.loaded.max_length} tokens "

@@ -20,6 +20,7 @@ from attnviz.models.loading import (
     load_model,
     pick_device,
     pick_dtype,
+    unknown_token_warning,
 )
 from attnviz.models.quiet import quiet_libraries, silence_libraries
 from attnviz.models.spec import ALIASES, DEFAULT_MODEL, ModelSpec, bundled_model_path, resolve_model_spec
@@ -45,4 +46,5 @@ __all__ = [
     "quiet_libraries",
     "resolve_model_spec",
     "silence_libraries",
+    "unknown_token_warning",
 ]

@@ -6,6 +6,7 @@ device and dtype chosen, and the model's attention routed through attnviz's capt
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -317,17 +318,46 @@ def _refuse_pickle_only(spec: ModelSpec, allowed: bool) -> None:
 
 
 def _check_tokenizer(spec: ModelSpec, tokenizer: Any) -> None:
-    """A tokenizer that turns plain English words into the unknown token has no vocabulary
-    (a directory without tokenizer files): refuse it rather than show [UNK] everywhere."""
-    unk = getattr(tokenizer, "unk_token_id", None)
-    if unk is None:
-        return
+    """Refuse a tokenizer that cannot tokenize at all: one whose vocabulary holds nothing
+    beyond its special tokens (a directory without tokenizer files), or one that fails on a
+    character outside its vocabulary (a WordPiece ``vocab.txt`` without its unknown token).
+    Nothing assumes English: an amino-acid or any other vocabulary passes, and a text that a
+    vocabulary does not cover is a warning when it is run (:func:`unknown_token_warning`)."""
+    unk = getattr(tokenizer, "unk_token", None) or "the unknown token"
     try:
-        ids = tokenizer("the of and to in is was it", add_special_tokens=False)["input_ids"]
-    except Exception:  # noqa: BLE001 - a tokenizer that cannot even take this fails later, with its own error
-        return
-    if ids and all(i == unk for i in ids):
+        vocabulary = tokenizer.get_vocab()
+    except Exception:  # noqa: BLE001 - a tokenizer without get_vocab is judged by its output alone
+        vocabulary = None
+    if isinstance(vocabulary, dict):
+        special = set(getattr(tokenizer, "all_special_tokens", ()) or ())
+        if not any(token not in special for token in vocabulary):
+            raise ModelLoadError(
+                f"the tokenizer of '{spec.name}' turns every word into {unk}: its vocabulary is missing "
+                f"(it holds only its {len(vocabulary)} special tokens)",
+                hint="the model directory needs its tokenizer files (tokenizer.json, or vocab.txt / vocab.json)",
+            )
+    try:
+        # a character no vocabulary holds: the tokenizer must map it to its unknown token or bytes
+        tokenizer("a \u0378 \u2603", add_special_tokens=False)  # U+0378 is unassigned
+    except Exception as exc:  # noqa: BLE001 - the tokenizers library raises a bare Exception
         raise ModelLoadError(
-            f"the tokenizer of '{spec.name}' turns every word into {tokenizer.unk_token}: its vocabulary is missing",
-            hint="the model directory needs its tokenizer files (tokenizer.json, or vocab.txt / vocab.json)",
-        )
+            f"the tokenizer of '{spec.name}' fails on a character outside its vocabulary ({_first_line(exc)})",
+            hint=f"its vocabulary must hold its unknown token {unk} (e.g. a line {unk} in vocab.txt)",
+        ) from None
+
+
+def unknown_token_warning(tokenizer: Any, tokens: Sequence[str], special_mask: Sequence[bool]) -> str | None:
+    """A warning when every non-special token of a text is the unknown token (the text is
+    outside the vocabulary: a protein model given English, say), naming the count; else None.
+    ``tokens``: the raw tokens of one side of a result, ``special_mask`` beside them."""
+    unk = getattr(tokenizer, "unk_token", None)
+    if not unk:
+        return None
+    # the unknown token counts as special in the tokenizer's own mask, so it is kept here
+    words = [token for token, special in zip(tokens, special_mask) if not special or token == unk]
+    if not words or any(token != unk for token in words):
+        return None
+    return (
+        f"all {len(words)} token{'s' if len(words) != 1 else ''} of the text are {unk}: the model's vocabulary "
+        "does not cover it, so its attention says nothing about the words"
+    )
