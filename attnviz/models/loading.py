@@ -6,7 +6,7 @@ device and dtype chosen, and the model's attention routed through attnviz's capt
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -346,7 +346,7 @@ def _check_tokenizer(spec: ModelSpec, tokenizer: Any) -> None:
         ) from None
 
 
-def unknown_token_warning(tokenizer: Any, tokens: Sequence[str], special_mask: Sequence[bool]) -> str | None:
+def unknown_token_warning(tokenizer: Any, tokens: Sequence[str], special_mask: Iterable[Any]) -> str | None:
     """A warning when every non-special token of a text is the unknown token (the text is
     outside the vocabulary: a protein model given English, say), naming the count; else None.
     ``tokens``: the raw tokens of one side of a result, ``special_mask`` beside them."""
