@@ -122,7 +122,7 @@ def write_output(
         from attnviz.io import atomic_write
         from attnviz.render.html import render_html
 
-        page = render_html(result)
+        page = render_html(result, scale=scale or "keys")
         return atomic_write(target, lambda handle: handle.write(page), binary=False)
     with_derived(result, view, kind).save(target)
     return target

@@ -466,3 +466,13 @@ def test_a_saved_pair_of_nan_still_gives_a_valid_page(open_page, tmp_path):
     opened = open_page(result)
     assert opened.page.locator("#left li").count() == len(WORDS)
     opened.check_clean()
+
+
+def test_show_scale_full_reaches_the_page(tiny_models, tmp_path):
+    from helpers import invoke
+
+    out = tmp_path / "full.html"
+    done = invoke("show", "the cat sat", "-m", tiny_models["bert"], "-o", out, "--scale", "full")
+    assert done.exit_code == 0, done.output
+    text = out.read_text(encoding="utf-8")
+    assert json.loads(text.split('id="attnviz-data">', 1)[1].split("</script>", 1)[0])["scale"] == "full"
