@@ -42,4 +42,6 @@ def test_unknown_encoding_errors_mode(tmp_path):
     path.write_text("a\n")
     with pytest.raises(InputError, match="unknown encoding_errors 'ignore'") as caught:
         list(read_inputs(path, encoding_errors="ignore"))
-    assert caught.value.worded(lambda option: "--" + option.replace("_", "-"))[0].startswith("unknown --encoding-errors")
+    assert caught.value.worded(lambda option: "--" + option.replace("_", "-"))[0].startswith(
+        "unknown --encoding-errors"
+    )
