@@ -382,7 +382,9 @@ def _validate_extras(where: str, fields: dict[str, np.ndarray], meta: dict[str, 
     for name in ("rollout", "flow"):
         if name in fields:
             _finite_float32(where, name, fields[name])
-            _expect_shape(where, name, fields[name], (layers, queries, keys), "layers, query, key")
+            # rollout keeps every layer's product; flow, its last layer's [query, key]
+            shape = (layers, queries, keys) if fields[name].ndim == 3 else (queries, keys)
+            _expect_shape(where, name, fields[name], shape, "[layers,] query, key")
     if "norm" in fields:
         _finite_float32(where, "norm", fields["norm"])
         norm_kind = meta.get("norm_kind") or kinds[0]

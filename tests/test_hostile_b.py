@@ -272,3 +272,78 @@ def test_a_tokenizer_with_only_special_tokens_is_refused():
 
     with pytest.raises(ModelLoadError, match="holds only its 3 special tokens"):
         _check_tokenizer(ModelSpec(name="x", source="x", is_local=True), OnlySpecials())
+
+
+# -- the stats table in 80 and 160 columns (bullet "stats ... unreadable") ----------------------
+@pytest.fixture(scope="module")
+def twelve_layers():
+    """Statistics of 12 layers x 12 heads of random attention over 6 tokens, and the attention."""
+    from attnviz.analysis.stats import head_statistics
+
+    result = random_result(["[CLS]", "a", "b", "c", "d", "[SEP]"], layers=12, heads=12, text="a b c d")
+    return head_statistics([result]), result.attentions["encoder"].astype(np.float64)
+
+
+def _table_text(stats, width, **options):
+    import io
+
+    from rich.console import Console
+
+    from attnviz.render.stats_table import print_stats_table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=True, color_system=None)
+    print_stats_table(console, stats, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_the_stats_table_fits_its_width_without_cutting_a_number(twelve_layers, width):
+    stats, attention = twelve_layers
+    text = _table_text(stats, width)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width and "…" not in text
+    header = next(line for line in lines if line.split()[:2] == ["L", "H"])
+    shown = header.split()[2:-1]
+    if width == 160:
+        assert len(shown) == 9
+    from attnviz.render.stats_table import ABBREVIATIONS, PRIORITY
+
+    kept = [name for name in PRIORITY if ABBREVIATIONS[name][0] in shown]
+    assert kept == list(PRIORITY[: len(kept)])  # the later statistics give way first
+    entropy = -(attention * np.log(attention)).sum(-1).mean(-1)  # [layers, heads], independently
+    rows = {tuple(line.split()[:2]): line.split() for line in lines if line.split()[:1] and line.split()[0].isdigit()}
+    assert len(rows) == 144 and ("11", "11") in rows and ("10", "0") in rows
+    for (layer, head), cells in rows.items():
+        assert cells[2] == f"{entropy[int(layer), int(head)]:.2f}"
+    assert "ent entropy (nats)" in text and ("Left out:" in text) == (len(shown) < 9)
+
+
+def test_chosen_columns_are_drawn_whole_even_when_wider(twelve_layers):
+    stats, _ = twelve_layers
+    text = _table_text(stats, 40, columns=("entropy", "self", "local"))
+    header = next(line for line in text.splitlines() if line.split()[:2] == ["L", "H"])
+    assert header.split() == ["L", "H", "ent", "self", "loc", "pattern"] and "…" not in text
+
+
+def test_columns_option_chooses_and_refuses(shard, tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(shard))
+    result = invoke("stats", "--merge", tmp_path / "a.json", "--columns", "ent,prev")
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stdout.splitlines() if line.split()[:2] == ["L", "H"])
+    assert header.split() == ["L", "H", "ent", "prev", "pattern"]
+    line = _one_error_line(invoke("stats", "--merge", tmp_path / "a.json", "--columns", "ent,bogus"))
+    assert "--columns 'bogus' is not a statistic" in line
+
+
+# -- help (bullet "Help") -------------------------------------------------------------------------
+def test_show_help_lists_every_view_and_reads_text_in_capitals():
+    from attnviz.render import VIEWS
+
+    result = invoke("show", "-h")
+    assert result.exit_code == 0
+    flat = " ".join(result.stdout.split())
+    view_help = flat[flat.index("--view") : flat.index("--query")]
+    assert all(name in view_help for name in VIEWS)
+    assert "TEXT" in result.stdout.splitlines()[0] and "{text}" not in result.stdout
+    assert "text <str>" not in result.stdout and "TEXT <str>" in result.stdout

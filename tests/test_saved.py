@@ -102,7 +102,7 @@ MUTATIONS = {
     "norm_kind unknown": (lambda f: _with_meta(f, norm_kind="cross"), "'norm_kind' must name"),
     "1e308 survives float64 only": (lambda f: _array(f, np.full((2, 3, 4, 4), 1e308)), "NaN or infinite"),
     "rollout wrong shape": (lambda f: {**f, "rollout": np.full((2, 3, 3), 0.3, np.float32)}, "'rollout' is [2, 3, 3]"),
-    "flow wrong shape": (lambda f: {**f, "flow": np.full((4, 4), 0.25, np.float32)}, "'flow' is [4, 4]"),
+    "flow wrong shape": (lambda f: {**f, "flow": np.full((4, 5), 0.2, np.float32)}, "'flow' is [4, 5]"),
     "rollout of strings": (lambda f: {**f, "rollout": np.full((2, 4, 4), "x")}, "'rollout' must hold floating"),
     "norm wrong shape": (lambda f: {**f, "norm": np.ones((1, 3, 4, 4), np.float32)}, "'norm' is [1, 3, 4, 4]"),
     "norm NaN": (lambda f: {**f, "norm": np.full((2, 3, 4, 4), np.nan, np.float32)}, "'norm' holds 96 NaN"),

@@ -139,7 +139,10 @@ def check_cmap(name: str) -> None:
 ViewOpt = Annotated[
     str,
     typer.Option(
-        "--view", metavar="VIEW", help="auto, head, layer, grid, mean, rollout or flow (auto: by the selection)."
+        "--view",
+        metavar="VIEW",
+        help="auto, head, layer, grid, mean, rollout, flow, norm or neuron (auto: by the selection; "
+        "norm: norm-based weights; neuron: one head's query and key vectors, with -l and -H).",
     ),
 ]
 
@@ -163,3 +166,14 @@ def check_scale(scale: str) -> None:
         from attnviz.errors import SelectionError
 
         raise SelectionError(f"unknown --scale '{scale}'", hint=f"choose one of: {', '.join(SCALES)}")
+
+
+ColumnsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--columns",
+        metavar="NAMES",
+        help="Statistics in the table: comma-separated names or short names (ent,dist,1st,sep,punc,self,"
+        "prev,next,loc) or all (default: as many as fit the terminal).",
+    ),
+]

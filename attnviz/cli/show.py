@@ -44,7 +44,7 @@ def read_text_argument(text: str) -> str:
 
 
 def show(
-    text: Annotated[str, typer.Argument(help="The text to look at ('-' reads stdin).")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The text to look at ('-' reads stdin).")],
     model: ModelOpt = "minilm",
     pair: Annotated[Optional[str], typer.Option("--pair", metavar="TEXT", help="Second sentence (encoders).")] = None,
     target: Annotated[

@@ -10,6 +10,7 @@ import typer
 
 from attnviz.cli._options import (
     BatchSizeOpt,
+    ColumnsOpt,
     DeviceOpt,
     EncodingErrorsOpt,
     FileOpt,
@@ -33,7 +34,9 @@ from attnviz.cli._ray import RayOpt
 
 
 def stats(
-    text: Annotated[Optional[str], typer.Argument(help="One text (or use -f FILE, or --merge).")] = None,
+    text: Annotated[
+        Optional[str], typer.Argument(metavar="TEXT", help="One text (or use -f FILE, or --merge).")
+    ] = None,
     file: FileOpt = None,
     merge: Annotated[
         Optional[list[Path]], typer.Option("--merge", metavar="FILE", help="Merge statistics JSON shards (repeatable).")
@@ -64,6 +67,7 @@ def stats(
         ),
     ] = None,
     json_output: JsonOpt = False,
+    columns: ColumnsOpt = None,
     batch_size: BatchSizeOpt = 16,
     encoding_errors: EncodingErrorsOpt = "strict",
     no_truncate: NoTruncateOpt = False,
@@ -194,7 +198,13 @@ def stats(
             document["distances"] = distances.to_dict()
         print(json.dumps(document))
     elif out is None:
-        _print_table(result, clusters)
+        from attnviz.cli._output import stdout_console
+        from attnviz.render.stats_table import parse_columns, print_stats_table
+
+        print_stats_table(
+            stdout_console(min_width=110), result, columns=parse_columns(columns), clusters=clusters,
+            hidden_note="choose with --columns; --json has all",
+        )  # fmt: skip
     if problems:
         raise typer.Exit(code=1)
 
@@ -226,50 +236,3 @@ def _on_ray(  # type: ignore[no-untyped-def]
         on_input=InputNotes(items, problems),
         on_note=lambda message: note(f"note: {message}"),
     )
-
-
-def _print_table(result, clusters=None) -> None:  # type: ignore[no-untyped-def]
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    from attnviz.analysis.stats import STATISTICS
-    from attnviz.cli._output import stdout_console
-    from attnviz.safety import printable
-
-    short = {
-        "entropy": "entropy",
-        "distance": "dist",
-        "first": "first",
-        "separator": "sep",
-        "punctuation": "punct",
-        "self": "self",
-        "previous": "prev",
-        "next": "next",
-        "local": "local",
-    }
-    table = Table(
-        title=Text(
-            printable(f"{result.model} · {result.kind} attention · {result.texts} text(s) · means over query positions")
-        ),
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1),
-        pad_edge=False,
-    )
-    table.add_column("L", justify="right", no_wrap=True)
-    table.add_column("H", justify="right", no_wrap=True)
-    for name in STATISTICS:
-        table.add_column(short[name], justify="right", no_wrap=True)
-    table.add_column("pattern", no_wrap=True)
-    if clusters is not None:
-        table.add_column("cluster", justify="right", no_wrap=True)
-    for index, row in enumerate(result.rows()):
-        table.add_row(
-            str(row["layer"]),
-            str(row["head"]),
-            *("-" if row[n] is None else f"{row[n]:.2f}" for n in STATISTICS),
-            row["label"],
-            *([str(int(clusters[index]))] if clusters is not None else []),
-        )
-    stdout_console(min_width=110).print(table)
