@@ -259,6 +259,8 @@ def render_html(result: AttentionResult, *, inline: bool = False, scale: str = "
     document = _assemble(data)
     if not inline:
         return document
+    # The frame takes exactly the height reported: the page's scrollHeight is never less than the
+    # frame's own height, so any margin added here would grow the frame a little on every report.
     return (
         f'<div id="{frame}-note" style="color:#666;font:13px system-ui,sans-serif">{html.escape(UNTRUSTED_NOTE)}</div>'
         f'<iframe id="{frame}" style="width:100%;height:420px;border:1px solid #ddd" '
@@ -268,6 +270,6 @@ def render_html(result: AttentionResult, *, inline: bool = False, scale: str = "
         "if(n)n.style.display='none';"
         "window.addEventListener('message',function(e){"
         "if(!f||e.source!==f.contentWindow||!e.data||e.data.attnviz!==id)return;"
-        "var h=Number(e.data.height);if(h>0&&h<20000)f.style.height=(h+4)+'px';});"
+        "var h=Number(e.data.height);if(h>0&&h<20000)f.style.height=h+'px';});"
         "})();</script>"
     )

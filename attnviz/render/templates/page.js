@@ -150,6 +150,9 @@
   }
 
   const room = () => Math.max(320, document.querySelector("main").clientWidth);
+  // The height the drawing may fill. Inline in a notebook the frame takes the height the page
+  // reports, so sizing to the frame's own height would grow it without end: a fixed height there.
+  const windowHeight = () => (DATA.frame ? 640 : window.innerHeight);
 
   /*ATTNVIZ_VIEWS*/
 
@@ -242,7 +245,8 @@
       drawnOnce = true;
       document.body.dataset.ready = "1";
     },
-    draw: () => { if (Object.keys(DATA.kinds || {}).length) { refreshLayerHead(); draw(); } },
+    // a resize can arrive before the data is decoded (Chromium sends each new frame one)
+    draw: () => { if (drawnOnce) { refreshLayerHead(); draw(); } },
     changed: null,
   };
 

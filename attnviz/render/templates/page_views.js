@@ -36,7 +36,7 @@
   // long text keeps 16 px rows and scrolls).
   function sizeRows(rows) {
     const top = $("left").getBoundingClientRect().top + window.scrollY;
-    const room = window.innerHeight - top - 48;   // the footer's line stays in view
+    const room = windowHeight() - top - 48;   // the footer's line stays in view
     rowPx = Math.max(16, Math.min(60, Math.floor(room / Math.max(1, rows))));
     $("head-view").style.setProperty("--row", `${rowPx}px`);
   }
@@ -168,7 +168,7 @@
     const queries = queryTokens(), keys = keyTokens();
     const fit = Math.floor((room() - 150) / K);
     const top0 = canvas.getBoundingClientRect().top + window.scrollY;
-    const tall = Math.max(240, window.innerHeight - top0 - 190);   // the matrix fits the window's height
+    const tall = Math.max(240, windowHeight() - top0 - 190);   // the matrix fits the window's height
     const cell = Math.max(2, Math.min(44, fit, Math.floor(tall / Q)));
     const showLabels = cell >= 10;
     const labelWidth = showLabels ? 110 : 0;
