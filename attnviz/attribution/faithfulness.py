@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attnviz.attribution import metrics
+from attnviz.attribution.methods import METHODS
 from attnviz.errors import AttnvizError
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def evaluate_faithfulness(
             problems.append(f"'{item.text[:40]}': {error.message}")
         if progress is not None:
             progress(done, item.text)
-    order = ["ablation"] + [m for m in _all_methods() if m != "ablation"]
+    order = ["ablation"] + [m for m in METHODS if m != "ablation"]
     present = {m for t in texts for m in t.curve}
     _, notes = attributor.choose_methods(None, 0)
     return FaithfulnessReport(
@@ -175,9 +176,3 @@ def evaluate_faithfulness(
         problems=problems,
         notes=notes,
     )
-
-
-def _all_methods() -> tuple[str, ...]:
-    from attnviz.attribution.methods import METHODS
-
-    return METHODS
