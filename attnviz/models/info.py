@@ -267,8 +267,9 @@ def peek_counts(model: str | os.PathLike[str] | None, revision: str | None = Non
         found = None if enc is None or dec is None else _joined_counts(enc, dec)
     else:
         found = counts(document)
-    if found is not None and spec.is_local:
+    if found is not None:
         from attnviz.models.weights import check_counts_fit_weights
 
-        check_counts_fit_weights(spec.name, spec.source, found)  # before anything is built from them
+        # the weights beside config.json: a local directory, or the hub cache's snapshot
+        check_counts_fit_weights(spec.name, Path(path).parent, found)  # before anything is built from them
     return found
