@@ -69,6 +69,7 @@ BROKEN = {
     # issue #21, item 1: counts from an untrusted config, refused from the safetensors header
     "a billion layers": (lambda f: _config(f, num_hidden_layers=10**9), "says 1000000000 encoder layers"),
     "a billion heads": (lambda f: _config(f, num_attention_heads=10**9), "says 1000000000 encoder heads"),
+    "a billion-wide hidden size": (lambda f: _config(f, hidden_size=10**9), "says hidden_size 1000000000"),
 }
 
 
@@ -83,6 +84,7 @@ def test_a_broken_model_directory_is_one_line_exit_1(name, command, base, tmp_pa
         "vocab.txt without [UNK]",
         "a billion layers",  # info reads the config only and prints what it says
         "a billion heads",
+        "a billion-wide hidden size",
         "truncated safetensors",
         "garbage safetensors",
         "pickle only",

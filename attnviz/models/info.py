@@ -271,5 +271,19 @@ def peek_counts(model: str | os.PathLike[str] | None, revision: str | None = Non
         from attnviz.models.weights import check_counts_fit_weights
 
         # the weights beside config.json: a local directory, or the hub cache's snapshot
-        check_counts_fit_weights(spec.name, Path(path).parent, found)  # before anything is built from them
+        check_counts_fit_weights(spec.name, Path(path).parent, found, _sizes(document))  # before anything is built
+    return found
+
+
+def _sizes(document: dict[str, Any]) -> dict[str, int]:
+    """The integer tensor sizes (:data:`~attnviz.models.weights.SIZE_FIELDS`) of a config
+    document and of its nested sub-configs (an encoder-decoder's, a vision-text model's)."""
+    from attnviz.models.weights import SIZE_FIELDS
+
+    found: dict[str, int] = {}
+    for part in [document, *(v for v in document.values() if isinstance(v, dict))]:
+        for field in SIZE_FIELDS:
+            value = part.get(field)
+            if isinstance(value, int) and not isinstance(value, bool) and value > found.get(field, 0):
+                found[field] = value
     return found

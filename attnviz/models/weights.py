@@ -83,13 +83,44 @@ def weight_bounds(folder: str | Path) -> WeightBounds | None:
     return WeightBounds(tensors, largest, tuple(files)) if tensors else None
 
 
-def check_counts_fit_weights(name: str, folder: str | Path, counts: dict[str, tuple[int, int]]) -> None:
-    """Refuse layer or head counts (per kind, from the config) that the weights in ``folder``
-    cannot hold, comparing numbers only (a count of 10**9 is never enumerated)."""
+#: Config fields that shape a tensor transformers builds (a width, a vocabulary, key-value
+#: heads). Each must be at most a few times the largest dimension in the weights: the margin
+#: leaves room for packed (quantized) tensors, and position counts are left out because
+#: rotary models have no position tensor.
+SIZE_FIELDS = (
+    "hidden_size",
+    "intermediate_size",
+    "vocab_size",
+    "num_key_value_heads",
+    "d_model",
+    "d_ff",
+    "d_kv",
+    "n_embd",
+    "n_inner",
+    "dim",
+    "hidden_dim",
+    "head_dim",
+)
+_PACKING_MARGIN = 8
+
+
+def check_counts_fit_weights(
+    name: str, folder: str | Path, counts: dict[str, tuple[int, int]], sizes: dict[str, int] | None = None
+) -> None:
+    """Refuse layer or head counts (per kind, from the config) and ``sizes`` (config fields
+    of :data:`SIZE_FIELDS`) that the weights in ``folder`` cannot hold, comparing numbers
+    only (a count of 10**9 is never enumerated, and no tensor is built from it)."""
     bounds = weight_bounds(folder)
     if bounds is None:
         return
     where = ", ".join(bounds.files[:2]) + (f" and {len(bounds.files) - 2} more" if len(bounds.files) > 2 else "")
+    for field, value in (sizes or {}).items():
+        if value > _PACKING_MARGIN * bounds.largest_dimension:
+            raise ModelLoadError(
+                f"the config of '{name}' says {field} {value}, but no tensor in its weights ({where}) is larger "
+                f"than {bounds.largest_dimension} in any dimension",
+                hint=f"fix {field} in config.json to match the checkpoint",
+            )
     for kind, (layers, heads) in counts.items():
         if layers > bounds.tensors:
             raise ModelLoadError(
