@@ -12,17 +12,6 @@ import attnviz
 
 PACKAGE = Path(attnviz.__file__).parent
 FLAG = re.compile(r"(?<![\w-])--[a-z]")
-#: Modules whose messages their owners convert with the ``option=`` mechanism (#21: inputs,
-#: terminal, export manifest) or that were written alongside this test (#16, #17, #19);
-#: remove an entry once its module passes.
-PENDING = {
-    "inputs.py",
-    "render/terminal.py",
-    "export/manifest.py",
-    "distributed/engine.py",
-    "serve/pool.py",
-    "serve/server.py",
-}
 
 
 def _error_strings(tree: ast.AST) -> list[tuple[int, str]]:
@@ -46,7 +35,7 @@ def test_library_error_messages_name_no_flags() -> None:
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).as_posix()
-        if relative.startswith("cli/") or relative in PENDING:
+        if relative.startswith("cli/"):
             continue
         for line, text in _error_strings(ast.parse(path.read_text(encoding="utf-8"))):
             if FLAG.search(text):

@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from attnviz.cli._errors import flag
 from attnviz.errors import AttnvizError, InputError
 from attnviz.serve.pool import ModelPool, Query, StaleRequest
 
@@ -206,7 +207,9 @@ def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) ->
         except StaleRequest:
             return error_response("a newer request from this client replaced this one", 409, stale=True)
         except AttnvizError as error:
-            return error_response(error.message, 400 if error.exit_code == 2 else 500, hint=error.hint)
+            # the page speaks the command line's language: the flags a hint names (--max-tokens)
+            message, hint = error.worded(flag)
+            return error_response(message, 400 if error.exit_code == 2 else 500, hint=hint)
         data["seq"] = document.get("seq")
         return JSONResponse(data, headers=SECURITY_HEADERS)
 

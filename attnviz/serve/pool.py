@@ -186,7 +186,8 @@ class WarmModel:
         if length > self.max_tokens:
             raise InputError(
                 f"the text has {length} tokens, more than this server's maximum of {self.max_tokens}",
-                hint="shorten it, or start the server with a larger --max-tokens",
+                hint="shorten it, or start the server with a larger {max_tokens}",
+                option="max_tokens",
             )
         started = time.perf_counter()
         result = extractor.run_batch([encoded])[0]
@@ -205,7 +206,8 @@ class WarmModel:
         if len(encoded.ids) > self.max_tokens:
             raise InputError(
                 f"the text has {len(encoded.ids)} tokens, more than this server's maximum of {self.max_tokens}",
-                hint="shorten it, or start the server with a larger --max-tokens",
+                hint="shorten it, or start the server with a larger {max_tokens}",
+                option="max_tokens",
             )
         applicable, notes = attributor.choose_methods(None, len(encoded.ids))
         methods = [m for m in LIVE_METHODS if m in applicable]

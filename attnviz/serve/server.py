@@ -27,10 +27,14 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise ServeError(
-                f"port {port} on {host} is already in use", hint="pick another with --port, or stop the other server"
+                f"port {port} on {host} is already in use",
+                hint="pick another with {port}, or stop the other server",
+                option="port",
             ) from exc
         if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
-            raise ServeError(f"cannot listen on {host}: {exc.strerror}", hint="use --host 127.0.0.1") from exc
+            raise ServeError(
+                f"cannot listen on {host}: {exc.strerror}", hint="use {host} 127.0.0.1", option="host"
+            ) from exc
         if exc.errno == errno.EACCES:
             raise ServeError(f"no permission to listen on port {port}", hint="use a port above 1023") from exc
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
