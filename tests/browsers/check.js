@@ -17,6 +17,10 @@ async function attnvizCheck() {
     s.value = value;
     s.dispatchEvent(new Event("change"));
   };
+  // the page opens on its most structured head; the check starts from layer 0, all heads
+  select("view", "head");
+  select("layer", "0");
+  select("head", "all");
   out.tokens = document.querySelectorAll("#left li").length;
   out.text = document.querySelector("#meta dd:nth-of-type(2)").textContent;
   out.swatches = document.querySelectorAll("#legend button").length;
