@@ -81,7 +81,7 @@ def load_attributor(
 
 
 def attribute(
-    text: Annotated[str, typer.Argument(help="The text to explain ('-' reads stdin).")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The text to explain ('-' reads stdin).")],
     model: ModelOpt = "minilm",
     method: MethodOpt = None,
     output_kind: OutputKindOpt = None,

@@ -33,7 +33,7 @@ FAIL_EXIT_CODE = CompareThresholdExceeded.exit_code
 
 
 def compare(
-    text: Annotated[Optional[str], typer.Argument(help="One text (or use -f FILE).")] = None,
+    text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="One text (or use -f FILE).")] = None,
     file: FileOpt = None,
     models: Annotated[
         list[str],

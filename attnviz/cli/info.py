@@ -11,7 +11,7 @@ from attnviz.cli._options import JsonOpt, RevisionOpt, TrustOpt, VerboseOpt
 
 
 def info(
-    model: Annotated[str, typer.Argument(help="Alias, hub id or local directory.")] = "minilm",
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Alias, hub id or local directory.")] = "minilm",
     json_output: JsonOpt = False,
     revision: RevisionOpt = None,
     trust_remote_code: TrustOpt = False,

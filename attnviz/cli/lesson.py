@@ -31,7 +31,7 @@ def _output_target(out: Path) -> str:
 
 
 def lesson(
-    text: Annotated[str, typer.Argument(help="The sentence to learn from ('-' reads stdin).")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence to learn from ('-' reads stdin).")],
     model: ModelOpt = "minilm",
     target: Annotated[
         Optional[str],

@@ -27,7 +27,7 @@ from attnviz.cli._options import (
 
 
 def render(
-    saved: Annotated[Path, typer.Argument(help="An .npz or .json written by attnviz.")],
+    saved: Annotated[Path, typer.Argument(metavar="SAVED", help="An .npz or .json written by attnviz.")],
     layer: LayerOpt = "all",
     head: HeadOpt = "all",
     view: ViewOpt = "auto",
