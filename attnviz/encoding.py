@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.errors import InputError
+from attnviz.errors import InputError, TooLongError
 from attnviz.models import LoadedModel, quiet_libraries
 from attnviz.result import TokenSequence
 
@@ -176,7 +176,7 @@ class Encoder:
                 return full, 0
             if not self.truncate:
                 what = "target text" if target else "text"
-                raise InputError(
+                raise TooLongError(
                     f"the {what} has {length} tokens, more than the model's maximum of {limit}",
                     hint="shorten it, or allow truncation",
                 )

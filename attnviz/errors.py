@@ -75,6 +75,11 @@ class InputError(AttnvizError):
     exit_code = 2
 
 
+class TooLongError(InputError):
+    """A text longer than the model takes, with truncation off (a caller that never cuts,
+    such as the server, words its own hint)."""
+
+
 class SelectionError(AttnvizError):
     """A layer, head or view choice that the model or result cannot satisfy."""
 

@@ -125,6 +125,9 @@ def test_errors_are_json_with_the_command_lines_messages(server):
     assert pair_on_bart.json()["error"].startswith("a sentence pair needs an encoder model")
     too_long = _post(server, {"model": server.models["bert"], "text": " ".join(["the"] * 60)})
     assert too_long.status_code == 400 and "more than the model's maximum of 48" in too_long.json()["error"]
+    assert too_long.json()["hint"] == "shorten it: the server never cuts a text"  # no truncation to allow
+    not_text = _post(server, {"model": server.models["bert"], "text": 5})
+    assert json.loads(not_text.json()["hint"].removeprefix("send ")) == {"text": "..."}  # JSON, not Python
     failed = _post(server, {"model": server.models["broken"], "text": "a"})
     assert failed.status_code == 404 and "failed to load" in failed.json()["error"]
 

@@ -59,7 +59,8 @@ def serve(
             if error is None:
                 note(f"loaded {name}")
             else:
-                warn(f"{name} failed to load: {getattr(error, 'message', error)} (the others are served)")
+                others = " (the others are served)" if len(specs) > 1 else ""
+                warn(f"{name} failed to load: {getattr(error, 'message', error)}{others}")
 
         pool = load_pool(
             specs,

@@ -187,7 +187,7 @@ def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) ->
                 return error_response(f"unknown model '{name}'", 404, hint="this server has: " + ", ".join(pool.models))
             text = document.get("text")
             if not isinstance(text, str):
-                raise InputError("the text must be a string", hint="send {'text': ...}")
+                raise InputError("the text must be a string", hint='send {"text": "..."}')
             query = Query(
                 text,
                 pair=_optional_text(document, "pair"),

@@ -14,7 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from attnviz.errors import AttnvizError, InputError
+from attnviz.errors import AttnvizError, InputError, TooLongError
+
+#: The server refuses a text longer than the model takes; it never cuts one.
+NEVER_CUT = "shorten it: the server never cuts a text"
 
 if TYPE_CHECKING:
     from attnviz.models import LoadedModel
@@ -181,7 +184,10 @@ class WarmModel:
         if query.task == "attribution":
             return self._attribute(query)
         extractor = self._extractors[query.vectors]
-        encoded = extractor.encode(TextInput(query.text, query.pair, query.target))
+        try:
+            encoded = extractor.encode(TextInput(query.text, query.pair, query.target))
+        except TooLongError as exc:
+            raise InputError(exc.message, hint=NEVER_CUT) from exc
         length = max(len(encoded.ids), len(encoded.target_ids or ()))
         if length > self.max_tokens:
             raise InputError(
@@ -202,7 +208,10 @@ class WarmModel:
         if self._attributor is None:
             self._attributor = Attributor(self.loaded, truncate=False)
         attributor = self._attributor
-        encoded = attributor.encode(query.text, query.target)
+        try:
+            encoded = attributor.encode(query.text, query.target)
+        except TooLongError as exc:
+            raise InputError(exc.message, hint=NEVER_CUT) from exc
         if len(encoded.ids) > self.max_tokens:
             raise InputError(
                 f"the text has {len(encoded.ids)} tokens, more than this server's maximum of {self.max_tokens}",
