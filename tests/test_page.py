@@ -340,6 +340,27 @@ def test_neuron_view_on_the_page_breaks_down_the_clicked_query(loaded_models, op
     opened.check_clean()
 
 
+def test_neuron_view_calls_a_tiny_encoder_weight_by_its_numbers_not_masked(loaded_models, open_page):
+    # an encoder masks nothing: a weight too small for the page's 16 bits is still a key the
+    # query saw, so its q·k must show (a reviewer saw [CLS]/[SEP] read "masked" with q·k 29.5)
+    result = extract("the cat sat on the mat", model=loaded_models["bert"], layers="1", heads="1", vectors=True)
+    array = result.attentions["encoder"].copy()
+    array[0, 0, 3, 0] = 1e-7  # quantises to 0 on the page
+    array[0, 0, 3] /= array[0, 0, 3].sum()
+    result.attentions["encoder"] = array
+    page = open_page(result).page
+    assert page.evaluate("document.body.dataset.view") == "neuron"
+    page.click("#neuron-queries li:nth-child(4)")
+    cells = page.eval_on_selector_all(
+        "#neuron-numbers tbody tr td:nth-child(2)", "cells => cells.map(c => c.textContent)"
+    )
+    q = result.vectors["encoder"]["query"][0, 0, 3].astype(np.float64)
+    k = result.vectors["encoder"]["key"][0, 0].astype(np.float64)
+    assert "masked" not in cells
+    np.testing.assert_allclose([float(c) for c in cells], k @ q, atol=0.006)
+    assert page.eval_on_selector_all("#neuron-numbers tbody tr td:nth-child(4)", "c => c[0].textContent") == "0.000"
+
+
 # -- #21: what the page opens on, its size, its colour scale, hostile labels and fields ------
 def _crafted(tokens: list[str], layers: int = 2, heads: int = 3, text: str | None = None):
     """A result built from attention written here: uniform rows, except layer 1 head 2 where

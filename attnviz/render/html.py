@@ -189,6 +189,9 @@ def page_data(result: AttentionResult, *, scale: str = "keys") -> dict[str, Any]
             "data": _pack(array, bits),
             "scale_excluded": [bool(x) for x in excluded],
             "opening": most_structured(array, excluded, query_seq.special_mask),
+            # only a decoder's self-attention masks keys (the later ones); results hold no
+            # padding, so the neuron view must not read a tiny quantised weight as "masked"
+            "causal": kind == "decoder",
         }
         if kind != "cross":
             entry["rollout"] = _pack(attention_rollout(array), bits)

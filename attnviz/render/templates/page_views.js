@@ -307,7 +307,9 @@
         ctx.fillStyle = diverging(products[j * d + x], pLimit); ctx.fillRect((d + 2 + x) * cell, y, cell, ROW - 4);
         dot += products[j * d + x];
       }
-      const masked = weights[j] === 0;
+      // masked only where the model masks: a decoder's keys after the query (a weight of 0
+      // after 16-bit quantisation is often just tiny, and its q·k still tells the story)
+      const masked = Boolean(k.causal) && j > i + (K - Q);
       const tr = el("tr");
       tr.append(
         el("td", {}, keyTokens().display[j]),
