@@ -192,8 +192,8 @@ def test_faithfulness_table_in_the_terminal(bert, tmp_path):
     done = invoke("faithfulness", "-f", texts, "-m", bert, "--method", "attention")
     assert done.exit_code == 0, done.output
     lines = done.stdout.splitlines()
-    assert any(line.startswith("│ ablation (reference)") for line in lines)
-    assert any(line.startswith("│ attention") for line in lines)
+    assert any(line.startswith("ablation (reference)") for line in lines)
+    assert any(line.startswith("attention") for line in lines)
     assert "Spearman with ablation" in done.stdout
 
 

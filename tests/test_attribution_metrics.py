@@ -67,3 +67,87 @@ def test_bootstrap_interval_by_hand():
     assert math.isnan(low) and math.isnan(high)
     low, high = metrics.bootstrap_interval(list(np.linspace(0, 1, 21)))
     assert 0.3 < low < 0.5 < high < 0.7  # around the mean 0.5, sd of the mean ~0.07
+
+
+def _fake_report(texts: int):
+    """A report whose summary has every column filled with a known number (no model)."""
+    from types import SimpleNamespace
+
+    methods = ["ablation", "integrated-gradients", "grad-x-input", "norm-rollout", "grad-rollout", "attention"]
+    rows = []
+    for i, method in enumerate(methods):
+        row = {
+            "method": method,
+            "agreement": None if method == "ablation" else -0.1 * i,
+            "agreement_ci95": None if method == "ablation" else [-0.1 * i - 0.33, 0.44],
+            "aopc": 0.25 + i / 100,
+            "seconds_per_text": 1.234 + i,
+        }
+        for p in (10, 20, 50):
+            row[f"comprehensiveness_{p}"] = -0.11 * i
+            row[f"sufficiency_{p}"] = 0.5 + i / 100
+        rows.append(row)
+    return SimpleNamespace(model="tiny", output="embedding", texts=[object()] * texts, summary=lambda: rows, rows=rows)
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_faithfulness_table_fits_without_cutting_a_number(width):
+    import io
+
+    from rich.console import Console
+
+    from attnviz.cli.faithfulness import print_report
+
+    report = _fake_report(3)
+    buffer = io.StringIO()
+    print_report(report, Console(width=width, file=buffer, force_terminal=True, color_system=None))
+    shown = buffer.getvalue()
+    assert "…" not in shown
+    assert all(len(line) <= width for line in shown.splitlines())
+    assert "3 texts" in shown
+    for row in report.rows:
+        assert f"{row['aopc']:.2f}" in shown  # each number whole
+        if row["agreement"] is not None:
+            assert f"{row['agreement']:.2f}" in shown
+            low, high = row["agreement_ci95"]
+            assert f"{low:.2f}..{high:.2f}" in shown
+        assert " ".join(f"{row[f'comprehensiveness_{p}']:.2f}" for p in (10, 20, 50)) in shown
+    if width == 160:  # everything, full headers, nothing left out
+        assert "suff 10/20/50" in shown and "s/text" in shown and "Left out" not in shown
+        for row in report.rows:
+            assert " ".join(f"{row[f'sufficiency_{p}']:.2f}" for p in (10, 20, 50)) in shown
+            assert f"{row['seconds_per_text']:.3f}" in shown
+    else:  # what was dropped is named in the legend
+        legend = " ".join(shown.split("Left out")[1].split())  # the legend may wrap
+        assert "suff 10/20/50" in legend
+
+
+def test_one_text_has_no_interval():
+    import io
+
+    from rich.console import Console
+
+    from attnviz.attribution.faithfulness import FaithfulnessReport, TextEvaluation
+    from attnviz.cli.faithfulness import print_report
+
+    evaluation = TextEvaluation(
+        text="the cat",
+        tokens=4,
+        score=1.0,
+        agreement={"attention": 0.5},
+        comprehensiveness={m: [0.1, 0.2, 0.3] for m in ("ablation", "attention")},
+        sufficiency={m: [0.1, 0.2, 0.3] for m in ("ablation", "attention")},
+        curve={m: [0.0, 0.1] for m in ("ablation", "attention")},
+        aopc={m: 0.1 for m in ("ablation", "attention")},
+        seconds={m: 0.01 for m in ("ablation", "attention")},
+    )
+    report = FaithfulnessReport(
+        model="tiny", output="embedding", methods=["ablation", "attention"], texts=[evaluation], problems=[]
+    )
+    row = next(r for r in report.summary() if r["method"] == "attention")
+    assert row["agreement"] == pytest.approx(0.5) and row["agreement_ci95"] is None
+    buffer = io.StringIO()
+    print_report(report, Console(width=120, file=buffer, force_terminal=True, color_system=None))
+    shown = buffer.getvalue()
+    assert "1 text," in shown and "1 texts" not in shown
+    assert "0.50..0.50" not in shown

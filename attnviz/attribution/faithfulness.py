@@ -63,7 +63,10 @@ class FaithfulnessReport:
                 "method": method,
                 "texts": len(done),
                 "agreement": None if method == "ablation" else _mean(agreement),
-                "agreement_ci95": None if method == "ablation" or not np.isfinite(low) else [low, high],
+                # one text's bootstrap resamples the same value: no interval to speak of
+                "agreement_ci95": None
+                if method == "ablation" or len(agreement) < 2 or not np.isfinite(low)
+                else [low, high],
                 "aopc": _mean([t.aopc[method] for t in done]),
                 "seconds_per_text": _mean([t.seconds.get(method, float("nan")) for t in done]),
             }

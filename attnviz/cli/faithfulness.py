@@ -27,39 +27,85 @@ def _number(value: Any, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def print_report(report: Any, console: Any) -> None:
-    """The summary table, sorted by agreement with ablation."""
+#: Each column of the faithfulness table: key, full header, short header, legend text.
+_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("agreement", "ρ", "ρ", "Spearman with ablation (mean)"),
+    ("ci", "95% CI", "CI", "95% bootstrap interval of ρ"),
+    ("comp", "comp 10/20/50", "comp", "ERASER comprehensiveness, top 10/20/50% of tokens (higher better)"),
+    ("suff", "suff 10/20/50", "suff", "sufficiency at 10/20/50% (lower better)"),
+    ("aopc", "AOPC", "AOPC", "area over the deletion curve"),
+    ("seconds", "s/text", "s", "seconds per text"),
+)
+#: The order in which columns give way when the width is short: the first ones stay.
+_PRIORITY = ("agreement", "ci", "comp", "aopc", "seconds", "suff")
+_GAP = 3  # between two columns: padding each side and the box's divider
+
+
+def _cells(row: dict[str, Any]) -> dict[str, str]:
+    interval = row["agreement_ci95"]
+    return {
+        "method": row["method"] + (" (reference)" if row["method"] == "ablation" else ""),
+        "agreement": _number(row["agreement"]),
+        "ci": "—" if interval is None else f"{interval[0]:.2f}..{interval[1]:.2f}",
+        "comp": " ".join(_number(row[f"comprehensiveness_{p}"]) for p in (10, 20, 50)),
+        "suff": " ".join(_number(row[f"sufficiency_{p}"]) for p in (10, 20, 50)),
+        "aopc": _number(row["aopc"]),
+        "seconds": _number(row["seconds_per_text"], 3),
+    }
+
+
+def faithfulness_table(report: Any, width: int) -> Any:
+    """A rich renderable fitted to ``width`` characters without cutting a number: the title,
+    the table (sorted by agreement with ablation) and a legend. When all columns with full
+    headers do not fit, headers are abbreviated, then columns dropped in :data:`_PRIORITY`
+    order (the legend names what was left out)."""
+    from rich import box
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    from attnviz.attribution.render import describe_output
     from attnviz.safety import printable
 
-    rows = report.summary()
-    table = Table(
-        title=f"{printable(report.model)}: {len(report.texts)} texts, output {report.output}",
-        caption="ρ: Spearman with ablation (mean, 95% bootstrap CI); comp/suff: ERASER comprehensiveness "
-        "(higher better) / sufficiency (lower better) at 10/20/50% of tokens; AOPC over the deletion curve",
-        caption_justify="left",
-    )
-    for name, justify in (("method", "left"), ("ρ", "right"), ("95% CI", "right"), ("comp 10/20/50", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for name in ("suff 10/20/50", "AOPC", "s/text"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for row in rows:
-        interval = row["agreement_ci95"]
-        table.add_row(
-            row["method"] + (" (reference)" if row["method"] == "ablation" else ""),
-            _number(row["agreement"]),
-            "—" if interval is None else f"{interval[0]:.2f}..{interval[1]:.2f}",
-            " ".join(_number(row[f"comprehensiveness_{p}"]) for p in (10, 20, 50)),
-            " ".join(_number(row[f"sufficiency_{p}"]) for p in (10, 20, 50)),
-            _number(row["aopc"]),
-            _number(row["seconds_per_text"], 3),
-        )
+    cells = [_cells(row) for row in report.summary()]
+
+    def need(key: str, header: str) -> int:
+        return max(len(header), *(len(c[key]) for c in cells)) + _GAP
+
+    used = max(len("method"), *(len(c["method"]) for c in cells))
+    full = used + sum(need(key, header) for key, header, _, _ in _COLUMNS)
+    short = full > width
+    kept: list[str] = []
+    for key in _PRIORITY:
+        header = next(s if short else h for k, h, s, _ in _COLUMNS if k == key)
+        if kept and used + need(key, header) > width:
+            continue
+        kept.append(key)
+        used += need(key, header)
+    count = len(report.texts)
+    title = Text(printable(f"{report.model}: {count} text{'s' if count != 1 else ''}, output {report.output}"))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+    table.add_column("method", no_wrap=True)
+    shown = [column for column in _COLUMNS if column[0] in kept]
+    for _, header, abbreviation, _ in shown:
+        table.add_column(abbreviation if short else header, justify="right", no_wrap=True)
+    for c in cells:
+        table.add_row(c["method"], *(c[key] for key, _, _, _ in shown))
+    legend = "; ".join(f"{s if short else h}: {text}" for _, h, s, text in shown)
+    left_out = [h for k, h, _, _ in _COLUMNS if k not in kept]
+    if left_out:
+        legend += f". Left out: {', '.join(left_out)} (wider terminal or --json)"
+    return Group(title, table, Text(legend + ".", style="dim"))
+
+
+def print_report(report: Any, console: Any) -> None:
+    """The summary table fitted to the console's width, sorted by agreement with ablation."""
+    from rich.text import Text
+
+    from attnviz.attribution.render import describe_output
+
     if report.output == "embedding":
         console.print(Text(f"output: {describe_output({'kind': 'embedding'})}"))
-    console.print(table)
+    console.print(faithfulness_table(report, console.width))
 
 
 def faithfulness(
