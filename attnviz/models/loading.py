@@ -90,10 +90,12 @@ def load_config(spec: ModelSpec, revision: str | None = None, trust_remote_code:
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - OSError, ValueError, strict field validation, ...
-        raise ModelLoadError(
-            f"cannot load the config of '{spec.name}': {_first_line(exc)}",
-            hint="check the model name or directory (config.json); private models need `hf auth login`",
-        ) from exc
+        hint = (
+            f"check {os.path.join(spec.source, 'config.json')}: it must be the JSON a model's save_pretrained writes"
+            if spec.is_local
+            else "check the model name; private models need `hf auth login`"
+        )
+        raise ModelLoadError(f"cannot load the config of '{spec.name}': {_first_line(exc)}", hint=hint) from exc
 
 
 def _first_line(exc: BaseException) -> str:
