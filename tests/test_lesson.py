@@ -409,6 +409,22 @@ def test_cli_json_and_png_folder(tiny_models, tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 2000 for p in pngs)
 
 
+def test_cli_warns_once_when_the_text_is_cut(tiny_models):
+    from transformers import AutoTokenizer
+
+    long_text = " ".join(["the cat sat on the mat"] * 12)
+    full = len(AutoTokenizer.from_pretrained(str(tiny_models["bert"]))(long_text)["input_ids"])
+    dropped = full - 48  # the tiny BERT's max_position_embeddings
+    assert dropped > 0
+    result = invoke("lesson", long_text, "-m", tiny_models["bert"], "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("the input was cut") == 1
+    assert f"({dropped} tokens dropped)" in result.stderr
+    assert json.loads(result.stdout)["truncated_tokens"] == dropped
+    short = invoke("lesson", TEXT, "-m", tiny_models["bert"], "--json")
+    assert "cut" not in short.stderr and json.loads(short.stdout)["truncated_tokens"] == 0
+
+
 def test_cli_step_shows_one_step(tiny_models):
     result = invoke("lesson", TEXT, "-m", tiny_models["gpt2"], "--step", "9")
     assert result.exit_code == 0, result.output

@@ -97,6 +97,11 @@ def lesson(
         quiet_unless(verbose)
         loaded = load_model(model, device=device, verbose=verbose)
         built = build_lesson(text, model=loaded, target=target, query=query, layer=layer, head=head, verbose=verbose)
+    dropped = built.capture.result.truncated_tokens
+    if dropped:
+        from attnviz.cli._output import warn
+
+        warn(f"the input was cut to the model's maximum of {loaded.max_length} tokens ({dropped} tokens dropped)")
 
     if out is not None:
         if kind == "page":

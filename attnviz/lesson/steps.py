@@ -66,6 +66,8 @@ class Lesson:
             "family": self.family,
             "text": self.text,
             "target": self.target,
+            # tokens cut off past the model's maximum (0 when the whole text fit)
+            "truncated_tokens": int(self.capture.result.truncated_tokens or 0),
             "steps": [step.to_dict() for step in self.steps],
         }
 
