@@ -219,3 +219,10 @@ def test_help_of_both_commands_imports_nothing_heavy():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_default_methods_say_nothing_of_attnlrp(bert):
+    done = invoke("attribute", TEXT, "-m", bert)
+    assert done.exit_code == 0, done.output
+    assert "attnlrp" not in done.output and "lxt" not in done.output
+    assert "each row on its own scale" in done.stdout

@@ -151,3 +151,51 @@ def test_one_text_has_no_interval():
     shown = buffer.getvalue()
     assert "1 text," in shown and "1 texts" not in shown
     assert "0.50..0.50" not in shown
+
+
+def _attribution():
+    """Ablation in cosine drops (~0.01) and grad-x-input in projection units (~5): the
+    case where one shared scale draws ablation white."""
+    from attnviz.attribution.core import Attribution
+
+    scores = np.array(
+        [[np.nan, 0.01, -0.005, 0.002, np.nan], [np.nan, 5.0, -2.5, 1.0, np.nan], [np.nan, 0.2, 0.4, 0.1, np.nan]],
+        dtype=np.float32,
+    )
+    return Attribution(
+        model="tiny",
+        text="a b c",
+        tokens=("[CLS]", "a", "b", "c", "[SEP]"),
+        special=np.array([True, False, False, False, True]),
+        methods=("ablation", "grad-x-input", "attention"),
+        scores=scores,
+        output={"kind": "embedding"},
+    )
+
+
+def test_each_signed_row_on_its_own_scale_in_terminal_image_and_html():
+    import io
+    import re
+
+    from rich.console import Console
+
+    from attnviz.attribution.render import attribution_figure, attribution_html, levels, print_attribution
+
+    attribution = _attribution()
+    shades = levels(attribution)
+    # each signed row: score / its own max |score|, mapped from [-1, 1] to [0, 1]
+    np.testing.assert_allclose(shades[0, 1:4], [1.0, 0.25, 0.6], atol=1e-6)
+    np.testing.assert_allclose(shades[1, 1:4], [1.0, 0.25, 0.6], atol=1e-6)
+    np.testing.assert_allclose(shades[2, 1:4], [0.5, 1.0, 0.25], atol=1e-6)
+    buffer = io.StringIO()
+    print_attribution(attribution, Console(width=120, file=buffer, force_terminal=True, color_system="truecolor"))
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", buffer.getvalue())
+    assert "each row on its own scale" in shown and "share one scale" not in shown
+    assert "ablation ±0.01" in shown and "grad-x-input ±5" in shown
+    page = attribution_html(attribution)
+    assert "each row on its own scale" in page and "share one scale" not in page
+    # the two signed rows, same relative pattern, get the same colours in the page
+    colours = re.findall(r"background:(#[0-9a-f]{6})", page)
+    assert colours[0:3] == colours[3:6]
+    title = attribution_figure(attribution).axes[0].get_title()
+    assert "each row on its own scale" in title and "shared" not in title

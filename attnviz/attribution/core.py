@@ -196,7 +196,10 @@ class Attributor:
         for method in METHODS:
             reason = unavailable(method, self.loaded, self.kind, length)
             if reason:
-                notes.append(f"{method} left out: {reason}")
+                # AttnLRP never runs here (lxt does not import under transformers 5): a note
+                # on every run would be noise; asked for explicitly, it is the error above
+                if method != "attnlrp":
+                    notes.append(f"{method} left out: {reason}")
             else:
                 chosen.append(method)
         return chosen, notes

@@ -1,9 +1,10 @@
 """Drawing attributions: terminal (rich), image (matplotlib ``Figure``), an HTML section,
 and the faithfulness deletion curves. NumPy only: no torch here.
 
-Colours: signed methods (ablation and the gradients) share one diverging scale, blue for
-negative and red for positive, symmetric around 0 at the largest magnitude of any signed
-row; unsigned methods (the attention views, grad-rollout) each run from 0 to their own
+Colours: signed methods (ablation and the gradients) are diverging, blue for negative and
+red for positive, each row symmetric around 0 at its own largest magnitude (ablation's drop
+in cosine and a gradient's unnormalised projection are in different units: one shared
+scale would draw the smaller one white); unsigned methods (the attention views, grad-rollout) each run from 0 to their own
 maximum on a sequential map. Special tokens are not coloured (they carry no score).
 """
 
@@ -26,22 +27,27 @@ DIVERGING = "RdBu_r"
 SEQUENTIAL = "Oranges"
 
 
-def signed_scale(attribution: Attribution) -> float:
-    """The shared magnitude of the diverging scale: max ``|score|`` over signed rows."""
-    values = [np.abs(attribution.row(m)) for m in attribution.methods if attribution.signed(m)]
-    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
+def row_scale(attribution: Attribution, method: str) -> float:
+    """The magnitude of ``method``'s diverging scale: max ``|score|`` of its row (1 if none)."""
+    values = np.abs(attribution.row(method).astype(np.float64))
+    finite = values[np.isfinite(values)]
     return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+def _signed_scales(attribution: Attribution) -> str:
+    """``"ablation ±0.12, grad-x-input ±3.4"``: each signed row's scale."""
+    return ", ".join(f"{m} ±{row_scale(attribution, m):.3g}" for m in attribution.methods if attribution.signed(m))
 
 
 def levels(attribution: Attribution) -> np.ndarray:
     """Colour positions ``[methods, tokens]`` in [0, 1] (NaN for special tokens): signed
-    rows map [-scale, scale] to [0, 1]; unsigned rows map [0, max] to [0, 1]."""
-    scale = signed_scale(attribution)
+    rows map [-scale, scale] to [0, 1] (scale: the row's max ``|score|``); unsigned rows
+    map [0, max] to [0, 1]."""
     out = np.full(attribution.scores.shape, np.nan)
     for i, method in enumerate(attribution.methods):
         row = attribution.scores[i].astype(np.float64)
         if attribution.signed(method):
-            out[i] = np.clip(row / scale, -1, 1) / 2 + 0.5
+            out[i] = np.clip(row / row_scale(attribution, method), -1, 1) / 2 + 0.5
         else:
             peak = np.nanmax(row) if np.isfinite(row).any() else 0.0
             out[i] = np.clip(row / peak, 0, 1) if peak > 0 else np.where(np.isfinite(row), 0.0, np.nan)
@@ -106,17 +112,15 @@ def print_attribution(attribution: Attribution, console: Console) -> None:
                 line.append(f"{label}[{attribution.scores[i, j]:+.2g}]" if signed else f"{label}[{level:.2f}]")
         table.add_row(method, line)
     console.print(table)
-    scale = signed_scale(attribution)
     if any(attribution.signed(m) for m in attribution.methods):
-        bar = Text("signed rows share one scale: ")
-        bar.append(f"-{scale:.3g} ")
+        bar = Text("signed rows, each row on its own scale: -max ")
         for step in np.linspace(0, 1, 11):
             if colour:
                 rgb = _rgb(step, True)
                 bar.append("  ", style=f"on #{rgb[0]:02x}{rgb[1]:02x}{rgb[2]:02x}")
             else:
                 bar.append("-" if step < 0.5 else ("0" if step == 0.5 else "+"))
-        bar.append(f" +{scale:.3g}")
+        bar.append(f" +max ({printable(_signed_scales(attribution))})")
         console.print(bar)
     if any(not attribution.signed(m) for m in attribution.methods):
         console.print(Text("unsigned rows: 0 to each row's own maximum" + ("" if colour else " (values in [0, 1])")))
@@ -152,10 +156,10 @@ def attribution_figure(attribution: Attribution, *, dpi: int = 100) -> Figure:
                 if np.isfinite(value):
                     ink = _ink(tuple(int(c * 255) for c in image[i, j]))  # type: ignore[arg-type]
                     ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6, color=ink)
-    scale = signed_scale(attribution)
+    scales = _signed_scales(attribution)
+    signed = f"signed rows: blue - .. red +, each row on its own scale ({scales}); " if scales else ""
     ax.set_title(
-        f"{attribution.model}: {describe_output(attribution.output)}\n"
-        f"signed rows: blue -{scale:.3g} .. red +{scale:.3g} (shared); unsigned rows: 0 .. own max",
+        f"{attribution.model}: {describe_output(attribution.output)}\n{signed}unsigned rows: 0 .. own max",
         fontsize=9,
     )
     fig.subplots_adjust(left=0.18 if width < 10 else 0.08, right=0.98, bottom=0.3, top=0.82)
@@ -185,9 +189,9 @@ def attribution_html(attribution: Attribution) -> str:
     section = (
         '<section class="attnviz-attribution">'
         f"<h2>Token attributions: {esc(attribution.model)}</h2>"
-        f"<p>Output: {esc(describe_output(attribution.output))}. Signed rows share one scale "
-        f"(blue negative, red positive, ±{signed_scale(attribution):.3g}); unsigned rows run from 0 to their "
-        "own maximum. Hover a token for its score.</p>"
+        f"<p>Output: {esc(describe_output(attribution.output))}. Signed rows: blue negative, red "
+        f"positive, each row on its own scale ({esc(_signed_scales(attribution))}); unsigned rows run from 0 "
+        "to their own maximum. Hover a token for its score.</p>"
         f"<table>{''.join(rows)}</table>" + (f"<ul>{notes}</ul>" if notes else "") + "</section>"
     )
     css = (
