@@ -135,6 +135,7 @@ def test_images_and_the_html_section(bert, tmp_path):
         (["--output-kind", "next-token"], "needs a decoder model"),
         (["--output-kind", "logits"], "unknown output kind"),
         (["-o", "x.txt"], "unknown output type"),
+        (["-o", "x"], "x has no extension: use .png, .svg, .pdf, .html, .json or .npz"),
     ],
 )
 def test_bad_options_are_one_line_errors(bert, args, needle):

@@ -123,9 +123,14 @@ def attribute(
         raise InputError("the text is empty", hint='give some text, e.g. attnviz attribute "AI changes everything"')
     kind = None
     if out is not None:
+        from attnviz.errors import OutputFormatError
         from attnviz.io import check_writable
         from attnviz.outputs import output_kind as file_kind
+        from attnviz.render import DATA_SUFFIXES, IMAGE_SUFFIXES, PAGE_SUFFIXES
 
+        if not out.suffix:  # the extension picks the format: say so, and which ones there are
+            names = [*IMAGE_SUFFIXES, *PAGE_SUFFIXES, *sorted(DATA_SUFFIXES)]
+            raise OutputFormatError(f"{out} has no extension: use {', '.join(names[:-1])} or {names[-1]}")
         kind = file_kind(out)
         check_writable(out)
     attributor = load_attributor(
