@@ -346,7 +346,7 @@ def test_sentences_hold_for_every_kind(lessons, loaded_models, family_models, na
 def test_terminal_fits_80_columns(lessons, name):
     from rich.console import Console
 
-    from attnviz.lesson.terminal import print_lesson
+    from attnviz.lesson.terminal import print_lesson, print_overview
 
     buffer = io.StringIO()
     print_lesson(lessons[name], Console(file=buffer, width=80, force_terminal=True, color_system=None))
@@ -354,6 +354,18 @@ def test_terminal_fits_80_columns(lessons, name):
     assert max(len(line) for line in lines) <= 80
     for number in range(1, 10):
         assert any(line.startswith(f"{number}/9") for line in lines)
+    assert [line for line in lines if line.endswith(" ")] == []  # wrapped and table lines too
+    buffer = io.StringIO()
+    print_overview(lessons[name], Console(file=buffer, width=80, force_terminal=True, color_system=None))
+    assert [line for line in buffer.getvalue().splitlines() if line.endswith(" ")] == []
+
+
+def test_wording_says_things_once(loaded_models):
+    lesson = build_lesson("the cat sat", model=loaded_models["bert"])  # three whole-word tokens
+    assert step(lesson, 1).sentences[-1] == "Every word here is one token."
+    for name in ("bert", "gpt2"):
+        text = " ".join(step(build_lesson(TEXT, model=loaded_models[name]), 8).sentences)
+        assert text.count("post-norm") + text.count("pre-norm") == 1, text
 
 
 @pytest.mark.parametrize("name", ["gpt_neox", "gemma3"])

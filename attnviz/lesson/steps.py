@@ -137,7 +137,7 @@ def tokenization(capture: Capture) -> Step:
         if len(pieces) > 1:
             sentences.append(f"{q(shown.strip())} is split into {len(pieces)} pieces ({parts}).")
         else:
-            sentences.append(f"Every word here is one token: {q(shown.strip())} is split into 1 token.")
+            sentences.append("Every word here is one token.")
     return Step(1, TITLES[0], sentences, {"tokens": rows, "words": len(words)})
 
 
@@ -462,7 +462,7 @@ def layer_norm(capture: Capture) -> Step:
     where = RECIPE_NAMES[capture.recipe]
     if placement == "post":
         sentences = [
-            f"{_name(capture)} normalizes after each residual addition (post-norm: {where}).",
+            f"{_name(capture)} normalizes after each residual addition ({where}).",
             f"Each norm resets the length: in layer {peak['layer']} residual plus feed-forward update reach a mean "
             f"length of {peak['mean_ffn_norm_in']:.1f} and leave the norm at {peak['mean_ffn_norm_out']:.1f}; "
             f"after every layer the stream is back near {np.mean([r['mean_ffn_norm_out'] for r in rows]):.1f}.",
@@ -470,7 +470,7 @@ def layer_norm(capture: Capture) -> Step:
     else:
         sentences = [
             f"{_name(capture)} normalizes what each sub-layer reads, before attention and before the feed-forward "
-            f"block (pre-norm: {where}); the residual stream itself is never normalized inside a layer.",
+            f"block ({where}); the residual stream itself is never normalized inside a layer.",
             f"The stream {'grows' if last['mean_ffn_norm_in'] >= first['mean_attn_norm_in'] else 'shrinks'} from "
             f"a mean length of {first['mean_attn_norm_in']:.2f} into layer {first['layer']} to "
             f"{last['mean_ffn_norm_in']:.2f} in layer {last['layer']}, while attention reads vectors of length "

@@ -4,6 +4,7 @@ shade characters (`` ░▒▓█``) without; every untrusted string goes throug
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -331,8 +332,31 @@ def print_step(lesson: Lesson, step: Step, console: Console) -> None:
         PICTURES[step.number](step, console)
 
 
+_TAIL = re.compile(r"(?: |\x1b\[[0-9;]*m)+$")
+
+
+def _untrailed(draw: Callable[[], None], console: Console) -> None:
+    """Run ``draw`` (which prints to ``console``) and write its output with no line ending in
+    spaces: rich pads table cells and wrapped sentences to the width, which leaves trailing
+    blanks when the output is copied or piped. Style codes at a line's end are kept."""
+    with console.capture() as captured:
+        draw()
+    lines = captured.get().split("\n")
+    console.file.write("\n".join(_TAIL.sub(lambda m: m.group(0).replace(" ", ""), line) for line in lines))
+    console.file.flush()
+
+
 def print_lesson(lesson: Lesson, console: Console, steps: list[int] | None = None) -> None:
     """The lesson's header and the chosen steps (default all nine)."""
+    _untrailed(lambda: _print_lesson(lesson, console, steps), console)
+
+
+def print_overview(lesson: Lesson, console: Console) -> None:
+    """Every step's title and sentences, no pictures, and how to see them."""
+    _untrailed(lambda: _print_overview(lesson, console), console)
+
+
+def _print_lesson(lesson: Lesson, console: Console, steps: list[int] | None = None) -> None:
     from rich.text import Text
 
     console.print(
@@ -348,8 +372,7 @@ def print_lesson(lesson: Lesson, console: Console, steps: list[int] | None = Non
             print_step(lesson, step, console)
 
 
-def print_overview(lesson: Lesson, console: Console) -> None:
-    """Every step's title and sentences, no pictures, and how to see them."""
+def _print_overview(lesson: Lesson, console: Console) -> None:
     from rich.text import Text
 
     console.print(
