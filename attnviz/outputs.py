@@ -22,9 +22,8 @@ def output_kind(path: str | os.PathLike[str]) -> str:
         return "page"
     if suffix in DATA_SUFFIXES:
         return "data"
-    shown = f"'{suffix}'" if suffix else "no extension"
     raise OutputFormatError(
-        f"unknown output type {shown} for {path}",
+        f"unknown output type '{suffix}' for {path}" if suffix else f"{path} has no extension",
         hint=f"use one of: {' '.join(OUTPUT_SUFFIXES)}",
     )
 

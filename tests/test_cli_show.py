@@ -108,6 +108,8 @@ def test_unknown_output_extension_exits_2_before_loading(tmp_path):
     assert result.exit_code == 2
     assert "'.bmp'" in _error_line(result)
     assert not (tmp_path / "x.bmp").exists()
+    bare = invoke("show", "the cat", "-m", "no/such-model", "-o", tmp_path / "x")
+    assert bare.exit_code == 2 and _error_line(bare).endswith("x has no extension")
 
 
 def test_unwritable_output_exits_1_with_no_file(tiny_models, tmp_path):
