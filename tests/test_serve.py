@@ -128,6 +128,9 @@ def test_errors_are_json_with_the_command_lines_messages(server):
     assert too_long.json()["hint"] == "shorten it: the server never cuts a text"  # no truncation to allow
     not_text = _post(server, {"model": server.models["bert"], "text": 5})
     assert json.loads(not_text.json()["hint"].removeprefix("send ")) == {"text": "..."}  # JSON, not Python
+    for seq in ("x", -1, True, 1.5):
+        bad_seq = _post(server, {"model": server.models["bert"], "text": "a", "seq": seq})
+        assert bad_seq.status_code == 400 and bad_seq.json()["error"] == "seq must be a non-negative integer", seq
     failed = _post(server, {"model": server.models["broken"], "text": "a"})
     assert failed.status_code == 404 and "failed to load" in failed.json()["error"]
 

@@ -197,7 +197,10 @@ def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) ->
             )
             client = str(document.get("client", request.client.host if request.client else "anonymous"))[:64]
             seq = document.get("seq")
-            data = await pool.models[name].submit(query, client, seq if isinstance(seq, int) and seq >= 0 else None)
+            if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
+                # the order of a client's requests: a wrong one would silently stop stale dropping
+                raise InputError("seq must be a non-negative integer", hint='send {"seq": 1, ...} or leave it out')
+            data = await pool.models[name].submit(query, client, seq)
         except _TooLarge as exc:
             return error_response(
                 f"the request body is over {exc.limit} bytes",
