@@ -263,7 +263,7 @@ class AttentionSink:
         parts: dict[str, Any],
         extras: dict[str, Any],
     ) -> None:
-        from attnviz.extraction import output_projection
+        from attnviz.sinks import output_projection
 
         if item:
             return
