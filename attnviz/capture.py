@@ -317,6 +317,12 @@ def _copier(device: torch.device) -> Any:
     return copiers[device]
 
 
+def takes_device_path(device: Any) -> bool:
+    """Whether a capture on ``device`` keeps the probabilities there and hands sinks their
+    blocks as tensors (CUDA, or any device inside :func:`device_reductions`)."""
+    return torch.device(device).type == "cuda" or getattr(_local, "device_copier", None) is not None
+
+
 @contextmanager
 def device_reductions(copier: Any) -> Iterator[None]:
     """Take the device path on this thread whatever the device, with ``copier`` (a

@@ -384,6 +384,7 @@ class StatisticsSink:
 
     def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
         from attnviz.analysis.stats import row_sums
+        from attnviz.transforms import renormalise_rows
 
         keep, rank, separator, punctuation = self.items[item]
         rows = np.arange(row_start, row_start + block.shape[1])
@@ -393,9 +394,7 @@ class StatisticsSink:
             rows = rows[chosen]
             if not rows.size:
                 return
-            total = block.sum(axis=-1, keepdims=True, dtype=np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                block = np.where(total > 0, block / np.where(total > 0, total, 1.0), 0.0).astype(np.float32)
+            block = renormalise_rows(block)
         sums = row_sums(block, rank[rows], separator, punctuation)
         li = self.layer_index[layer]
         hi = [self.head_index[h] for h in heads]
@@ -437,3 +436,144 @@ class StatisticsSink:
         """The pass's sums, from the device into ``stats`` (a few numbers per head)."""
         if self.device_sums is not None:
             self.device_sums.flush()
+
+
+class ReferenceMaps:
+    """The first model's maps of a comparison (:func:`attnviz.analysis.compare.compare_models`),
+    kept where they were computed: ``maps[item]`` is ``[len(layers), len(heads), queries,
+    keys]`` of attention ``kind``, a float32 tensor on the device path and a NumPy array
+    otherwise, for :class:`ComparisonSink` to read while the second model runs."""
+
+    def __init__(self, kind: str, layers: Sequence[int], heads: Sequence[int]) -> None:
+        self.kind, self.layers, self.heads = kind, tuple(layers), tuple(heads)
+        self.shapes: list[tuple[int, int]] = []
+        self.maps: list[Any] = []
+
+    def begin(self, encoded: list[Any]) -> None:
+        from attnviz.result import kind_axes
+
+        self.shapes = []
+        for e in encoded:
+            queries, keys = kind_axes(self.kind, e.tokens, e.target_tokens)
+            self.shapes.append((len(queries.tokens), len(keys.tokens)))
+        self.maps = [None] * len(encoded)
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return self.heads if kind == self.kind and layer in self.layers else ()
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        if self.maps[item] is None:
+            self.maps[item] = np.zeros((len(self.layers), len(self.heads), *self.shapes[item]), dtype=np.float32)
+        self.maps[item][self.layers.index(layer), :, row_start : row_start + block.shape[1]] = block
+
+    def use_device(self, device: Any) -> None:
+        return None
+
+    def add_device(
+        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: Any, copier: Any
+    ) -> None:
+        """Nothing crosses to the host: the block is copied into the item's device tensor."""
+        import torch
+
+        if self.maps[item] is None:
+            shape = (len(self.layers), len(self.heads), *self.shapes[item])
+            self.maps[item] = torch.zeros(shape, dtype=torch.float32, device=block.device)
+        self.maps[item][self.layers.index(layer), :, row_start : row_start + block.shape[1]] = block
+
+    def finish_device(self) -> None:
+        return None
+
+
+class ComparisonSink:
+    """The second model's blocks against :class:`ReferenceMaps`: each block's per-head sums
+    of the Jensen-Shannon divergence and the L1 distance of its rows go straight into
+    ``comparison`` (a :class:`~attnviz.analysis.compare.Comparison`), so the second model's
+    maps are never kept. On the device path the sums stay on the device until the pass
+    ends (:mod:`attnviz.device_reduce`); only ``[layers, heads]`` numbers cross the bus.
+
+    ``keep[item]`` is ``(query_keep, key_keep)``, boolean masks of the tokens that count
+    (special tokens dropped, each row renormalised as :func:`attnviz.transforms.drop_special`
+    does), or None for every token. The row counts are the caller's to add."""
+
+    def __init__(self, comparison: Any, reference: ReferenceMaps) -> None:
+        self.comparison, self.reference = comparison, reference
+        self.layer_index = {layer: i for i, layer in enumerate(comparison.layer_ids)}
+        self.keep: list[tuple[np.ndarray, np.ndarray] | None] = []
+        self.device_sums: tuple[Any, Any] | None = None
+
+    def begin(self, encoded: list[Any]) -> None:
+        return None  # the masks are set by the caller with the reference's batch
+
+    def heads_for(self, kind: str, layer: int) -> tuple[int, ...]:
+        return self.reference.heads_for(kind, layer)
+
+    def _rows(self, item: int, row_start: int, rows: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The positions within the block of the rows that count (None: all), and the keys."""
+        keep = self.keep[item]
+        if keep is None:
+            return None, None
+        return np.flatnonzero(keep[0][row_start : row_start + rows]), np.flatnonzero(keep[1])
+
+    def add(self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: np.ndarray) -> None:
+        from attnviz.analysis.compare import js_divergence_rows
+        from attnviz.transforms import renormalise_rows
+
+        li = self.reference.layers.index(layer)
+        reference = self.reference.maps[item]
+        if not isinstance(reference, np.ndarray):
+            reference = reference.cpu().numpy()
+        a = reference[li, :, row_start : row_start + block.shape[1]]
+        b = block
+        rows, keys = self._rows(item, row_start, block.shape[1])
+        if rows is not None and keys is not None:
+            if not rows.size:
+                return
+            a, b = (renormalise_rows(x[:, rows][:, :, keys]) for x in (a, b))
+        where = self.layer_index[layer]
+        assert self.comparison.js_sum is not None and self.comparison.l1_sum is not None
+        self.comparison.js_sum[where] += js_divergence_rows(a, b).sum(-1)
+        self.comparison.l1_sum[where] += np.abs(a.astype(np.float64) - b.astype(np.float64)).sum(-1).sum(-1)
+
+    def use_device(self, device: Any) -> None:
+        import torch
+
+        shape = (len(self.comparison.layer_ids), len(self.comparison.head_ids))
+        self.device_sums = tuple(torch.zeros(shape, dtype=torch.float64, device=device) for _ in range(2))  # type: ignore[assignment]
+
+    def add_device(
+        self, item: int, kind: str, layer: int, heads: tuple[int, ...], row_start: int, block: Any, copier: Any
+    ) -> None:
+        import torch
+
+        from attnviz import device_reduce
+
+        li = self.reference.layers.index(layer)
+        a = self.reference.maps[item][li, :, row_start : row_start + block.shape[1]]
+        b = block
+        rows, keys = self._rows(item, row_start, block.shape[1])
+        if rows is not None and keys is not None:
+            if not rows.size:
+                return
+            picked_rows = torch.as_tensor(rows, device=block.device)
+            picked_keys = torch.as_tensor(keys, device=block.device)
+            a, b = (
+                device_reduce.renormalised_rows(x.index_select(1, picked_rows).index_select(2, picked_keys))
+                for x in (a, b)
+            )
+        if self.device_sums is None:
+            self.use_device(block.device)
+        assert self.device_sums is not None
+        js, l1 = device_reduce.comparison_sums(a, b)
+        where = self.layer_index[layer]
+        self.device_sums[0][where] += js
+        self.device_sums[1][where] += l1
+
+    def finish_device(self) -> None:
+        """The pass's sums, from the device into the comparison (``[layers, heads]`` numbers)."""
+        if self.device_sums is None:
+            return
+        assert self.comparison.js_sum is not None and self.comparison.l1_sum is not None
+        self.comparison.js_sum += self.device_sums[0].cpu().numpy()
+        self.comparison.l1_sum += self.device_sums[1].cpu().numpy()
+        for total in self.device_sums:
+            total.zero_()

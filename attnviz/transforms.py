@@ -188,7 +188,8 @@ def mean_heads(result: AttentionResult) -> AttentionResult:
     return replace(result, attentions=attentions, head_ids=head_ids, transforms=result.transforms + ("mean_heads",))
 
 
-def _renormalise_rows(array: np.ndarray) -> np.ndarray:
+def renormalise_rows(array: np.ndarray) -> np.ndarray:
+    """Rows rescaled to sum to 1 (float64 totals, float32 result; a row of zeros stays zero)."""
     sums = array.sum(axis=-1, keepdims=True, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(sums > 0, array / np.where(sums > 0, sums, 1.0), 0.0)
@@ -211,7 +212,7 @@ def drop_special(result: AttentionResult) -> AttentionResult:
     for kind, array in result.attentions.items():
         query_keep, key_keep = kind_axes(kind, keep_source, keep_target)
         sliced = array[:, :, query_keep][:, :, :, key_keep]
-        attentions[kind] = _renormalise_rows(sliced)
+        attentions[kind] = renormalise_rows(sliced)
         if kind in result.vectors:
             parts = dict(result.vectors[kind])
             for name, keep in (("query", query_keep), ("key", key_keep)):

@@ -262,3 +262,121 @@ def test_query_and_key_vectors_need_no_staged_copy(loaded_models: Any) -> None:
         np.testing.assert_array_equal(a.attentions["decoder"], b.attentions["decoder"])
         for name in ("query", "key"):
             np.testing.assert_array_equal(a.vectors["decoder"][name], b.vectors["decoder"][name])
+
+
+# -- compare: the second model's blocks reduced against the first model's maps --------------
+@pytest.fixture(scope="module")
+def model_pairs(tiny_models: Any) -> dict[str, tuple[Any, Any]]:
+    """Each tiny model and a copy with its weights nudged: the same tokens, other attention."""
+    from attnviz.models import load_model
+
+    pairs = {}
+    for name in ("bert", "gpt2", "t5"):
+        a, b = load_model(str(tiny_models[name]), device="cpu"), load_model(str(tiny_models[name]), device="cpu")
+        generator = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            for parameter in b.model.parameters():
+                parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+        pairs[name] = (a, b)
+    return pairs
+
+
+def compare_items(name: str) -> list[TextInput]:
+    target = "a short reply." if name == "t5" else None
+    return [TextInput(t, target=target) for t in [*TEXTS, "the"]]
+
+
+@pytest.mark.parametrize("no_special", [False, True])
+@pytest.mark.parametrize(("name", "kind"), [("bert", None), ("gpt2", None), ("t5", "cross"), ("t5", "decoder")])
+def test_comparison_summed_on_the_device_equals_whole_results(
+    model_pairs: Any, name: str, kind: str | None, no_special: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streamed comparison, on the device path (blocks as tensors, a group of layers at
+    a time), equals comparing the stored whole results in NumPy; no probability block is
+    copied to the host, and the second model's maps are never kept."""
+    from attnviz.analysis.compare import compare_models, compare_results
+    from attnviz.extraction import Extractor
+    from attnviz.sinks import ComparisonSink, ReferenceMaps
+    from attnviz.transforms import drop_special
+
+    a, b = model_pairs[name]
+    items = compare_items(name)
+    heads = "0,2" if name == "bert" else "1"
+    ea, eb = Extractor(a, heads=heads, chunk_bytes=400), Extractor(b, heads=heads, chunk_bytes=400)
+    transform = drop_special if no_special else (lambda result: result)
+    independent = compare_results(
+        [(transform(x), transform(y)) for x, y in zip(ea.outcomes(items), eb.outcomes(items))], kind
+    )  # other batches: equal to float32 rounding of the probabilities
+    # the same batches and layer groups, compared whole on the host: equal to float64 rounding
+    expected = compare_models(items, ea, eb, kind=kind, no_special=no_special, batch_size=2, budget_bytes=1)
+    np.testing.assert_allclose(expected.js_sum, independent.js_sum, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(expected.rows, independent.rows)
+
+    def host(*args: Any) -> None:
+        raise AssertionError("a block reached the host")
+
+    monkeypatch.setattr(ComparisonSink, "add", host)
+    monkeypatch.setattr(ReferenceMaps, "add", host)
+    got, backend = on_device_path(
+        lambda: compare_models(items, ea, eb, kind=kind, no_special=no_special, batch_size=2, budget_bytes=1)
+    )
+    assert backend.count == 0  # nothing went through the copier: only the sums, once per pass
+    assert got.texts == expected.texts == len(items)
+    assert (got.kind, got.layer_ids, got.head_ids) == (expected.kind, expected.layer_ids, expected.head_ids)
+    np.testing.assert_array_equal(got.rows, expected.rows)
+    np.testing.assert_allclose(got.js_sum, expected.js_sum, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(got.l1_sum, expected.l1_sum, rtol=1e-12, atol=1e-13)
+    assert got.js.min() > 0
+
+
+@pytest.mark.parametrize("no_special", [False, True])
+def test_streamed_comparison_on_cpu_equals_whole_results(model_pairs: Any, no_special: bool) -> None:
+    """The same sinks off the device path (NumPy blocks) give the same sums as the stored
+    results, and the same as the default (whole-result) way on CPU."""
+    from attnviz.analysis.compare import compare_models
+    from attnviz.extraction import Extractor
+
+    a, b = model_pairs["gpt2"]
+    items = compare_items("gpt2")
+    ea, eb = Extractor(a, chunk_bytes=300), Extractor(b, chunk_bytes=300)
+    whole = compare_models(items, ea, eb, no_special=no_special, batch_size=3)
+    streamed = compare_models(items, ea, eb, no_special=no_special, batch_size=3, streamed=True, budget_bytes=1)
+    assert streamed.texts == whole.texts
+    np.testing.assert_array_equal(streamed.rows, whole.rows)
+    np.testing.assert_allclose(streamed.js_sum, whole.js_sum, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(streamed.l1_sum, whole.l1_sum, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_both_ways_refuse_texts_the_models_tokenize_differently(model_pairs: Any, streamed: bool) -> None:
+    from attnviz.analysis.compare import compare_models
+    from attnviz.errors import InputError
+    from attnviz.extraction import Extractor
+
+    a, b = model_pairs["bert"]
+    ea, eb = Extractor(a), Extractor(b)
+    encode = eb.encode
+    eb.encode = lambda item: encode(TextInput(item.text + " cat"))  # type: ignore[method-assign]
+    with pytest.raises(InputError, match=r"tokenize 'the dog' differently \(4 vs 5 tokens\)"):
+        compare_models([TextInput("the dog")], ea, eb, streamed=streamed)
+
+
+def test_streamed_comparison_drops_special_tokens_as_drop_special_does(model_pairs: Any) -> None:
+    """A text of special tokens only: the error drop_special gives, on both ways."""
+    from attnviz.analysis.compare import compare_models
+    from attnviz.errors import SelectionError
+    from attnviz.extraction import Extractor
+
+    a, b = model_pairs["bert"]
+    for streamed in (False, True):
+        with pytest.raises(SelectionError, match="only special tokens"):
+            compare_models([TextInput("[SEP]")], Extractor(a), Extractor(b), no_special=True, streamed=streamed)
+
+
+def test_compare_budget_follows_free_device_memory() -> None:
+    from attnviz.analysis.compare import DEFAULT_COMPARE_BYTES, compare_budget
+
+    assert compare_budget("cpu") == DEFAULT_COMPARE_BYTES
+    free = 80 * 2**30
+    assert compare_budget("cuda:0", mem_get_info=lambda device: (free, 2 * free)) == free // 4
+    assert compare_budget("cuda:0", mem_get_info=lambda device: (2**20, 2**30)) == DEFAULT_COMPARE_BYTES

@@ -63,11 +63,7 @@ class Comparison:
                 hint="compare checkpoints of the same architecture",
             )
         if x.shape[2:] != y.shape[2:] or _labels(a, self.kind) != _labels(b, self.kind):
-            raise InputError(
-                f"the models tokenize '{_short(a.text)}' differently ({x.shape[-1]} vs {y.shape[-1]} tokens)",
-                hint="compare models with the same tokenizer, or compare word by word ({words})",
-                option="words",
-            )
+            raise _mismatch(a.text, x.shape[-1], y.shape[-1])
         shape = (len(self.layer_ids), len(self.head_ids))
         if self.js_sum is None or self.l1_sum is None or self.rows is None:
             self.js_sum, self.l1_sum, self.rows = np.zeros(shape), np.zeros(shape), np.zeros(shape)
@@ -131,14 +127,26 @@ class Comparison:
 
 
 def _labels(result: AttentionResult, kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Token labels compared case-insensitively; any special token matches any other
-    ([CLS] in one model may be <s> in the other)."""
-    queries, keys = result.axes(kind)
+    return _axis_labels(*result.axes(kind))
+
+
+def _axis_labels(queries: Any, keys: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Token labels of a map's two axes (:class:`~attnviz.result.TokenSequence`), compared
+    case-insensitively; any special token matches any other ([CLS] in one model may be
+    <s> in the other)."""
 
     def normal(sequence) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
         return tuple("<special>" if sequence.special_mask[i] else t.lower() for i, t in enumerate(sequence.display))
 
     return normal(queries), normal(keys)
+
+
+def _mismatch(text: str, count_a: int, count_b: int) -> InputError:
+    return InputError(
+        f"the models tokenize '{_short(text)}' differently ({count_a} vs {count_b} tokens)",
+        hint="compare models with the same tokenizer, or compare word by word ({words})",
+        option="words",
+    )
 
 
 def _short(text: str) -> str:
@@ -159,8 +167,26 @@ def compare_results(pairs: list[tuple[AttentionResult, AttentionResult]], kind: 
     return comparison
 
 
-#: Bytes of attention (both models, one batch of texts, one group of layers) held at once.
+#: Bytes of attention (both models, one batch of texts, one group of layers) held at once
+#: off CUDA; on CUDA the budget comes from free memory (:func:`compare_budget`).
 DEFAULT_COMPARE_BYTES = 1 << 30
+
+#: On CUDA, the share of free device memory the first model's maps of a group may take
+#: (the second model's forward pass and capture chunks need the rest).
+DEVICE_BUDGET_FRACTION = 1 / 4
+
+
+def compare_budget(device: Any, *, mem_get_info: Callable[[Any], tuple[int, int]] | None = None) -> int:
+    """Bytes of maps :func:`compare_models` holds at once on ``device``: a fixed
+    :data:`DEFAULT_COMPARE_BYTES` off CUDA, on CUDA :data:`DEVICE_BUDGET_FRACTION` of the
+    free memory (at least the default). ``mem_get_info`` as :func:`torch.cuda.mem_get_info`."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return DEFAULT_COMPARE_BYTES
+    free, _ = (mem_get_info or torch.cuda.mem_get_info)(device)
+    return max(DEFAULT_COMPARE_BYTES, int(free * DEVICE_BUDGET_FRACTION))
 
 
 def layer_groups(layers: Sequence[int], bytes_per_layer: int, budget: int) -> list[list[int]]:
@@ -176,23 +202,41 @@ def compare_models(
     extractor_b: Any,
     *,
     kind: str | None = None,
+    no_special: bool = False,
     transform: Callable[[AttentionResult], AttentionResult] | None = None,
     batch_size: int = 16,
-    budget_bytes: int = DEFAULT_COMPARE_BYTES,
+    budget_bytes: int | None = None,
+    streamed: bool | None = None,
     on_problem: Callable[[Any, str], None] | None = None,
 ) -> Comparison:
     """Compare the attention of two models (two :class:`attnviz.extraction.Extractor` over the
     same layers and heads) on ``items``, ``batch_size`` texts at a time.
 
-    Only ``kind`` is captured. When a batch's maps of every selected layer, for both
-    models, would pass ``budget_bytes``, the layers are taken a group at a time (one forward
-    pass per group), so peak memory follows the budget, not the text length or count.
-    ``transform`` (drop special tokens, merge words) runs on each result before comparing.
-    A text that fails in either model is passed to ``on_problem(item, message)`` and
-    skipped; a tokenization mismatch between the models stops the comparison.
+    Only ``kind`` is captured. When a batch's maps of every selected layer would pass
+    ``budget_bytes`` (default :func:`compare_budget`), the layers are taken a group at a
+    time (one forward pass per group and model), so peak memory follows the budget, not
+    the text length or count. ``no_special`` drops special tokens and renormalises the rows
+    (:func:`attnviz.transforms.drop_special`); ``transform`` (merge words...) runs on each
+    result after that. A text that fails to encode in either model is passed to
+    ``on_problem(item, message)`` and skipped; a tokenization mismatch between the models
+    stops the comparison.
+
+    Two ways, the same sums (to float64 rounding):
+
+    * ``streamed``: the first model's maps of a group stay where they were computed
+      (:class:`~attnviz.sinks.ReferenceMaps`) and the second model's blocks are reduced
+      against them as they come (:class:`~attnviz.sinks.ComparisonSink`): on a GPU only
+      the per-head sums reach the host, and the second model's maps are never kept.
+    * otherwise both models' results are stored on the host and compared whole (needed
+      for ``transform``; the numbers of earlier versions on CPU).
+
+    ``streamed=None`` streams where the capture keeps the probabilities on the device
+    (CUDA) and ``transform`` is None.
     """
+    from attnviz.capture import takes_device_path
     from attnviz.errors import SelectionError
     from attnviz.extraction import Extractor, TextInput
+    from attnviz.transforms import drop_special
 
     selection = extractor_a.selection
     kinds = list(selection.layers)
@@ -210,6 +254,12 @@ def compare_models(
             f"the models differ in shape: {len(layers)}x{len(heads)} vs {shape_b} layers x heads",
             hint="compare checkpoints of the same architecture",
         )
+    device = extractor_a.loaded.device
+    if streamed is None:
+        streamed = transform is None and takes_device_path(device)
+    elif streamed and transform is not None:
+        raise ValueError("a transform needs whole results: compare with streamed=False")
+    budget = compare_budget(device) if budget_bytes is None else budget_bytes
     comparison: Comparison | None = None
 
     def narrowed(extractor: Any, group: list[int]) -> Any:
@@ -223,10 +273,43 @@ def compare_models(
             kinds=[chosen],
         )
 
-    batch: list[TextInput] = []
+    def whole(group: list[int], number: int, encoded_a: list[Any], encoded_b: list[Any]) -> None:
+        nonlocal comparison
+        results_a = narrowed(extractor_a, group).run_batch(encoded_a)
+        results_b = narrowed(extractor_b, group).run_batch(encoded_b)
+        for a, b in zip(results_a, results_b):
+            if no_special:
+                a, b = drop_special(a), drop_special(b)
+            if transform is not None:
+                a, b = transform(a), transform(b)
+            if comparison is None:
+                comparison = Comparison(a.model, b.model, chosen, layers, heads)
+            comparison.add(a, b, new_text=number == 0)
+
+    def streaming(group: list[int], number: int, encoded_a: list[Any], encoded_b: list[Any], kept: list[Any]) -> None:
+        nonlocal comparison
+        from attnviz.sinks import ComparisonSink, ReferenceMaps
+
+        if comparison is None:
+            shape = (len(layers), len(heads))
+            comparison = Comparison(
+                extractor_a.loaded.name, extractor_b.loaded.name, chosen, layers, heads,
+                js_sum=np.zeros(shape), l1_sum=np.zeros(shape), rows=np.zeros(shape),
+            )  # fmt: skip
+        reference = ReferenceMaps(chosen, group, heads)
+        narrowed(extractor_a, group).reduce_batch(encoded_a, reference)
+        sink = ComparisonSink(comparison, reference)
+        sink.keep = [masks for masks, _ in kept]
+        narrowed(extractor_b, group).reduce_batch(encoded_b, sink)
+        reference.maps = []  # the group's maps freed before the next group's pass
+        assert comparison.rows is not None
+        where = [layers.index(layer) for layer in group]
+        for _, rows in kept:
+            comparison.rows[where] += float(rows)
+        if number == 0:
+            comparison.texts += len(encoded_a)
 
     def run(batch: list[TextInput]) -> None:
-        nonlocal comparison
         encoded_a, encoded_b = [], []
         for item in batch:
             try:
@@ -239,23 +322,20 @@ def compare_models(
             encoded_b.append(pair[1])
         if not encoded_a:
             return
+        kept = [_kept(a, b, chosen, no_special) for a, b in zip(encoded_a, encoded_b)] if streamed else []
         per_layer = 0
         for e in encoded_a:
             source, target = len(e.ids), len(e.target_ids or [])
             q = source if chosen == "encoder" or e.target_ids is None else target
             k = target if chosen == "decoder" and e.target_ids is not None else source
-            per_layer += 2 * len(heads) * q * k * 4
-        groups = layer_groups(layers, per_layer, budget_bytes)
-        for number, group in enumerate(groups):
-            results_a = narrowed(extractor_a, group).run_batch(encoded_a)
-            results_b = narrowed(extractor_b, group).run_batch(encoded_b)
-            for a, b in zip(results_a, results_b):
-                if transform is not None:
-                    a, b = transform(a), transform(b)
-                if comparison is None:
-                    comparison = Comparison(a.model, b.model, chosen, layers, heads)
-                comparison.add(a, b, new_text=number == 0)
+            per_layer += (1 if streamed else 2) * len(heads) * q * k * 4  # streamed: only model A's maps are held
+        for number, group in enumerate(layer_groups(layers, per_layer, budget)):
+            if streamed:
+                streaming(group, number, encoded_a, encoded_b, kept)
+            else:
+                whole(group, number, encoded_a, encoded_b)
 
+    batch: list[TextInput] = []
     for item in items:
         batch.append(item if isinstance(item, TextInput) else TextInput(item))
         if len(batch) >= batch_size:
@@ -266,3 +346,34 @@ def compare_models(
     if comparison is None:
         raise InputError("no texts to compare")
     return comparison
+
+
+def _kept(a: Any, b: Any, kind: str, no_special: bool) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+    """For one text's two encodings (:class:`~attnviz.extraction.EncodedInput`): the
+    (query, key) masks of the tokens compared (None: all of them) and the number of query
+    rows; checks, as :meth:`Comparison.add` does on whole results, that both models see
+    the same tokens. With ``no_special`` the special tokens are dropped as
+    :func:`attnviz.transforms.drop_special` drops them, with its error when none is left."""
+    from attnviz.errors import SelectionError
+    from attnviz.result import kind_axes
+
+    masks: list[tuple[Any, Any, Any]] = []
+    for e in (a, b):
+        queries, keys = kind_axes(kind, e.tokens, e.target_tokens)
+        if not no_special:
+            masks.append((None, queries, keys))
+            continue
+        keep_source = ~np.asarray(e.tokens.special_mask, dtype=bool)
+        keep_target = ~np.asarray(e.target_tokens.special_mask, dtype=bool) if e.target_tokens is not None else None
+        if not keep_source.any() or (keep_target is not None and e.item.target is not None and not keep_target.any()):
+            raise SelectionError(
+                "the text has only special tokens; nothing is left without them", hint="keep the special tokens"
+            )
+        if keep_target is not None and not keep_target.any():
+            keep_target = np.ones_like(keep_target)  # only the decoder's start token: drop_special keeps it
+        query_keep, key_keep = kind_axes(kind, keep_source, keep_target)
+        masks.append(((query_keep, key_keep), queries.subset(query_keep), keys.subset(key_keep)))
+    (keep, queries_a, keys_a), (_, queries_b, keys_b) = masks
+    if _axis_labels(queries_a, keys_a) != _axis_labels(queries_b, keys_b):
+        raise _mismatch(a.item.text, len(keys_a.tokens), len(keys_b.tokens))
+    return keep, len(queries_a.tokens)

@@ -137,7 +137,8 @@ def _in_process(  # type: ignore[no-untyped-def]
         items,
         *extractors,
         kind=kind,
-        transform=lambda result: apply_transforms(result, words=rule, no_special=no_special),
+        no_special=no_special,
+        transform=(lambda result: apply_transforms(result, words=rule)) if rule else None,
         batch_size=batch_size,
         on_problem=lambda item, message: problems.append(f"'{item.text[:40]}': {message}"),
     )

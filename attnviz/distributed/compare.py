@@ -46,7 +46,8 @@ class CompareJob(WindowJob):
                 items,
                 *self.extractors,
                 kind=self.kind,
-                transform=lambda result: apply_transforms(result, words=self.words, no_special=self.no_special),
+                no_special=self.no_special,
+                transform=(lambda result: apply_transforms(result, words=self.words)) if self.words else None,
                 batch_size=self.batch_size,
                 on_problem=lambda item, message: problems.append([index[id(item)], message]),
             )
