@@ -57,7 +57,7 @@ def test_stats_on_ray_equal_one_process(ray_instance: Any, tiny_models: dict[str
     lines[7] = " ".join(["cat"] * 600)  # longer than the model takes: fails alone
     corpus.write_text("\n".join(lines) + "\n")
     common = ("stats", "-f", corpus, "-m", tiny_models["bert"], "--json", "--batch-size", 4, "--no-truncate")
-    one, spread = run(*common), run(*common, "--ray", "local")
+    one, spread = run(*common), run(*common, "--ray")  # bare: a local instance
     assert one.exit_code == spread.exit_code == 1
     assert one.stderr.count("skipped") == spread.stderr.count("skipped") == 1
     a, b = json.loads(one.stdout), json.loads(spread.stdout)

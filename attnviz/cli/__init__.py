@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz.cli._errors import ErrorBoundaryGroup
+from attnviz.cli._ray import RayCommand
 from attnviz.cli.attribute import attribute
 from attnviz.cli.compare import compare
 from attnviz.cli.export import export
@@ -53,9 +54,9 @@ def _root(
 
 
 app.command()(show)
-app.command()(export)
-app.command()(stats)
-app.command()(compare)
+app.command(cls=RayCommand)(export)
+app.command(cls=RayCommand)(stats)
+app.command(cls=RayCommand)(compare)
 app.command()(render)
 app.command()(info)
 app.command()(lesson)

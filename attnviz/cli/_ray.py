@@ -2,26 +2,75 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
 RayOpt = Annotated[
     Optional[str],
     typer.Option(
         "--ray",
-        metavar="ADDRESS",
-        help="Run on Ray (pip install 'attnviz[ray]'): 'local' starts an instance on this machine's cores, "
-        "'auto' joins the cluster started here with 'ray start', or give the head's address.",
+        metavar="[ADDRESS]",
+        callback=lambda value: checked_address(value),
+        help="Run on Ray (pip install 'attnviz[ray]'): --ray alone (or --ray local) starts an instance on this "
+        "machine's cores, --ray auto joins the cluster started here with 'ray start', or give the head's "
+        "address (HOST:PORT, ray://HOST:PORT).",
     ),
 ]
+
+#: What ``--ray`` takes besides ``local`` and ``auto``: HOST, HOST:PORT or ray://HOST:PORT.
+_ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*)(:[0-9]{1,5})?")
+
+
+def ray_alone_is_local(args: list[str]) -> list[str]:
+    """Command-line arguments with a bare ``--ray`` (last, or followed by another option)
+    written ``--ray=local``: Typer options cannot take an optional value, so this is where
+    ``--ray [ADDRESS]`` is read. Arguments after ``--`` are left alone."""
+    out: list[str] = []
+    for position, arg in enumerate(args):
+        if arg == "--":
+            out.extend(args[position:])
+            break
+        following = args[position + 1] if position + 1 < len(args) else None
+        out.append("--ray=local" if arg == "--ray" and (following is None or following.startswith("-")) else arg)
+    return out
+
+
+class RayCommand(TyperCommand):
+    """The commands that take ``--ray [ADDRESS]`` (stats, compare, export)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, ray_alone_is_local(args))
 
 
 def ray_options(address: str, *, verbose: bool = False) -> Any:
     """:class:`~attnviz.distributed.engine.RayOptions` for a ``--ray`` value."""
     from attnviz.distributed.engine import RayOptions
 
-    return RayOptions(address=None if address.strip().lower() == "local" else address.strip(), verbose=verbose)
+    address = checked_address(address) or "local"
+    return RayOptions(address=None if address == "local" else address, verbose=verbose)
+
+
+def checked_address(address: str | None) -> str | None:
+    """A ``--ray`` value as the engine takes it (``local`` and ``auto`` in lower case), or a
+    usage error, while the command line is read, for what cannot be an address (a text
+    given after a bare ``--ray``, say)."""
+    if address is None:
+        return None
+    from attnviz.errors import SelectionError
+    from attnviz.safety import printable
+
+    address = address.strip()
+    if address.lower() in {"local", "auto"}:
+        return address.lower()
+    if not _ADDRESS.fullmatch(address):
+        raise SelectionError(
+            f"--ray '{printable(address[:60])}' is not a Ray address",
+            hint="give local, auto, HOST:PORT or ray://HOST:PORT; --ray alone, or last, runs on this machine",
+        )
+    return address
 
 
 def refuse_with_ray(ray: str | None, **flags: bool) -> None:
