@@ -251,26 +251,26 @@ def test_json_escapes_bidi_line_separators_and_c1(saved):
 def test_missing_glyphs_are_said_once_without_raw_bytes(tmp_path):
     import warnings
 
-    from attnviz.render import image
+    from attnviz.render import fonts, image
     from attnviz.render.views import build_view
 
     result = _result(["[CLS]", "猫\x1b[31m", "犬\x07", "[SEP]"])
     data = build_view(result, "grid")
-    image._told_missing = False
+    fonts._told = False
     stderr = io.StringIO()
     handler = __import__("logging").StreamHandler(stderr)
-    image._LOG.addHandler(handler)
+    fonts._LOG.addHandler(handler)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for name in ("a.png", "b.svg"):
                 image.save_figure(image.figure_for_view(data), tmp_path / name)
     finally:
-        image._LOG.removeHandler(handler)
+        fonts._LOG.removeHandler(handler)
     assert not [w for w in caught if "Glyph" in str(w.message)]
     said = stderr.getvalue()
     assert "\x1b" not in said and "\x07" not in said
-    if image.fallback_font() is None:
+    if fonts.font_file_for("猫") is None or fonts.font_file_for("犬") is None:
         assert said.count("no glyph") == 1  # once, though two figures lacked the same glyphs
     else:
         assert said == ""

@@ -9,12 +9,12 @@ each heatmap is a colour lookup plus a nearest-neighbour upscale.
 from __future__ import annotations
 
 import io
-import os
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from attnviz.render import fonts
 from attnviz.render.colors import LEVELS, colormap_lut
 from attnviz.render.views import ViewData, shorten
 
@@ -40,21 +40,77 @@ def _palette_image(name: str) -> Any:
     return image
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> Any:
+@lru_cache(maxsize=64)
+def _font(size: int, path: str | None = None) -> Any:
+    """The font file ``path`` (default DejaVu Sans) at ``size`` pixels."""
     from PIL import ImageFont
 
+    path = path or fonts.base_font_file()
     try:
-        import matplotlib
+        if path is not None:
+            return ImageFont.truetype(path, size)
+    except OSError:  # pragma: no cover - an unreadable fallback font
+        pass
+    return ImageFont.load_default(size)
 
-        path = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
-        return ImageFont.truetype(path, size)
-    except (ImportError, OSError):  # pragma: no cover - matplotlib ships DejaVu
-        return ImageFont.load_default(size)
+
+def _runs(font: Any, text: str) -> list[tuple[str, Any]]:
+    """``text`` cut into runs that one font draws: ``font`` (DejaVu Sans at some size) where
+    it has the glyphs, the same size of a fallback font elsewhere."""
+    path = getattr(font, "path", None)
+    if path is None or text.isascii():
+        return [(text, font)]
+    runs: list[tuple[str, Any]] = []
+    current, chars = path, ""
+    for character in text:
+        found = path if character.isspace() else fonts.font_file_for(character)
+        if found is None:
+            fonts.tell_undrawable(character)  # drawn as a box: said once per process
+        wanted = found or path
+        if wanted != current and chars:
+            runs.append((chars, font if current == path else _font(int(font.size), current)))
+            chars = ""
+        current = wanted
+        chars += character
+    if chars:
+        runs.append((chars, font if current == path else _font(int(font.size), current)))
+    return runs
+
+
+def _draw_text(draw: Any, xy: tuple[float, float], text: str, font: Any, fill: Any, anchor: str = "la") -> Any:
+    """``draw.text`` with fallback fonts for the characters ``font`` lacks: the runs share
+    one baseline, placed as ``anchor`` (Pillow's two letters) places the whole. Returns the
+    drawn box (left, top, right, bottom)."""
+    runs = _runs(font, text)
+    if len(runs) == 1 and runs[0][1] is font:
+        draw.text(xy, text, fill=fill, font=font, anchor=anchor)
+        return draw.textbbox(xy, text, font=font, anchor=anchor)
+    width = sum(run_font.getlength(run) for run, run_font in runs)
+    ascent, descent = font.getmetrics()
+    x = xy[0] - {"l": 0.0, "m": width / 2, "r": width}[anchor[0]]
+    shift = {"a": ascent, "t": ascent, "m": (ascent - descent) / 2, "s": 0.0, "b": -descent, "d": -descent}
+    baseline = xy[1] + shift[anchor[1]]
+    box = [float("inf"), float("inf"), float("-inf"), float("-inf")]
+    for run, run_font in runs:
+        draw.text((x, baseline), run, fill=fill, font=run_font, anchor="ls")
+        left, top, right, bottom = draw.textbbox((x, baseline), run, font=run_font, anchor="ls")
+        box = [min(box[0], left), min(box[1], top), max(box[2], right), max(box[3], bottom)]
+        x += run_font.getlength(run)
+    return tuple(box)
+
+
+def _text_box(font: Any, text: str) -> tuple[float, float, float, float]:
+    """``font.getbbox(text)`` with the fallback fonts of :func:`_draw_text` (anchor "la")."""
+    runs = _runs(font, text)
+    if len(runs) == 1 and runs[0][1] is font:
+        return font.getbbox(text)
+    from PIL import Image, ImageDraw
+
+    return _draw_text(ImageDraw.Draw(Image.new("L", (1, 1))), (0, 0), text, font, 0, "la")
 
 
 def _text_width(font: Any, text: str) -> int:
-    left, _, right, _ = font.getbbox(text)
+    left, _, right, _ = _text_box(font, text)
     return int(right - left)
 
 
@@ -162,10 +218,10 @@ def _rotated_text(
     ``center_x``, through a mask, so it never paints over its neighbours; returns its box."""
     from PIL import Image, ImageDraw
 
-    left, upper, right, lower = font.getbbox(text)
+    left, upper, right, lower = _text_box(font, text)
     w, h = max(1, int(right - left)), max(1, int(lower - upper))
     mask = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(mask).text((-left, -upper), text, fill=255, font=font)
+    _draw_text(ImageDraw.Draw(mask), (-left, -upper), text, font, 255)
     rotated = mask.rotate(90, expand=True)  # h wide, w tall
     x0, y0 = int(round(center_x - h / 2)), top
     image.paste(Image.new("RGB", rotated.size, fill), (x0, y0), rotated)
@@ -221,8 +277,7 @@ class FastRenderer:
                 for i, label in enumerate(data.query_labels):
                     text = _fit(label)
                     center = y0 + i * cell + cell / 2
-                    draw.text((x0 - GAP, center), text, fill=INK, font=font, anchor="rm")
-                    left, upper, right, lower = draw.textbbox((x0 - GAP, center), text, font=font, anchor="rm")
+                    left, upper, right, lower = _draw_text(draw, (x0 - GAP, center), text, font, INK, "rm")
                     layout.label_boxes.append((int(left), int(upper), int(right), int(lower)))
             if font is not None and last_row:
                 for j, label in enumerate(data.key_labels):
@@ -231,16 +286,11 @@ class FastRenderer:
                     )
                     layout.label_boxes.append(box)
             if data.row_labels and col == 0:
-                draw.text(
-                    (GAP, y0 + layout.panel_h / 2), data.row_labels[row], fill=INK, font=layout.small, anchor="lm"
-                )
+                label = data.row_labels[row]
+                _draw_text(draw, (GAP, y0 + layout.panel_h / 2), label, layout.small, INK, "lm")
             if data.col_labels and row == 0:
-                draw.text(
-                    (x0 + layout.panel_w / 2, layout.title_h + 2),
-                    data.col_labels[col],
-                    fill=INK,
-                    font=layout.small,
-                    anchor="mt",
+                _draw_text(
+                    draw, (x0 + layout.panel_w / 2, layout.title_h + 2), data.col_labels[col], layout.small, INK, "mt"
                 )
         if single:
             draw.text(
@@ -256,13 +306,7 @@ class FastRenderer:
             ImageDraw.Draw(strip).text((w // 2, h // 2), caption, fill=MUTED, font=layout.small, anchor="mm")
             image.paste(strip.rotate(90, expand=True), (GAP // 2, int(layout.top + layout.grid_h / 2 - w / 2)))
         if data.text:
-            draw.text(
-                (layout.width / 2, GAP + self.font_size + GAP // 2),
-                data.text,
-                fill=MUTED,
-                font=layout.small,
-                anchor="mt",
-            )
+            _draw_text(draw, (layout.width / 2, GAP + self.font_size + GAP // 2), data.text, layout.small, MUTED, "mt")
         _rotated_text(
             image,
             data.value_label,
@@ -281,9 +325,7 @@ class FastRenderer:
         if len(data.panels) > 1 and data.view != "grid":
             for index, panel in enumerate(data.panels):
                 x0, y0 = layout.origin(index)
-                draw.text(
-                    (x0 + layout.panel_w / 2, y0 - 2 - MARK_H), panel.label, fill=INK, font=layout.small, anchor="mb"
-                )
+                _draw_text(draw, (x0 + layout.panel_w / 2, y0 - 2 - MARK_H), panel.label, layout.small, INK, "mb")
         # one palette image per layout: each PNG then only pastes colour indices into a copy
         frame = image.quantize(palette=self.palette, dither=Image.Dither.NONE)
         self._frames[key] = (layout, frame)
@@ -295,7 +337,7 @@ class FastRenderer:
         if label is None:
             if len(self._labels) > 512:
                 self._labels.clear()
-            left, top, right, bottom = font.getbbox(text)
+            left, top, right, bottom = _text_box(font, text)
             label = self._strip(
                 (int(right - left) + 2, int(bottom - top) + 4), [((1 - left, 2 - top), text, font, "la")]
             )
@@ -318,7 +360,7 @@ class FastRenderer:
         strip = Image.new("RGB", (max(1, size[0]), max(1, size[1])), BACKGROUND)
         draw = ImageDraw.Draw(strip)
         for xy, text, font, anchor in texts:
-            draw.text(xy, text, fill=INK, font=font, anchor=anchor)
+            _draw_text(draw, xy, text, font, INK, anchor)
         return strip.quantize(palette=self.palette, dither=Image.Dither.NONE)
 
     def render(self, data: ViewData) -> bytes:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import warnings
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,66 +20,21 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DEFAULT_CMAP = "viridis"
-#: Installed font families with CJK (and other wide-coverage) glyphs, tried in this order
-#: when a label has characters DejaVu Sans (matplotlib's default) lacks.
-FALLBACK_FONTS = (
-    "Noto Sans CJK JP",
-    "Noto Sans CJK SC",
-    "Noto Sans CJK KR",
-    "Source Han Sans",
-    "WenQuanYi Zen Hei",
-    "WenQuanYi Micro Hei",
-    "Droid Sans Fallback",
-    "IPAGothic",
-    "AR PL UMing CN",
-    "Unifont",
-)
-_LOG = logging.getLogger("attnviz")
-_told_missing = False
-
-
-@lru_cache(maxsize=1)
-def _default_glyphs() -> frozenset[int]:
-    """Code points DejaVu Sans draws."""
-    import matplotlib
-    from matplotlib.ft2font import FT2Font
-
-    path = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
-    return frozenset(FT2Font(path).get_charmap())
-
-
-@lru_cache(maxsize=1)
-def fallback_font() -> str | None:
-    """The first installed family of :data:`FALLBACK_FONTS`, or ``None``."""
-    from matplotlib import font_manager
-
-    installed = {entry.name for entry in font_manager.fontManager.ttflist}
-    return next((name for name in FALLBACK_FONTS if name in installed), None)
-
-
-def _missing_glyphs(texts: list[str]) -> set[str]:
-    known = _default_glyphs()
-    return {c for text in texts for c in text if ord(c) not in known and not c.isspace()}
 
 
 @contextlib.contextmanager
 def _glyphs(texts: list[str]) -> Iterator[None]:
-    """Draw ``texts`` with a fallback font that has their glyphs when one is installed;
-    matplotlib's per-glyph warnings (one per character, raw control bytes included) are
-    silenced, and a missing glyph is said once per process, in one line."""
+    """Draw ``texts`` with installed fonts that have the glyphs DejaVu Sans lacks, after it
+    (:mod:`attnviz.render.fonts`); matplotlib's per-glyph warnings (one per character, raw
+    control bytes included) are silenced, and a glyph no font has is said once per process."""
     import matplotlib
 
-    global _told_missing
-    missing = _missing_glyphs(texts)
-    family = fallback_font() if missing else None
-    settings: Any = {"font.family": ["DejaVu Sans", family]} if family else {}
-    if missing and family is None and not _told_missing:
-        _told_missing = True
-        _LOG.warning(
-            "warning: %d characters have no glyph in the installed fonts and are drawn as boxes "
-            "(install a font that has them, e.g. Noto Sans CJK)",
-            len(missing),
-        )
+    from attnviz.render import fonts
+
+    missing = fonts.missing_glyphs(texts)
+    families = fonts.matplotlib_families(missing) if missing else []
+    settings: Any = {"font.family": ["DejaVu Sans", *families]} if families else {}
+    fonts.tell_undrawable(missing)
     with matplotlib.rc_context(settings), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"(?s).*Glyph .* missing from")
         yield
