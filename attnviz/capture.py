@@ -180,7 +180,7 @@ class CaptureSession:
         batch_size, _, q_len, k_len = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
         rows_per_chunk = max(1, self.chunk_bytes // max(1, batch_size * len(union) * k_len * 4))
         selected = select_heads(query, key, value, union)  # gathered once, chunked below
-        self._vectors(module, kind, layer, selected, scaling, kwargs, wanted, position, query.shape[1])
+        self._vectors(module, kind, layer, selected, scaling, kwargs, wanted, position, query.shape[1], mask)
         for start in range(0, q_len, rows_per_chunk):
             stop = min(q_len, start + rows_per_chunk)
             probs = eager_probabilities(module, *selected, mask, scaling, kwargs, union, query.shape[1], start, stop)
@@ -201,11 +201,13 @@ class CaptureSession:
         wanted: list[tuple[Sink, tuple[int, ...]]],
         position: dict[int, int],
         n_heads: int,
+        mask: torch.Tensor | None = None,
     ) -> None:
         """Hand sinks that ask for them (``wants_vectors``) the queries, keys and values in
         the model's dot product (post-rotary; for GQA the key and value of each head's
         group), cut per input, with what else enters the logits (scaling, soft-capping,
-        sinks, T5's position bias)."""
+        sinks, T5's position bias) and the sliding window the mask applied to that input
+        (``extras["window"]``, :func:`applied_window`)."""
         takers: list[tuple[VectorSink, tuple[int, ...]]] = [
             (cast("VectorSink", sink), heads)
             for sink, heads in wanted
@@ -227,6 +229,7 @@ class CaptureSession:
         for item in range(query.shape[0]):
             q0, qn = self.batch.query_offsets[kind][item], self.batch.query_lengths[kind][item]
             k0, kn = self.batch.key_offsets[kind][item], self.batch.key_lengths[kind][item]
+            window = applied_window(mask, item, q0, qn, k0, kn, causal=kind == "decoder")
             for sink, heads in takers:
                 index = [position[h] for h in heads]
                 parts = {
@@ -239,7 +242,7 @@ class CaptureSession:
                 if isinstance(bias, torch.Tensor) and bias.ndim == 4 and bias.shape[1] == n_heads:
                     b = bias[min(item, bias.shape[0] - 1), list(heads)]
                     parts["bias"] = b[:, q0 : q0 + qn, k0 : k0 + kn] if b.shape[-2] > 1 else b[:, :, k0 : k0 + kn]
-                sink.add_vectors(item, kind, layer, heads, module, parts, extras)
+                sink.add_vectors(item, kind, layer, heads, module, parts, {**extras, "window": window})
 
     def _dispatch(
         self,
@@ -351,6 +354,37 @@ class _HeadSlice:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module, name)
+
+
+def applied_window(
+    mask: torch.Tensor | None, item: int, q0: int, qn: int, k0: int, kn: int, *, causal: bool
+) -> int | None:
+    """The sliding window that ``mask`` (the additive float mask, or a boolean one, of one
+    attention call) applied to input ``item``'s real tokens (query rows ``q0:q0+qn``, key
+    columns ``k0:k0+kn``), in masking_utils' convention: key ``j`` is visible to query ``i``
+    only while ``|p - j| < window``, where ``p = i + kn - qn`` is the query's key position.
+    That is ``1 +`` the largest distance of a key the mask shows (so no visible key is ever
+    called hidden). None where the window hides nothing that is not hidden anyway: no
+    mask, a full-attention layer, or a text shorter than the window (for a ``causal`` kind
+    only keys up to the query count).
+
+    Read from the mask itself, not the module or its ``sliding_window`` argument: Mistral
+    keeps the window on its config, ModernBERT passes flash-attention's ``window + 1``."""
+    if mask is None or qn == 0 or kn == 0:
+        return None
+    rows = mask[min(item, mask.shape[0] - 1)]
+    while rows.dim() > 2:  # [heads or 1, Tq, Tk]: one mask for every head
+        rows = rows[0]
+    rows = rows[q0 : q0 + qn, k0 : k0 + kn] if rows.shape[0] > 1 else rows[:, k0 : k0 + kn].expand(qn, kn)
+    visible = rows if rows.dtype == torch.bool else rows > torch.finfo(rows.dtype).min / 2
+    position = torch.arange(qn, device=rows.device)[:, None] + (kn - qn)
+    offset = position - torch.arange(kn, device=rows.device)[None, :]  # > 0: the key is earlier
+    distance = offset.abs()
+    if not bool(visible.any()):
+        return None
+    window = int(distance[visible].max()) + 1
+    reachable = offset >= 0 if causal else torch.ones_like(visible)
+    return window if bool((reachable & (distance >= window)).any()) else None
 
 
 def _eager_function(module: Any) -> Callable[..., Any]:

@@ -361,7 +361,8 @@ class Extractor(Encoder):
             extra_meta["norm_kind"] = kind
         if vectors:
             extra_meta["vectors"] = {
-                kind: {"scaling": v["scaling"], "softcap": v["softcap"]} for kind, v in vectors.items()
+                kind: {"scaling": v["scaling"], "softcap": v["softcap"], "window": v["window"]}
+                for kind, v in vectors.items()
             }
         return AttentionResult(
             model=self.loaded.name,

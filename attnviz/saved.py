@@ -352,6 +352,20 @@ def _validate_meta(where: str, meta: dict[str, Any], kinds: list[str], lengths: 
                     raise InputError(
                         f"{where}: meta 'vectors' of '{kind}': '{name}' must be a list of positive numbers"
                     )
+            _check_windows(where, kind, parts.get("window"), meta["layers"].get(kind) if kind in kinds else None)
+
+
+def _check_windows(where: str, kind: str, windows: Any, layers: list[int] | None) -> None:
+    """``meta["vectors"][kind]["window"]`` (optional; files before it have none): one
+    entry per layer of the kind, each a whole number of positions >= 1 or null."""
+    if windows is None:
+        return
+    if not isinstance(windows, list) or not all(w is None or (_is_int(w) and 1 <= w < _LARGEST_SIZE) for w in windows):
+        raise InputError(f"{where}: meta 'vectors' of '{kind}': 'window' must be a list of whole numbers >= 1 or null")
+    if layers is not None and len(windows) != len(layers):
+        raise InputError(
+            f"{where}: meta 'vectors' of '{kind}': 'window' has {len(windows)} entries for {len(layers)} layers"
+        )
 
 
 def _finite_float32(where: str, name: str, value: np.ndarray) -> None:

@@ -71,7 +71,8 @@ class VectorSink(Sink, Protocol):
     """A sink that is also handed, before the probabilities of a layer, the tensors that
     make them: ``parts`` holds ``query`` ``[heads, queries, head_dim]``, ``key`` and
     ``value`` ``[heads, keys, head_dim]`` (one input, padding removed) and, where the model
-    has them, ``sinks`` and ``bias``; ``extras`` holds ``scaling`` and ``softcap``."""
+    has them, ``sinks`` and ``bias``; ``extras`` holds ``scaling``, ``softcap`` and
+    ``window`` (the sliding window the mask applied to this input, or None)."""
 
     wants_vectors: bool
 
@@ -157,8 +158,10 @@ class VectorStore:
     vectors of the model's dot product (after rotary embedding; for GQA the key of each
     head's key-value group) and what else enters the logits: ``vectors[item][kind]`` holds
     ``query`` ``[layers, heads, queries, head_dim]``, ``key`` ``[layers, heads, keys,
-    head_dim]``, ``scaling`` (per layer), ``softcap``, ``sinks`` ``[layers, heads]`` and T5's
-    ``bias`` ``[layers, heads, queries, keys]`` where the model has them."""
+    head_dim]``, ``scaling`` (per layer), ``softcap``, ``window`` (per layer: the sliding
+    window the mask applied, or None; :func:`attnviz.capture.applied_window`), ``sinks``
+    ``[layers, heads]`` and T5's ``bias`` ``[layers, heads, queries, keys]`` where the model
+    has them."""
 
     wants_vectors = True
 
@@ -192,9 +195,12 @@ class VectorStore:
     ) -> None:
         n_layers = len(self.layers[kind])
         li = self.layers[kind].index(layer)
-        store = self.vectors[item].setdefault(kind, {"scaling": [None] * n_layers, "softcap": [None] * n_layers})
+        store = self.vectors[item].setdefault(
+            kind, {"scaling": [None] * n_layers, "softcap": [None] * n_layers, "window": [None] * n_layers}
+        )
         store["scaling"][li] = extras["scaling"]
         store["softcap"][li] = None if extras["softcap"] is None else float(extras["softcap"])
+        store["window"][li] = None if extras.get("window") is None else int(extras["window"])
         for name in ("query", "key", "sinks", "bias"):
             tensor = parts.get(name)
             if tensor is None:

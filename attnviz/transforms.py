@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -135,6 +135,7 @@ def _take(
         if kind in result.vectors:
             vectors[kind] = {name: np.ascontiguousarray(v[grid]) for name, v in result.vectors[kind].items()}
     derived = dict(result.derived)
+    extra_meta = _take_vector_meta(result, positions)
     norm_kind = result.extra_meta.get("norm_kind", result.default_kind)
     if "norm" in derived and norm_kind in positions:
         derived["norm"] = np.ascontiguousarray(derived["norm"][np.ix_(*positions[norm_kind])])
@@ -145,8 +146,32 @@ def _take(
         head_ids=head_ids,
         vectors=vectors,
         derived=derived,
+        extra_meta=extra_meta,
         transforms=result.transforms + (step,),
     )
+
+
+def _take_vector_meta(
+    result: AttentionResult, positions: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+) -> dict[str, Any]:
+    """``extra_meta`` with the per-layer lists of ``meta["vectors"]`` (scaling, softcap,
+    window) cut to the kept layer positions, so entry ``n`` stays layer ``n``'s; a list of
+    another length (a file written before the lists were cut) is left as it was."""
+    vectors = result.extra_meta.get("vectors")
+    if not isinstance(vectors, dict):
+        return result.extra_meta
+    cut: dict[str, Any] = {}
+    for kind, parts in vectors.items():
+        if kind not in positions or not isinstance(parts, dict):
+            cut[kind] = parts
+            continue
+        layer_index = positions[kind][0]
+        count = len(result.layer_ids[kind])
+        cut[kind] = {
+            name: [values[i] for i in layer_index] if isinstance(values, list) and len(values) == count else values
+            for name, values in parts.items()
+        }
+    return {**result.extra_meta, "vectors": cut}
 
 
 def select_ids(result: AttentionResult, layers: IndexSpec = None, heads: IndexSpec = None) -> AttentionResult:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.render.colors import SCALES, hex_colors, scale_excluded_keys
+from attnviz.render.neuron import layer_window
 from attnviz.render.views import LABEL_LIMIT, shorten
 from attnviz.result import AttentionResult, kind_axes
 
@@ -189,8 +190,9 @@ def page_data(result: AttentionResult, *, scale: str = "keys") -> dict[str, Any]
             "data": _pack(array, bits),
             "scale_excluded": [bool(x) for x in excluded],
             "opening": most_structured(array, excluded, query_seq.special_mask),
-            # only a decoder's self-attention masks keys (the later ones); results hold no
-            # padding, so the neuron view must not read a tiny quantised weight as "masked"
+            # the neuron view marks "masked" exactly the keys the model's mask hides: a
+            # decoder's later keys, and (vectors' "window") keys a sliding window leaves out;
+            # results hold no padding, and a tiny quantised weight of 0 is not "masked"
             "causal": kind == "decoder",
         }
         if kind != "cross":
@@ -203,6 +205,7 @@ def page_data(result: AttentionResult, *, scale: str = "keys") -> dict[str, Any]
                 "query": _pack_float(parts["query"]),
                 "key": _pack_float(parts["key"]),
                 "scaling": [float(s) if s is not None else None for s in meta.get("scaling", [])],
+                "window": [layer_window(result, kind, n) for n in range(array.shape[0])],
             }
         kinds[kind] = entry
     return {

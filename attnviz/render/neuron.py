@@ -6,6 +6,11 @@ product q_i * k_j (its sum is the dot product), the dot products, the scaled sco
 ``q_i . k_j * scaling`` (plus T5's position bias, soft-capped where the model does), and the
 softmax weights the model produced. Vectors are exactly those of the model's dot product:
 after rotary embedding, and for GQA the key of the head's key-value group.
+
+Keys the model's mask hides from the query are marked ``masked`` (no q·k or score shown):
+a decoder's later keys, and keys a sliding window leaves out (``meta["vectors"][kind]
+["window"]``, recorded from the mask at capture). Never by a weight of 0: a weight can
+underflow to 0 for a key the query did see.
 """
 
 from __future__ import annotations
@@ -42,6 +47,30 @@ class NeuronData:
     weights: np.ndarray  # [keys]: the model's attention
     scaling: float
     masked: np.ndarray  # [keys] bool: keys the query cannot see (causal, window)
+    window: int | None = None  # the layer's sliding window (keys at distance >= window are masked)
+
+
+def hidden_keys(n_queries: int, n_keys: int, *, causal: bool, window: int | None) -> np.ndarray:
+    """bool ``[queries, keys]``: True where the model's mask hides key ``j`` from query
+    ``i``. Query ``i`` sits at key position ``p = i + n_keys - n_queries`` (the real tokens'
+    positions; the page computes the same). Hidden: ``j > p`` when ``causal``, and
+    ``|p - j| >= window`` under a sliding window (masking_utils keeps ``p - window < j``)."""
+    position = np.arange(n_queries)[:, None] + (n_keys - n_queries)
+    offset = position - np.arange(n_keys)[None, :]
+    hidden = offset < 0 if causal else np.zeros((n_queries, n_keys), dtype=bool)
+    if window is not None:
+        hidden = hidden | (np.abs(offset) >= window)
+    return hidden
+
+
+def layer_window(result: AttentionResult, kind: str, position: int) -> int | None:
+    """The sliding window the mask applied to the layer at ``position`` of ``kind`` (None:
+    no window, or a file written before windows were recorded)."""
+    windows = result.extra_meta.get("vectors", {}).get(kind, {}).get("window")
+    if not isinstance(windows, list) or len(windows) != len(result.layer_ids[kind]):
+        return None
+    value = windows[position]
+    return int(value) if value is not None else None
 
 
 def default_query(result: AttentionResult, kind: str) -> int:
@@ -92,6 +121,8 @@ def neuron_data(result: AttentionResult, kind: str | None = None, query: int | N
     if softcap:
         scores = np.tanh(scores / softcap) * softcap
     weights = array[0, 0, index].astype(np.float64)
+    window = layer_window(result, kind, 0)
+    masked = hidden_keys(n_queries, array.shape[3], causal=kind == "decoder", window=window)
     layer, head = result.layer_ids[kind][0], result.head_ids[kind][0]
     title = (
         f"{short_model_name(result.model)} · {kind} · layer {layer} · head {head_name(head)} · "
@@ -109,7 +140,8 @@ def neuron_data(result: AttentionResult, kind: str | None = None, query: int | N
         scores=scores,
         weights=weights,
         scaling=scaling,
-        masked=weights == 0,
+        masked=masked[index],
+        window=window,
     )
 
 
@@ -180,6 +212,8 @@ def print_neuron(data: NeuronData, console: Console) -> None:
             row.append("█" * int(round(6 * data.weights[j] / top)), style="bold")
         console.print(row, no_wrap=True, overflow="crop")
     notes = [f"score = q.k x {data.scaling:.4g}", "weight = softmax over the scores (the model's own)"]
+    if data.window is not None:
+        notes.append(f"sliding window of {data.window}: keys {data.window} or more positions away are masked")
     if shown < d:
         notes.append(f"vectors cut to {shown} of {d} values to fit {console.width} columns (an image shows all)")
     if not show_keys:
@@ -225,7 +259,11 @@ def neuron_figure(data: NeuronData, *, dpi: int = 100) -> Figure:
     ax_w.barh(y + 0.2, data.weights, height=0.4, color="#3b5bdb", label="weight (softmax)")
     ax_s.set_ylim(n - 0.5, -0.5)
     ax_s.set_yticks(range(n), labels, fontsize=8)
+    for j in np.flatnonzero(data.masked):  # no bars there: say why
+        ax_s.text(0.01, j, "masked", transform=ax_s.get_yaxis_transform(), va="center", fontsize=7, color="#888")
     ax_s.set_xlabel("score", fontsize=8)
+    if data.window is not None:
+        ax_s.set_title(f"sliding window of {data.window}: keys {data.window}+ away masked", fontsize=8)
     ax_w.set_xlabel("weight", fontsize=8, color="#3b5bdb")
     ax_s.axvline(0, color="#444", linewidth=0.5)
     handles = [*ax_s.get_legend_handles_labels()[0], *ax_w.get_legend_handles_labels()[0]]

@@ -277,6 +277,8 @@
     const q = vec.query.subarray((base * Q + i) * d, (base * Q + i + 1) * d);
     const keys = vec.key.subarray(base * K * d, (base + 1) * K * d);
     const scaling = k.vectors.scaling[state.layer] ?? 1 / Math.sqrt(d);
+    const slide = (k.vectors.window || [])[state.layer] ?? null;
+    const p = i + (K - Q);
     const weights = map(state.kind, state.layer, head).subarray(i * K, (i + 1) * K);
     const cell = Math.max(3, Math.min(12, Math.floor((room() - 520) / (2 * d + 2))));
     const canvas = $("neuron-canvas");
@@ -307,9 +309,11 @@
         ctx.fillStyle = diverging(products[j * d + x], pLimit); ctx.fillRect((d + 2 + x) * cell, y, cell, ROW - 4);
         dot += products[j * d + x];
       }
-      // masked only where the model masks: a decoder's keys after the query (a weight of 0
-      // after 16-bit quantisation is often just tiny, and its q·k still tells the story)
-      const masked = Boolean(k.causal) && j > i + (K - Q);
+      // masked only where the model's mask hides the key: a decoder's keys after the query,
+      // and keys a sliding window leaves out (|p - j| >= window, p the query's key position;
+      // neuron.py's hidden_keys). A weight of 0 after 16-bit quantisation is often just tiny,
+      // and its q·k still tells the story.
+      const masked = (Boolean(k.causal) && j > p) || (slide !== null && Math.abs(p - j) >= slide);
       const tr = el("tr");
       tr.append(
         el("td", {}, keyTokens().display[j]),
@@ -326,7 +330,7 @@
       rows.push(tr);
     }
     $("neuron-numbers").tBodies[0].replaceChildren(...rows);
-    $("neuron-title").textContent = `${state.kind} · layer ${k.layers[state.layer]} · head ${k.heads[head]} · query ${i} '${queryTokens().display[i]}' · score = q·k × ${scaling.toPrecision(4)}`;
+    $("neuron-title").textContent = `${state.kind} · layer ${k.layers[state.layer]} · head ${k.heads[head]} · query ${i} '${queryTokens().display[i]}' · score = q·k × ${scaling.toPrecision(4)}${slide !== null ? ` · sliding window ${slide}` : ""}`;
     document.body.dataset.query = String(i);
   }
 
