@@ -260,7 +260,7 @@ def neuron_figure(data: NeuronData, *, dpi: int = 100) -> Figure:
     ax_s.set_ylim(n - 0.5, -0.5)
     ax_s.set_yticks(range(n), labels, fontsize=8)
     for j in np.flatnonzero(data.masked):  # no bars there: say why
-        ax_s.text(0.01, j, "masked", transform=ax_s.get_yaxis_transform(), va="center", fontsize=7, color="#888")
+        ax_s.text(0.01, float(j), "masked", transform=ax_s.get_yaxis_transform(), va="center", fontsize=7, color="#888")
     ax_s.set_xlabel("score", fontsize=8)
     if data.window is not None:
         ax_s.set_title(f"sliding window of {data.window}: keys {data.window}+ away masked", fontsize=8)
