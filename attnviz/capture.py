@@ -229,7 +229,8 @@ class CaptureSession:
         for item in range(query.shape[0]):
             q0, qn = self.batch.query_offsets[kind][item], self.batch.query_lengths[kind][item]
             k0, kn = self.batch.key_offsets[kind][item], self.batch.key_lengths[kind][item]
-            window = applied_window(mask, item, q0, qn, k0, kn, causal=kind == "decoder")
+            # cross attention: queries and keys are two texts, with no distance between them
+            window = None if kind == "cross" else applied_window(mask, item, q0, qn, k0, kn, causal=kind == "decoder")
             for sink, heads in takers:
                 index = [position[h] for h in heads]
                 parts = {
@@ -377,14 +378,20 @@ def applied_window(
         rows = rows[0]
     rows = rows[q0 : q0 + qn, k0 : k0 + kn] if rows.shape[0] > 1 else rows[:, k0 : k0 + kn].expand(qn, kn)
     visible = rows if rows.dtype == torch.bool else rows > torch.finfo(rows.dtype).min / 2
-    position = torch.arange(qn, device=rows.device)[:, None] + (kn - qn)
-    offset = position - torch.arange(kn, device=rows.device)[None, :]  # > 0: the key is earlier
-    distance = offset.abs()
-    if not bool(visible.any()):
+    seeing = visible.any(dim=1)
+    if not bool(seeing.any()):
         return None
-    window = int(distance[visible].max()) + 1
-    reachable = offset >= 0 if causal else torch.ones_like(visible)
-    return window if bool((reachable & (distance >= window)).any()) else None
+    # per row only the first and last visible key (no [queries, keys] distance matrix: 8k
+    # tokens would make that half a GiB); the farthest visible key is one of the two
+    flags = visible.to(torch.uint8)
+    first = flags.argmax(dim=1)
+    last = kn - 1 - flags.flip(1).argmax(dim=1)
+    position = torch.arange(qn, device=rows.device) + (kn - qn)
+    farthest = torch.maximum((position - first).abs(), (last - position).abs())[seeing]
+    window = int(farthest.max()) + 1
+    # the farthest key any query could have (a causal query looks back only)
+    reach = kn - 1 if causal else max(kn - 1, qn - 1)
+    return window if reach >= window else None
 
 
 def _eager_function(module: Any) -> Callable[..., Any]:

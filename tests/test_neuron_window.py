@@ -28,8 +28,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    """A two-layer Mistral with a window of 3 on every layer, and gpt-oss (a sliding layer,
-    then a full one, window 4)."""
+    """A two-layer Mistral with a window of 3 on every layer, gpt-oss (a sliding layer,
+    then a full one, window 4) and ModernBERT (an encoder: full, local, full layers)."""
     import torch
     import transformers as tf
 
@@ -38,7 +38,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
     mistral = tf.MistralForCausalLM(tf.MistralConfig(**families._ROPE, sliding_window=WINDOW))
     mistral.save_pretrained(root / "mistral")
     families._decoder_tokenizer().save_pretrained(root / "mistral")
-    return {"mistral": root / "mistral", "gpt_oss": families.build("gpt_oss", root)}
+    return {
+        "mistral": root / "mistral",
+        "gpt_oss": families.build("gpt_oss", root),
+        "modernbert": families.build("modernbert", root),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +106,23 @@ def test_masked_keys_are_exactly_where_the_model_gives_zero(name, captured):
                     masked = neuron_data(one, "decoder", query).masked
                     zero = probabilities[layer, head, query] == 0
                     np.testing.assert_array_equal(masked, zero, err_msg=f"L{layer} H{head} q{query}")
+
+
+def test_an_encoder_window_hides_keys_on_both_sides(captured):
+    """ModernBERT's local layers let a token see local_attention / 2 tokens either way."""
+    results, reference, config = captured["modernbert"]
+    result, probabilities = results[0], reference[0]
+    half = config.local_attention // 2
+    expected = [half + 1 if t == "sliding_attention" else None for t in config.layer_types]
+    assert None in expected and result.extra_meta["vectors"]["encoder"]["window"] == expected
+    layers, heads, queries, _ = result.attentions["encoder"].shape
+    for layer in range(layers):
+        one = select(result, layers=[layer], heads=[0])
+        for query in range(queries):
+            masked = neuron_data(one, "encoder", query).masked
+            np.testing.assert_array_equal(masked, probabilities[layer, 0, query] == 0, err_msg=f"L{layer} q{query}")
+            if expected[layer] is not None:
+                assert np.flatnonzero(~masked).tolist() == [j for j in range(queries) if abs(j - query) <= half]
 
 
 def test_window_hides_keys_further_back_than_the_window(captured):
