@@ -77,3 +77,37 @@ def test_ray_addresses_are_taken(value: str) -> None:
     from attnviz.cli._ray import checked_address
 
     assert checked_address(value) == (value.lower() if value.lower() in {"local", "auto"} else value)
+
+
+def test_rays_known_noise_is_filtered_from_stderr_and_the_rest_kept() -> None:
+    """Ray's core worker writes a warning on every Ray Data run with actors straight to
+    descriptor 2 (ray-project/ray#57733); it is dropped, other lines written there and
+    Python's own stderr get through, in order, and descriptor 2 is restored."""
+    import subprocess
+
+    script = """
+import os, sys
+from attnviz.distributed.engine import _without_known_noise
+with _without_known_noise(False):
+    os.write(2, b"[2026 E 1 1] core_worker.cc:2465: Actor with class name: 'MapWorker(x)' has constructor "
+                b"arguments in the object store and max_restarts > 0. If the ...\\n")
+    os.write(2, b"a real problem\\n")
+    print("from python", file=sys.stderr)
+    before = sys.stderr
+print("after", file=sys.stderr, flush=True)
+os.write(2, b"restored\\n")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "constructor arguments" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert set(lines) == {"a real problem", "from python", "after", "restored"}
+    assert lines.index("after") < lines.index("restored")
+
+
+def test_the_noise_filter_stays_out_of_a_captured_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    from attnviz.distributed.engine import _without_known_noise
+
+    with _without_known_noise(False):
+        print("kept", file=sys.stderr)
+    assert capsys.readouterr().err == "kept\n"

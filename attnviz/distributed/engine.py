@@ -20,9 +20,12 @@ down, which ends the job's actors on a cluster too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -238,7 +241,7 @@ def run_windows(
     each once). A worker's :class:`AttnvizError` is raised here; Ctrl-C stops the job."""
     if not payloads:
         return
-    with Connection(options) as connection:
+    with _without_known_noise(options.verbose), Connection(options) as connection:
         ray = connection.ray
         actors, gpus, cpus = connection.shape()
         actors = max(1, min(actors, len(payloads)))
@@ -264,6 +267,59 @@ def run_windows(
             # stop the running dataset (its actors and queued windows) before unwinding
             _close(results)
             raise
+
+
+#: Lines Ray's C++ core worker writes straight to the driver's stderr on every Ray Data run
+#: with actors, though nothing is wrong (ray-project/ray#57733): not shown without --verbose.
+KNOWN_NOISE = ("has constructor arguments in the object store and max_restarts > 0",)
+
+
+@contextlib.contextmanager
+def _without_known_noise(verbose: bool) -> Iterator[None]:
+    """Filter :data:`KNOWN_NOISE` out of what is written to file descriptor 2 meanwhile.
+
+    Ray's core worker writes to the descriptor, past Python, so descriptor 2 becomes a pipe
+    read by a thread that forwards every other line; Python's ``sys.stderr`` (the progress
+    bar, attnviz's warnings) writes to the original stderr directly, so it stays a terminal.
+    Nothing is done where ``sys.stderr`` is not descriptor 2 (a test's captured stderr)."""
+    try:
+        direct = not verbose and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        direct = False
+    if not direct:
+        yield
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+    python_stderr = sys.stderr
+    sys.stderr = open(  # noqa: SIM115 - closed below; shares the original descriptor
+        original, "w", buffering=1, encoding=python_stderr.encoding, errors=python_stderr.errors, closefd=False
+    )
+
+    def forward() -> None:
+        with open(read, "rb", closefd=True) as lines:
+            for line in lines:
+                if not any(noise.encode() in line for noise in KNOWN_NOISE):
+                    try:
+                        os.write(original, line)
+                    except OSError:  # stderr itself closed: nothing left to tell
+                        return
+
+    thread = threading.Thread(target=forward, name="attnviz-ray-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.dup2(original, 2)  # the pipe's last writer here is gone: the thread reads to the end
+        thread.join(timeout=2)
+        if not thread.is_alive():  # else a child process still holds the pipe: keep forwarding
+            os.close(original)
 
 
 def _close(results: Iterator[Any]) -> None:
