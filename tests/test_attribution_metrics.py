@@ -199,3 +199,49 @@ def test_each_signed_row_on_its_own_scale_in_terminal_image_and_html():
     assert colours[0:3] == colours[3:6]
     title = attribution_figure(attribution).axes[0].get_title()
     assert "each row on its own scale" in title and "shared" not in title
+
+
+def test_every_mean_over_texts_has_its_bootstrap_interval():
+    """comprehensiveness, sufficiency and AOPC get the interval agreement has: the
+    percentile bootstrap of the per-text values, computed here from them directly."""
+    from attnviz.attribution import metrics
+    from attnviz.attribution.faithfulness import FaithfulnessReport, TextEvaluation
+
+    rng = np.random.default_rng(4)
+    texts = []
+    for number in range(6):
+        values = rng.random(8)
+        texts.append(
+            TextEvaluation(
+                text=f"text {number}",
+                tokens=5,
+                score=1.0,
+                agreement={"attention": float(values[0])},
+                comprehensiveness={m: list(values[1:4]) for m in ("ablation", "attention")},
+                sufficiency={m: list(values[4:7]) for m in ("ablation", "attention")},
+                curve={m: [0.0, 0.1] for m in ("ablation", "attention")},
+                aopc={m: float(values[7]) for m in ("ablation", "attention")},
+            )
+        )
+    report = FaithfulnessReport(model="tiny", output="embedding", methods=["ablation", "attention"], texts=texts)
+    row = next(r for r in report.summary() if r["method"] == "attention")
+
+    def interval(values):
+        data = np.asarray(values, dtype=np.float64)
+        means = data[np.random.default_rng(0).integers(0, data.size, size=(2000, data.size))].mean(axis=1)
+        return list(np.quantile(means, [0.025, 0.975]))
+
+    for i, percent in enumerate((10, 20, 50)):
+        comprehensiveness = [t.comprehensiveness["attention"][i] for t in texts]
+        sufficiency = [t.sufficiency["attention"][i] for t in texts]
+        assert row[f"comprehensiveness_{percent}_ci95"] == pytest.approx(interval(comprehensiveness))
+        assert row[f"sufficiency_{percent}_ci95"] == pytest.approx(interval(sufficiency))
+        low, high = row[f"comprehensiveness_{percent}_ci95"]
+        assert low <= row[f"comprehensiveness_{percent}"] <= high
+    assert row["aopc_ci95"] == pytest.approx(interval([t.aopc["attention"] for t in texts]))
+    assert row["agreement_ci95"] == pytest.approx(
+        list(metrics.bootstrap_interval([t.agreement["attention"] for t in texts]))
+    )
+    one = FaithfulnessReport(model="tiny", output="embedding", methods=["ablation", "attention"], texts=texts[:1])
+    first = next(r for r in one.summary() if r["method"] == "attention")
+    assert first["aopc_ci95"] is None and first["sufficiency_50_ci95"] is None

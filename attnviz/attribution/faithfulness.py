@@ -40,6 +40,16 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(data)) if data else None
 
 
+def _interval(values: list[float]) -> list[float] | None:
+    """The 95% bootstrap interval of the mean over texts; None from fewer than two finite
+    values (one text's resamples are all the same value: no interval to speak of)."""
+    data = [v for v in values if v is not None and np.isfinite(v)]
+    if len(data) < 2:
+        return None
+    low, high = metrics.bootstrap_interval(data)
+    return [low, high]
+
+
 @dataclass
 class FaithfulnessReport:
     """All texts' evaluations; :meth:`summary` is the table (one row per method)."""
@@ -58,22 +68,24 @@ class FaithfulnessReport:
         for method in self.methods:
             done = [t for t in self.texts if method in t.curve]
             agreement = [t.agreement[method] for t in done if method in t.agreement]
-            low, high = metrics.bootstrap_interval(agreement)
+            aopc = [t.aopc[method] for t in done]
             row: dict[str, Any] = {
                 "method": method,
                 "texts": len(done),
                 "agreement": None if method == "ablation" else _mean(agreement),
-                # one text's bootstrap resamples the same value: no interval to speak of
-                "agreement_ci95": None
-                if method == "ablation" or len(agreement) < 2 or not np.isfinite(low)
-                else [low, high],
-                "aopc": _mean([t.aopc[method] for t in done]),
+                "agreement_ci95": None if method == "ablation" else _interval(agreement),
+                "aopc": _mean(aopc),
+                "aopc_ci95": _interval(aopc),
                 "seconds_per_text": _mean([t.seconds.get(method, float("nan")) for t in done]),
             }
             for i, fraction in enumerate(metrics.FRACTIONS):
                 percent = int(round(fraction * 100))
-                row[f"comprehensiveness_{percent}"] = _mean([t.comprehensiveness[method][i] for t in done])
-                row[f"sufficiency_{percent}"] = _mean([t.sufficiency[method][i] for t in done])
+                comprehensiveness = [t.comprehensiveness[method][i] for t in done]
+                sufficiency = [t.sufficiency[method][i] for t in done]
+                row[f"comprehensiveness_{percent}"] = _mean(comprehensiveness)
+                row[f"comprehensiveness_{percent}_ci95"] = _interval(comprehensiveness)
+                row[f"sufficiency_{percent}"] = _mean(sufficiency)
+                row[f"sufficiency_{percent}_ci95"] = _interval(sufficiency)
             rows.append(row)
 
         def key(row: dict[str, Any]) -> tuple[int, float]:
