@@ -54,6 +54,12 @@ CASES = [
     (["zzz"], "unknown command 'zzz'", "attnviz -h lists the commands"),
     (["--bogus"], "attnviz has no option --bogus", "attnviz -h lists the commands and options"),
     (["show\x1b[31m"], "unknown command 'show\\x1b[31m'", None),
+    (
+        ["stats", "hi", "--batch-size", "x" * 5000],
+        f"--batch-size must be a whole number (got '{'x' * 30}... (5000 characters)')",
+        None,
+    ),
+    (["show", "hi", "--" + "y" * 4998], f"attnviz show has no option --{'y' * 28}... (5000 characters)", None),
 ]
 
 
@@ -66,7 +72,7 @@ def assert_one_error(stderr: str, error: str, hint: str | None) -> None:
         assert lines[1:] == [f"hint: {hint}"], stderr
 
 
-@pytest.mark.parametrize(("args", "error", "hint"), CASES, ids=[" ".join(case[0]) for case in CASES])
+@pytest.mark.parametrize(("args", "error", "hint"), CASES, ids=[" ".join(case[0])[:40] for case in CASES])
 def test_a_usage_error_is_one_line_and_exit_2(args, error, hint):
     result = invoke(*args)
     assert result.exit_code == 2, result.output

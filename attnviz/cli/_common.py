@@ -1,4 +1,5 @@
-"""Helpers shared by the commands that read several texts (stats, compare)."""
+"""Helpers shared by the commands that read several texts (stats, compare), and the
+unknown-token warning every command that runs a text gives."""
 
 from __future__ import annotations
 
@@ -53,7 +54,19 @@ def note_outcome(extractor: Any, item: Any, outcome: Any, problems: list[str]) -
         truncated = getattr(outcome, "truncated", 0)
     if truncated:
         warn(f"'{item.text[:40]}…' was cut to {extractor.loaded.max_length} tokens ({truncated} dropped)")
+    warn_unknown_tokens(extractor.loaded.tokenizer, outcome.tokens, text=item.text)
     return True
+
+
+def warn_unknown_tokens(tokenizer: Any, tokens: Any, *, text: str | None = None) -> None:
+    """The warning for a text the vocabulary does not cover (every token unknown), once per
+    text, in the words of :func:`attnviz.models.unknown_token_warning`. ``tokens``: a
+    :class:`~attnviz.result.TokenSequence`; ``text``: named when a command runs several."""
+    from attnviz.models import unknown_token_warning
+
+    message = unknown_token_warning(tokenizer, tokens, text=text)
+    if message:
+        warn(message)
 
 
 def report_problems(problems: list[str]) -> None:

@@ -159,10 +159,10 @@ def word_usage_error(exc: Any, command_path: str | None = None) -> tuple[str, st
     param = getattr(exc, "param", None)
 
     if hasattr(exc, "possibilities"):  # NoSuchOption
-        name = getattr(exc, "option_name", "") or "?"
+        name = _cut(getattr(exc, "option_name", "") or "?")
         return f"{command} has no option {name}", _suggest(getattr(exc, "possibilities", None) or [], options_hint)
     if hasattr(exc, "option_name"):  # BadOptionUsage: '--n' without its value, '--flag=x'
-        name = exc.option_name
+        name = _cut(exc.option_name)
         if "requires" in message:
             return f"{name} needs a value", options_hint
         if "does not take a value" in message:
@@ -179,14 +179,14 @@ def word_usage_error(exc: Any, command_path: str | None = None) -> tuple[str, st
     if match and ctx is not None:
         typed = str(ast.literal_eval(match["name"]))
         commands = list(ctx.command.list_commands(ctx))
-        return f"unknown command '{typed}'", _suggest(
+        return f"unknown command '{_cut(typed)}'", _suggest(
             difflib.get_close_matches(typed, commands), f"{command} -h lists the commands"
         )
     match = _EXTRA_ARGUMENTS.match(message)
     if match:
         takes_text = ctx is not None and any(_param_name(p) == "TEXT" for p in ctx.command.params)
         hint = f'put a text with spaces in quotes: {command} "AI changes everything"' if takes_text else usage_hint
-        return f"{command} got more arguments than it takes: {match['arguments']}", hint
+        return f"{command} got more arguments than it takes: {_cut(match['arguments'])}", hint
     return _plain(message or exc.format_message()), usage_hint if ctx is not None else None
 
 
@@ -201,6 +201,8 @@ def _suggest(candidates: Any, hint: str) -> str:
 def _plain(message: str) -> str:
     """Click's sentence as one of ours: lower-case start, no full stop."""
     message = message.strip().rstrip(".")
+    if len(message) > 200:  # a value echoed in it can be any length
+        message = message[:190] + f"... ({len(message)} characters)"
     return message[:1].lower() + message[1:] if message[1:2].islower() else message
 
 
@@ -212,9 +214,15 @@ def _param_name(param: Any) -> str:
     return next((o for o in opts if o.startswith("--")), opts[0] if opts else f"--{param.name}")
 
 
-def _shown(value: Any) -> str:
-    """A value as the user typed it: numbers bare, anything else in quotes."""
+def _cut(value: Any) -> str:
+    """Text the user typed, cut to a readable length (a 5000-digit number stays one line)."""
     text = str(value)
+    return text if len(text) <= 40 else text[:30] + f"... ({len(text)} characters)"
+
+
+def _shown(value: Any) -> str:
+    """A value as the user typed it: numbers bare, anything else in quotes; cut when long."""
+    text = _cut(value)
     return text if re.fullmatch(r"[-+]?\d+(\.\d*)?", text) else f"'{text}'"
 
 
@@ -256,7 +264,7 @@ def _value_reason(exc: Any, param: Any) -> str:
         return f"must be {_click_range(match['range'])} (got {_shown(match['value'])})"
     match = _CLICK_CHOICE.match(message)
     if match:
-        return f"must be one of {match['choices']} (got {match['value']})"
+        return f"must be one of {match['choices']} (got {_cut(match['value'])})"
     return f"is not valid: {_plain(message)}" if message else "is not valid"
 
 

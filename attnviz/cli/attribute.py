@@ -145,6 +145,9 @@ def attribute(
         trust_remote_code=trust_remote_code,
         verbose=verbose,
     )
+    from attnviz.cli._common import warn_unknown_tokens
+
+    warn_unknown_tokens(attributor.loaded.tokenizer, attributor.encode(text, target).tokens)
     result = attributor.attribute(text, target=target, methods=method)
     from attnviz.cli._output import note, stdout_console, warn
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -133,6 +133,7 @@ def _in_process(  # type: ignore[no-untyped-def]
         for message in extractor.notes:
             note(f"note: {message}")
         extractors.append(extractor)
+    _warn_unknown(extractors[0], items)
     return compare_models(
         items,
         *extractors,
@@ -142,6 +143,20 @@ def _in_process(  # type: ignore[no-untyped-def]
         batch_size=batch_size,
         on_problem=lambda item, message: problems.append(f"'{item.text[:40]}': {message}"),
     )
+
+
+def _warn_unknown(extractor: Any, items: list[Any]) -> None:
+    """The unknown-token warning of each text (the two models tokenize alike, or the
+    comparison stops); a text that cannot be encoded is left to the comparison's problems."""
+    from attnviz.cli._common import warn_unknown_tokens
+    from attnviz.errors import InputError
+
+    for item in items:
+        try:
+            encoded = extractor.encode(item)
+        except InputError:
+            continue
+        warn_unknown_tokens(extractor.loaded.tokenizer, encoded.tokens, text=item.text)
 
 
 def _on_ray(  # type: ignore[no-untyped-def]

@@ -192,7 +192,7 @@ def export(
         print(f"warning: {printable(message)}", file=sys.stderr)
     if len(warnings) > 20:
         print(
-            f"warning: … {len(warnings) - 20} more texts were cut (see 'truncated' in the manifest)",
+            f"warning: … {len(warnings) - 20} more warnings (cut texts: see 'truncated' in the manifest)",
             file=sys.stderr,
         )
     if json_output:

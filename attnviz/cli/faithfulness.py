@@ -160,6 +160,14 @@ def faithfulness(
         verbose=verbose,
     )
     from attnviz.attribution.faithfulness import evaluate_faithfulness
+    from attnviz.cli._common import warn_unknown_tokens
+
+    for item in items:
+        try:
+            encoded = attributor.encoded_input(item)
+        except InputError:
+            continue  # reported by the evaluation, with the others' problems
+        warn_unknown_tokens(attributor.loaded.tokenizer, encoded.tokens, text=item.text)
 
     if sys.stderr.isatty() and not verbose:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

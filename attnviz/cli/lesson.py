@@ -97,6 +97,9 @@ def lesson(
         quiet_unless(verbose)
         loaded = load_model(model, device=device, verbose=verbose)
         built = build_lesson(text, model=loaded, target=target, query=query, layer=layer, head=head, verbose=verbose)
+    from attnviz.cli._common import warn_unknown_tokens
+
+    warn_unknown_tokens(loaded.tokenizer, built.capture.result.tokens)
     dropped = built.capture.result.truncated_tokens
     if dropped:
         from attnviz.cli._output import warn

@@ -63,6 +63,9 @@ def render(
     loaded, problems = load_checked(saved, parse_size(max_bytes))
     for problem in problems:
         warn(problem)
+    from attnviz.cli._common import warn_unknown_tokens
+
+    warn_unknown_tokens(None, loaded.tokens)  # no tokenizer here: [UNK] and <unk> count
     present(
         select_ids(loaded, layer, head),
         kind=kind,

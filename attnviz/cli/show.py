@@ -123,11 +123,9 @@ def show(
     from attnviz.encoding import TextInput
 
     raw = extractor.run_batch([extractor.encode(TextInput(text, pair, target))])[0]
-    from attnviz.models import unknown_token_warning
+    from attnviz.cli._common import warn_unknown_tokens
 
-    unknown = unknown_token_warning(extractor.loaded.tokenizer, raw.tokens.tokens, raw.tokens.special_mask)
-    if unknown:
-        warn(unknown)
+    warn_unknown_tokens(extractor.loaded.tokenizer, raw.tokens)
     if raw.truncated_tokens:
         warn(
             f"the input was cut to the model's maximum of {extractor.loaded.max_length} tokens "

@@ -201,6 +201,7 @@ class _ExportRun:
                 self.complete(rec, future.result(), extra)
 
     def run(self, records: Iterator[InputRecord]) -> ExportSummary:
+        from attnviz.models import unknown_token_warning
         from attnviz.transforms import apply_transforms
 
         options, summary = self.options, self.summary
@@ -220,6 +221,9 @@ class _ExportRun:
                             f"line {rec.line}: cut to {self.loaded.max_length} tokens "
                             f"({outcome.truncated_tokens} dropped)"
                         )
+                unknown = unknown_token_warning(self.loaded.tokenizer, outcome.tokens)
+                if unknown and self.on_warning:
+                    self.on_warning(f"line {rec.line}: {unknown}")
                 try:
                     result = apply_transforms(outcome, words=options.words, no_special=options.no_special)
                 except SelectionError as exc:  # e.g. --no-special on a text of only special tokens

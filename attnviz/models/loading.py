@@ -6,7 +6,7 @@ device and dtype chosen, and the model's attention routed through attnviz's capt
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -348,18 +348,36 @@ def _check_tokenizer(spec: ModelSpec, tokenizer: Any) -> None:
         ) from None
 
 
-def unknown_token_warning(tokenizer: Any, tokens: Sequence[str], special_mask: Iterable[Any]) -> str | None:
+#: The unknown token's usual spellings (WordPiece; SentencePiece, BPE and ESM vocabularies),
+#: for saved data read without its tokenizer.
+COMMON_UNKNOWN_TOKENS = ("[UNK]", "<unk>")
+
+
+def unknown_token_warning(
+    tokenizer: Any, tokens: Any, special_mask: Iterable[Any] | None = None, *, text: str | None = None
+) -> str | None:
     """A warning when every non-special token of a text is the unknown token (the text is
     outside the vocabulary: a protein model given English, say), naming the count; else None.
-    ``tokens``: the raw tokens of one side of a result, ``special_mask`` beside them."""
-    unk = getattr(tokenizer, "unk_token", None)
-    if not unk:
-        return None
-    # the unknown token counts as special in the tokenizer's own mask, so it is kept here
-    words = [token for token, special in zip(tokens, special_mask) if not special or token == unk]
-    if not words or any(token != unk for token in words):
-        return None
-    return (
-        f"all {len(words)} token{'s' if len(words) != 1 else ''} of the text are {unk}: the model's vocabulary "
-        "does not cover it, so its attention says nothing about the words"
-    )
+    Every command that runs a text says it in these words (once per text).
+
+    ``tokens``: the raw tokens of one side of a result with ``special_mask`` beside them, or
+    a :class:`~attnviz.result.TokenSequence` (its own mask). ``tokenizer``: the model's (its
+    ``unk_token``), or None for saved data: then [UNK] and <unk> count as unknown.
+    ``text``: named in the warning (cut to 40 characters), for a command that runs several."""
+    if special_mask is None:
+        tokens, special_mask = tokens.tokens, tokens.special_mask
+    tokens, special = list(tokens), [bool(flag) for flag in special_mask]
+    candidates = (getattr(tokenizer, "unk_token", None),) if tokenizer is not None else COMMON_UNKNOWN_TOKENS
+    for unk in candidates:
+        if not unk:
+            continue
+        # the unknown token counts as special in the tokenizer's own mask, so it is kept here
+        words = [token for token, flag in zip(tokens, special) if not flag or token == unk]
+        if words and all(token == unk for token in words):
+            which = "the text" if text is None else f"'{text[:40]}…'" if len(text) > 40 else f"'{text}'"
+            count = f"all {len(words)} tokens of {which} are" if len(words) > 1 else f"the only token of {which} is"
+            return (
+                f"{count} {unk}: the model's vocabulary does not cover it, so its attention says nothing about "
+                "the words"
+            )
+    return None

@@ -219,6 +219,10 @@ class WarmModel:
                 option="max_tokens",
             )
         applicable, notes = attributor.choose_methods(None, len(encoded.ids))
+        from attnviz.models import unknown_token_warning
+
+        unknown = unknown_token_warning(self.loaded.tokenizer, encoded.tokens)
+        notes = [*notes, unknown] if unknown else notes  # the page shows the notes under the tokens
         methods = [m for m in LIVE_METHODS if m in applicable]
         started = time.perf_counter()
         attribution = attributor.attribute_encoded(encoded, methods, notes)
