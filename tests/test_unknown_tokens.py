@@ -16,7 +16,7 @@ from attnviz.result import TokenSequence
 # The tiny BERT's vocabulary (tests/conftest.py) has neither word, nor their letters: each
 # becomes [UNK]. The covered text is made of its words.
 UNKNOWN, OTHER_UNKNOWN, COVERED = "xyzzy plugh", "qwfp zxcv vbnm", "the cat sat"
-TAIL = ": the model's vocabulary does not cover it, so its attention says nothing about the words"
+TAIL = " (outside the model's vocabulary)"
 
 
 def said(count: int, which: str = "the text", unk: str = "[UNK]") -> str:

@@ -376,8 +376,6 @@ def unknown_token_warning(
         if words and all(token == unk for token in words):
             which = "the text" if text is None else f"'{text[:40]}…'" if len(text) > 40 else f"'{text}'"
             count = f"all {len(words)} tokens of {which} are" if len(words) > 1 else f"the only token of {which} is"
-            return (
-                f"{count} {unk}: the model's vocabulary does not cover it, so its attention says nothing about "
-                "the words"
-            )
+            # short enough for one 80-column line; docs/errors.md says what it means
+            return f"{count} {unk} (outside the model's vocabulary)"
     return None
