@@ -477,10 +477,10 @@ def test_workers_end_when_the_export_dies(tiny_models, tmp_path, how):
 def test_resumed_texts_do_not_speed_up_the_eta():
     """900 of 1,000 texts were done by an earlier run; this run did 20 in 10 s: 2 texts/s,
     80 left, 40 s, not the 92 texts/s that counting the resumed ones would claim."""
-    from attnviz.cli.export import progress_fields
+    from attnviz.cli._progress import rate_and_left
     from attnviz.export import ExportSummary
 
     summary = ExportSummary("out", total=920, resumed=900)
-    assert progress_fields(summary, 1000, 10.0) == ("2.0 texts/s", "0:40 left")
+    assert rate_and_left(summary.total, summary.resumed, 1000, 10.0) == ("2.0 texts/s", "0:40 left")
     fresh = ExportSummary("out", total=1, resumed=0)
-    assert progress_fields(fresh, 1000, 1.0)[1] == ""  # no estimate from a single text
+    assert rate_and_left(fresh.total, fresh.resumed, 1000, 1.0)[1] == ""  # no estimate from a single text

@@ -45,6 +45,14 @@ def ray_instance() -> Any:
     ray.shutdown()
 
 
+#: Words the tiny BERT's vocabulary lacks: every token [UNK].
+UNKNOWN = "xyzzy plugh"
+
+
+def unknown_warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "outside the model's vocabulary" in line]
+
+
 def run(*args: Any) -> Any:
     result = invoke(*args)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -55,11 +63,15 @@ def test_stats_on_ray_equal_one_process(ray_instance: Any, tiny_models: dict[str
     corpus = tmp_path / "corpus.txt"
     lines = sentences(300)  # two windows of 256 and 44 texts: both workers busy
     lines[7] = " ".join(["cat"] * 600)  # longer than the model takes: fails alone
+    lines[270] = UNKNOWN  # counted, with the unknown-token warning (from the second window)
     corpus.write_text("\n".join(lines) + "\n")
     common = ("stats", "-f", corpus, "-m", tiny_models["bert"], "--json", "--batch-size", 4, "--no-truncate")
     one, spread = run(*common), run(*common, "--ray")  # bare: a local instance
     assert one.exit_code == spread.exit_code == 1
     assert one.stderr.count("skipped") == spread.stderr.count("skipped") == 1
+    assert unknown_warnings(one.stderr) == unknown_warnings(spread.stderr) == [
+        f"warning: all 2 tokens of '{UNKNOWN}' are [UNK] (outside the model's vocabulary)"
+    ]
     a, b = json.loads(one.stdout), json.loads(spread.stdout)
     assert b["texts"] == a["texts"] and (a["model"], a["kind"], a["layers"]) == (b["model"], b["kind"], b["layers"])
     for name, values in a["sums"].items():
@@ -89,10 +101,11 @@ def test_compare_on_ray_equals_one_process(
     ray_instance: Any, tiny_models: dict[str, Path], changed_bert: Path, tmp_path: Path
 ) -> None:
     corpus = tmp_path / "texts.txt"
-    corpus.write_text("\n".join(sentences(12)) + "\n")
+    corpus.write_text("\n".join([*sentences(11), UNKNOWN]) + "\n")
     common = ("compare", "-f", corpus, "-m", tiny_models["bert"], "-m", changed_bert, "--json", "--batch-size", 3)
-    a = json.loads(run(*common).stdout)
-    b = json.loads(run(*common, "--ray", "local").stdout)
+    one, spread = run(*common), run(*common, "--ray", "local")
+    assert unknown_warnings(one.stderr) == unknown_warnings(spread.stderr) and len(unknown_warnings(one.stderr)) == 1
+    a, b = json.loads(one.stdout), json.loads(spread.stdout)
     assert a["texts"] == b["texts"] == 12 and not a["identical"]
     assert [(h["layer"], h["head"]) for h in a["heads"]] == [(h["layer"], h["head"]) for h in b["heads"]]
     np.testing.assert_allclose([h["js"] for h in b["heads"]], [h["js"] for h in a["heads"]], rtol=0, atol=1e-8)
@@ -123,6 +136,7 @@ def test_export_on_ray_writes_the_same_files_and_survives_a_killed_worker(
     texts = tmp_path / "texts.txt"
     lines = sentences(13)
     lines[4] = " ".join(["cat"] * 600)  # longer than the model takes: fails alone
+    lines[6] = UNKNOWN  # exported, with the unknown-token warning naming line 7
     texts.write_text("\n".join(lines) + "\n")
     common = ("export", texts, "-m", tiny_models["bert"], "--view", "grid", "--format", "png,npz", "--batch-size", 2)
     common = (*common, "--no-truncate")
@@ -139,6 +153,9 @@ def test_export_on_ray_writes_the_same_files_and_survives_a_killed_worker(
     spread = run(*common, "-o", tmp_path / "ray", "--ray", "local")
     assert not flag.exists()  # a worker did die, after writing files
     assert one.exit_code == spread.exit_code == 1  # the bad line fails, in both
+    assert unknown_warnings(one.stderr) == unknown_warnings(spread.stderr) == [
+        "warning: line 7: all 2 tokens of the text are [UNK] (outside the model's vocabulary)"
+    ]
 
     def records(directory: Path) -> list[tuple[Any, ...]]:
         return sorted((r["line"], r["status"], tuple(r["files"]), r["error"]) for r in manifest(directory))

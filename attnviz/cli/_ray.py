@@ -90,12 +90,13 @@ def refuse_with_ray(ray: str | None, **flags: bool) -> None:
 
 
 class InputNotes:
-    """Collects what the workers report per input, worded as a single-process run words it."""
+    """Collects what the workers report per input, worded as a single-process run words it,
+    and moves ``progress`` (a :class:`~attnviz.cli._progress.TextsProgress`) on."""
 
-    def __init__(self, items: list[Any], problems: list[str]) -> None:
-        self.items, self.problems = items, problems
+    def __init__(self, items: list[Any], problems: list[str], progress: Any = None) -> None:
+        self.items, self.problems, self.progress = items, problems, progress
 
-    def __call__(self, index: int, error: str | None, truncated: int) -> None:
+    def __call__(self, index: int, error: str | None, truncated: int, unknown: str | None = None) -> None:
         from attnviz.cli._output import warn
 
         text = self.items[index].text
@@ -103,3 +104,7 @@ class InputNotes:
             self.problems.append(f"'{text[:40]}': {error}")
         elif truncated:
             warn(f"'{text[:40]}…' was cut to fit the model ({truncated} tokens dropped)")
+        if error is None and unknown:
+            warn(unknown)
+        if self.progress is not None:
+            self.progress.advance()

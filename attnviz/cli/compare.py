@@ -26,6 +26,7 @@ from attnviz.cli._options import (
     check_image_output,
     word_rule,
 )
+from attnviz.cli._progress import TextsProgress
 from attnviz.cli._ray import RayOpt
 from attnviz.errors import CompareThresholdExceeded
 
@@ -95,22 +96,24 @@ def compare(
 
     for spec, revision in zip(models, revs):  # both models are checked before either loads
         check_early(spec, revision, layer, head)
-    if ray is not None:
-        comparison = _on_ray(
-            ray, items, problems, models, revs, layer, head, kind, word_rule(words, tokenizer_words), no_special,
-            no_truncate, batch_size, device, trust_remote_code, verbose,
-        )  # fmt: skip
-    else:
-        comparison = _in_process(
-            items, problems, models, revs, layer, head, kind, word_rule(words, tokenizer_words), no_special,
-            no_truncate, batch_size, device, trust_remote_code, verbose,
-        )  # fmt: skip
+    with TextsProgress("comparing", len(items)) as progress:
+        if ray is not None:
+            comparison = _on_ray(
+                ray, items, problems, models, revs, layer, head, kind, word_rule(words, tokenizer_words), no_special,
+                no_truncate, batch_size, device, trust_remote_code, verbose, progress,
+            )  # fmt: skip
+        else:
+            comparison = _in_process(
+                items, problems, models, revs, layer, head, kind, word_rule(words, tokenizer_words), no_special,
+                no_truncate, batch_size, device, trust_remote_code, verbose, progress,
+            )  # fmt: skip
+        progress.update(len(items))
     _report(comparison, problems, words, out, json_output, fail_above, top)
 
 
 def _in_process(  # type: ignore[no-untyped-def]
     items, problems, models, revs, layer, head, kind, rule, no_special, no_truncate, batch_size, device,
-    trust_remote_code, verbose,
+    trust_remote_code, verbose, progress,
 ):  # fmt: skip
     from attnviz.analysis.compare import compare_models
     from attnviz.cli._output import note
@@ -134,8 +137,16 @@ def _in_process(  # type: ignore[no-untyped-def]
             note(f"note: {message}")
         extractors.append(extractor)
     _warn_unknown(extractors[0], items)
+
+    def taken() -> Any:
+        """The items as the comparison takes them, a batch at a time: taking item k means the
+        batches before its own are compared."""
+        for number, item in enumerate(items):
+            progress.update(number // batch_size * batch_size)
+            yield item
+
     return compare_models(
-        items,
+        taken(),
         *extractors,
         kind=kind,
         no_special=no_special,
@@ -161,7 +172,7 @@ def _warn_unknown(extractor: Any, items: list[Any]) -> None:
 
 def _on_ray(  # type: ignore[no-untyped-def]
     address, items, problems, models, revs, layer, head, kind, rule, no_special, no_truncate, batch_size, device,
-    trust_remote_code, verbose,
+    trust_remote_code, verbose, progress,
 ):  # fmt: skip
     """The comparison on Ray workers, each holding both models (loaded only there)."""
     from attnviz.cli._output import note
@@ -186,7 +197,7 @@ def _on_ray(  # type: ignore[no-untyped-def]
         no_special=no_special,
         truncate=not no_truncate,
         batch_size=batch_size,
-        on_input=InputNotes(items, problems),
+        on_input=InputNotes(items, problems, progress),
         on_note=lambda message: note(f"note: {message}"),
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -30,6 +29,7 @@ from attnviz.cli._options import (
     WordsOpt,
     word_rule,
 )
+from attnviz.cli._progress import TextsProgress
 from attnviz.cli._ray import RayOpt
 
 
@@ -156,7 +156,6 @@ def export(
             warnings.append(message)
 
     total_inputs = count_inputs(file) if show_progress else None
-    progress_context: Any = _progress(total_inputs) if show_progress else None
     import signal
 
     from attnviz.export import Terminated
@@ -166,19 +165,12 @@ def export(
 
     previous = signal.signal(signal.SIGTERM, on_term)  # SIGTERM stops as cleanly as Ctrl-C
     try:
-        if progress_context is not None:
-            with progress_context as (progress, task):
-                started = time.monotonic()
+        with TextsProgress("exporting", total_inputs, enabled=show_progress) as progress:
 
-                def on_progress(summary: Any) -> None:
-                    rate, left = progress_fields(summary, total_inputs, time.monotonic() - started)
-                    progress.update(task, completed=summary.total, rate=rate, left=left)
+            def on_progress(summary: Any) -> None:
+                progress.update(summary.total, summary.resumed)
 
-                summary = run_export(
-                    file, loaded, options, on_progress=on_progress, on_warning=on_warning, **distributed
-                )
-        else:
-            summary = run_export(file, loaded, options, on_warning=on_warning, **distributed)
+            summary = run_export(file, loaded, options, on_progress=on_progress, on_warning=on_warning, **distributed)
     except KeyboardInterrupt as stop:
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         print(
@@ -213,49 +205,3 @@ def export(
             print(f"  {where}{printable(error)}", file=sys.stderr)
     if summary.failed:
         raise typer.Exit(code=1)
-
-
-def progress_fields(summary: Any, total_inputs: int | None, elapsed: float) -> tuple[str, str]:
-    """(rate, time left) for the progress bar. Both count only this run's texts: texts
-    finished by an earlier run (--resume) pass in no time and would make the ETA far too
-    short."""
-    done_now = summary.total - summary.resumed
-    rate = done_now / max(elapsed, 1e-9)
-    left = ""
-    if total_inputs is not None and rate > 0 and done_now >= 2:
-        left = f"{_duration((total_inputs - summary.total) / rate)} left"
-    return f"{rate:.1f} texts/s", left
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-class _progress:
-    """A rich progress bar on stderr: done/total, rate and ETA."""
-
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-
-    def __enter__(self) -> tuple[Any, Any]:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        from attnviz.cli._output import stderr_console
-
-        self.progress = Progress(
-            TextColumn("exporting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[left]}"),
-            console=stderr_console(),
-            transient=False,
-        )
-        self.progress.__enter__()
-        task = self.progress.add_task("export", total=self.total, rate="", left="")
-        return self.progress, task
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -30,6 +30,7 @@ from attnviz.cli._options import (
     check_image_output,
     word_rule,
 )
+from attnviz.cli._progress import TextsProgress
 from attnviz.cli._ray import RayOpt
 
 
@@ -118,10 +119,11 @@ def stats(
         if not items:
             raise SelectionError("no usable text in the input")
     if not merge and ray is not None:
-        result = _on_ray(
-            ray, items, problems, model, revision, layer, head, kind, no_special, no_truncate, batch_size, device,
-            trust_remote_code, verbose,
-        )  # fmt: skip
+        with TextsProgress("stats", len(items)) as progress:
+            result = _on_ray(
+                ray, items, problems, model, revision, layer, head, kind, no_special, no_truncate, batch_size, device,
+                trust_remote_code, verbose, progress,
+            )  # fmt: skip
     elif not merge:
         extractor = open_extractor(
             model,
@@ -136,27 +138,30 @@ def stats(
         )
         for message in extractor.notes:
             note(f"note: {message}")
-        if words or cluster:
-            # Word merging averages query rows across a word, and head distances compare
-            # whole rows of two heads: both need whole maps (one batch at a time).
-            results = (
-                apply_transforms(r, words=word_rule(words, tokenizer_words), no_special=no_special)
-                for _, r in extract_all(extractor, items, problems, batch_size=batch_size)
-            )
-            from attnviz.analysis.clusters import DistanceTap
+        with TextsProgress("stats", len(items)) as progress:
+            if words or cluster:
+                # Word merging averages query rows across a word, and head distances compare
+                # whole rows of two heads: both need whole maps (one batch at a time).
+                def extracted() -> Any:
+                    for index, r in extract_all(extractor, items, problems, batch_size=batch_size):
+                        progress.update(index + 1)
+                        yield apply_transforms(r, words=word_rule(words, tokenizer_words), no_special=no_special)
 
-            tap = DistanceTap(kind) if cluster else None
-            result = head_statistics(tap(results) if tap is not None else results, kind)
-            distances = tap.distances if tap is not None else None
-        else:
-            result = stream_statistics(
-                extractor,
-                items,
-                kind=kind,
-                no_special=no_special,
-                batch_size=batch_size,
-                on_input=lambda index, outcome: note_outcome(extractor, items[index], outcome, problems),
-            )
+                from attnviz.analysis.clusters import DistanceTap
+
+                tap = DistanceTap(kind) if cluster else None
+                result = head_statistics(tap(extracted()) if tap is not None else extracted(), kind)
+                distances = tap.distances if tap is not None else None
+            else:
+
+                def on_input(index: int, outcome: Any) -> None:
+                    note_outcome(extractor, items[index], outcome, problems)
+                    progress.advance()
+
+                result = stream_statistics(
+                    extractor, items, kind=kind, no_special=no_special, batch_size=batch_size, on_input=on_input
+                )
+            progress.update(len(items))
     report_problems(problems)
     if out is not None and distances is not None:
         from attnviz.render.clustermap import clustermap_figure
@@ -211,7 +216,7 @@ def stats(
 
 def _on_ray(  # type: ignore[no-untyped-def]
     address, items, problems, model, revision, layer, head, kind, no_special, no_truncate, batch_size, device,
-    trust_remote_code, verbose,
+    trust_remote_code, verbose, progress,
 ):  # fmt: skip
     """The streamed statistics of ``items`` on Ray workers (the model is checked against its
     config here, loaded only by the workers)."""
@@ -233,6 +238,6 @@ def _on_ray(  # type: ignore[no-untyped-def]
         no_special=no_special,
         truncate=not no_truncate,
         batch_size=batch_size,
-        on_input=InputNotes(items, problems),
+        on_input=InputNotes(items, problems, progress),
         on_note=lambda message: note(f"note: {message}"),
     )

@@ -54,7 +54,14 @@ class CompareJob(WindowJob):
         except InputError:
             if len(problems) < len(items):
                 raise
-            return {"texts": 0, "outcomes": [[i, message, 0] for i, message in problems]}
+            return {"texts": 0, "outcomes": [[i, message, 0, None] for i, message in problems]}
+        failed = {i for i, _ in problems}
+        outcomes: list[list[Any]] = [[i, message, 0, None] for i, message in problems]
+        for number, item in enumerate(items):  # the unknown-token warning of each text compared
+            if number not in failed:
+                unknown = _unknown(self.extractors[0], item)
+                if unknown:
+                    outcomes.append([number, None, 0, unknown])
         assert comparison.js_sum is not None and comparison.l1_sum is not None and comparison.rows is not None
         return {
             "model_a": comparison.model_a,
@@ -67,9 +74,21 @@ class CompareJob(WindowJob):
             "l1_sum": comparison.l1_sum.tolist(),
             "rows": comparison.rows.tolist(),
             "notes": comparison.notes,
-            "outcomes": [[i, message, 0] for i, message in problems],
+            "outcomes": outcomes,
             "extractor_notes": [*self.extractors[0].notes, *self.extractors[1].notes],
         }
+
+
+def _unknown(extractor: Any, item: Any) -> str | None:
+    """The unknown-token warning of ``item`` (the text named), or None."""
+    from attnviz.errors import InputError
+    from attnviz.models import unknown_token_warning
+
+    try:
+        encoded = extractor.encode(item)
+    except InputError:
+        return None
+    return unknown_token_warning(extractor.loaded.tokenizer, encoded.tokens, text=item.text)
 
 
 def distributed_comparison(
@@ -108,9 +127,10 @@ def distributed_comparison(
         results[number] = result
         notes(result.get("extractor_notes", ()))
         if on_input is not None:
-            failed = {int(i): message for i, message, _ in result["outcomes"]}
+            said = {int(record[0]): record for record in result["outcomes"]}
             for i in range(len(chunks[number])):
-                on_input(number * window + i, failed.get(i), 0)
+                record = said.get(i, [i, None, 0, None])
+                on_input(number * window + i, record[1], 0, record[3] if len(record) > 3 else None)
 
     threads = max(1, int(options.cpus_per_worker)) if options.use_gpus is not True else None
     extraction = {"truncate": truncate, "layers": layers, "heads": heads}

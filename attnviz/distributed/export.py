@@ -56,6 +56,7 @@ class ExportJob(WindowJob):
         from attnviz.export.render import job
         from attnviz.extraction import TextInput
         from attnviz.inputs import InputRecord
+        from attnviz.models import unknown_token_warning
         from attnviz.transforms import apply_transforms
 
         options = self.options
@@ -71,13 +72,14 @@ class ExportJob(WindowJob):
                 out.append({"index": index, "status": "failed", "value": outcome.message, "extra": {}})
                 continue
             extra = {"tokens": len(outcome.tokens), "truncated": outcome.truncated_tokens}
+            unknown = unknown_token_warning(self.loaded.tokenizer, outcome.tokens)
             try:
                 result = apply_transforms(outcome, words=options.words, no_special=options.no_special)
             except SelectionError as exc:  # e.g. no special tokens left: this text fails alone
                 out.append({"index": index, "status": "failed", "value": exc.message, "extra": extra})
                 continue
             status, value = job(render_payload(result, rec, options))
-            out.append({"index": index, "status": status, "value": value, "extra": extra})
+            out.append({"index": index, "status": status, "value": value, "extra": extra, "unknown": unknown})
             if status == "write-error":
                 break  # the directory is gone or full: the driver stops the run
         return {"records": out, "max_length": self.loaded.max_length}
@@ -115,6 +117,8 @@ def run_on_ray(run: Any, records: Iterator[Any], ray: RayOptions, spec: ModelSpe
                         run.on_warning(
                             f"line {rec.line}: cut to {result['max_length']} tokens ({extra['truncated']} dropped)"
                         )
+                if entry.get("unknown") and run.on_warning:
+                    run.on_warning(f"line {rec.line}: {entry['unknown']}")
                 if entry["status"] == "failed":
                     run.record(rec, "failed", [], entry["value"], extra)
                 else:

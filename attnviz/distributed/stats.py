@@ -13,9 +13,10 @@ import numpy as np
 
 from attnviz.distributed.engine import DEFAULT_WINDOW, ModelSpec, RayOptions, WindowJob, run_windows, windows
 
-#: ``on_input(index, error, truncated)``: an input's error message (None when it counted)
-#: and its dropped tokens, by its position in the items.
-InputCallback = Callable[[int, "str | None", int], None]
+#: ``on_input(index, error, truncated, unknown)``: an input's error message (None when it
+#: counted), its dropped tokens and the unknown-token warning (None when its vocabulary is
+#: covered), by its position in the items.
+InputCallback = Callable[[int, "str | None", int, "str | None"], None]
 
 
 def item_payload(item: Any) -> list[Any]:
@@ -38,14 +39,19 @@ def build_extractor(spec: dict[str, Any], extraction: dict[str, Any], threads: i
     return Extractor(loaded, **extraction)
 
 
-def outcome_record(index: int, outcome: Any) -> list[Any] | None:
-    """[index, error, truncated] for an input that failed or was cut; None otherwise."""
+def outcome_record(index: int, outcome: Any, tokenizer: Any = None) -> list[Any] | None:
+    """[index, error, truncated, unknown] for an input that failed, was cut or is all
+    unknown tokens (:func:`attnviz.models.unknown_token_warning`, with the text named);
+    None otherwise."""
     from attnviz.errors import InputError
+    from attnviz.models import unknown_token_warning
 
     if isinstance(outcome, InputError):
-        return [index, outcome.message, 0]
+        return [index, outcome.message, 0, None]
     truncated = int(getattr(outcome, "truncated", 0) or getattr(outcome, "truncated_tokens", 0) or 0)
-    return [index, None, truncated] if truncated else None
+    item = getattr(outcome, "item", None)
+    unknown = unknown_token_warning(tokenizer, outcome.tokens, text=item.text if item is not None else None)
+    return [index, None, truncated, unknown] if truncated or unknown else None
 
 
 def chosen_kind(extractor: Any, kind: str | None) -> str:
@@ -110,7 +116,7 @@ class StatisticsJob(WindowJob):
         for index, outcome in enumerate(
             self.extractor.reduce(items, sink, batch_size=self.batch_size, window=max(1, len(items)))
         ):
-            record = outcome_record(index, outcome)
+            record = outcome_record(index, outcome, self.extractor.loaded.tokenizer)
             if record is not None:
                 outcomes.append(record)
         return {
@@ -176,10 +182,10 @@ def distributed_statistics(
         shards[number] = shard(result)
         notes(result.get("notes", ()))
         if on_input is not None:
-            special = {int(index): (error, int(cut)) for index, error, cut in result["outcomes"]}
+            special = {int(record[0]): record[1:] for record in result["outcomes"]}
             for index in range(len(chunks[number])):
-                error, cut = special.get(index, (None, 0))
-                on_input(starts[number] + index, error, cut)
+                error, cut, unknown = special.get(index, (None, 0, None))
+                on_input(starts[number] + index, error, int(cut), unknown)
 
     threads = max(1, int(options.cpus_per_worker)) if options.use_gpus is not True else None
     extraction = {"truncate": truncate, "layers": layers, "heads": heads}
