@@ -69,9 +69,11 @@ def test_stats_on_ray_equal_one_process(ray_instance: Any, tiny_models: dict[str
     one, spread = run(*common), run(*common, "--ray")  # bare: a local instance
     assert one.exit_code == spread.exit_code == 1
     assert one.stderr.count("skipped") == spread.stderr.count("skipped") == 1
-    assert unknown_warnings(one.stderr) == unknown_warnings(spread.stderr) == [
-        f"warning: all 2 tokens of '{UNKNOWN}' are [UNK] (outside the model's vocabulary)"
-    ]
+    assert (
+        unknown_warnings(one.stderr)
+        == unknown_warnings(spread.stderr)
+        == [f"warning: all 2 tokens of '{UNKNOWN}' are [UNK] (outside the model's vocabulary)"]
+    )
     a, b = json.loads(one.stdout), json.loads(spread.stdout)
     assert b["texts"] == a["texts"] and (a["model"], a["kind"], a["layers"]) == (b["model"], b["kind"], b["layers"])
     for name, values in a["sums"].items():
@@ -153,9 +155,11 @@ def test_export_on_ray_writes_the_same_files_and_survives_a_killed_worker(
     spread = run(*common, "-o", tmp_path / "ray", "--ray", "local")
     assert not flag.exists()  # a worker did die, after writing files
     assert one.exit_code == spread.exit_code == 1  # the bad line fails, in both
-    assert unknown_warnings(one.stderr) == unknown_warnings(spread.stderr) == [
-        "warning: line 7: all 2 tokens of the text are [UNK] (outside the model's vocabulary)"
-    ]
+    assert (
+        unknown_warnings(one.stderr)
+        == unknown_warnings(spread.stderr)
+        == ["warning: line 7: all 2 tokens of the text are [UNK] (outside the model's vocabulary)"]
+    )
 
     def records(directory: Path) -> list[tuple[Any, ...]]:
         return sorted((r["line"], r["status"], tuple(r["files"]), r["error"]) for r in manifest(directory))
