@@ -135,7 +135,7 @@ def test_images_and_the_html_section(bert, tmp_path):
         (["--output-kind", "next-token"], "needs a decoder model"),
         (["--output-kind", "logits"], "unknown output kind"),
         (["-o", "x.txt"], "unknown output type"),
-        (["-o", "x"], "x has no extension: use .png, .svg, .pdf, .html, .json or .npz"),
+        (["-o", "x"], "x has no extension"),  # the one wording of show, render and attribute
     ],
 )
 def test_bad_options_are_one_line_errors(bert, args, needle):
@@ -227,3 +227,31 @@ def test_default_methods_say_nothing_of_attnlrp(bert):
     assert done.exit_code == 0, done.output
     assert "attnlrp" not in done.output and "lxt" not in done.output
     assert "each row on its own scale" in done.stdout
+
+
+def test_a_sentence_pair_scores_both_sentences(bert):
+    """--pair: the second sentence's tokens are scored too, with its token type ids: the
+    ablation of each word equals the cosine drop computed here with the pair's own
+    token_type_ids."""
+    import torch
+    import transformers as tf
+
+    done = invoke("attribute", TEXT, "-m", bert, "--pair", "a dog ran", "--method", "ablation", "--json")
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
+    assert data["tokens"] == ["[CLS]", "the", "cat", "sat", "on", "the", "mat", "[SEP]", "a", "dog", "ran", "[SEP]"]
+    assert data["meta"]["text"] == TEXT and data["meta"]["pair"] == "a dog ran"
+    encoded = tf.AutoTokenizer.from_pretrained(bert)(TEXT, "a dog ran")
+    ids, types = list(encoded["input_ids"]), list(encoded["token_type_ids"])
+    assert types == [0] * 8 + [1] * 4
+    words = [i for i, special in enumerate(data["special"]) if not special]
+    rows = [ids] + [ids[:i] + [4] + ids[i + 1 :] for i in words]  # [MASK] is id 4
+    model = tf.AutoModel.from_pretrained(bert, attn_implementation="eager").eval()
+    with torch.no_grad():
+        hidden = model(
+            input_ids=torch.as_tensor(rows), token_type_ids=torch.as_tensor([types] * len(rows))
+        ).last_hidden_state
+    pooled = hidden.mean(dim=1)
+    pooled = pooled / pooled.norm(dim=-1, keepdim=True)
+    expected = 1 - (pooled @ pooled[0]).numpy()[1:]
+    np.testing.assert_allclose([data["scores"][0][i] for i in words], expected, atol=1e-4)

@@ -43,6 +43,7 @@ class Attribution:
     seconds: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     truncated_tokens: int = 0
+    pair: str | None = None
 
     def signed(self, method: str) -> bool:
         return method in SIGNED_METHODS
@@ -58,6 +59,7 @@ class Attribution:
             "schema": SCHEMA,
             "model": self.model,
             "text": self.text,
+            "pair": self.pair,
             "output": self.output,
             "methods": [{"name": m, "signed": self.signed(m), "seconds": self.seconds.get(m)} for m in self.methods],
             "notes": list(self.notes),
@@ -165,10 +167,12 @@ class Attributor:
         )
         return cls(loaded, revision=revision, verbose=verbose, **options)
 
-    def encode(self, text: str, target: str | None = None) -> EncodedInput:
+    def encode(self, text: str, target: str | None = None, pair: str | None = None) -> EncodedInput:
+        """``text`` tokenized (with ``pair``, the second sentence of an encoder's pair, and
+        ``target``, an encoder-decoder's target)."""
         from attnviz.extraction import TextInput
 
-        return self.extractor.encode(TextInput(text, None, target))
+        return self.extractor.encode(TextInput(text, pair, target))
 
     def encoded_input(self, item: Any) -> EncodedInput:
         """Tokenize a :class:`~attnviz.extraction.TextInput` (text and, for
@@ -208,9 +212,12 @@ class Attributor:
         self.scorer.bind(encoded)
         return self.scorer.target(encoded)
 
-    def attribute(self, text: str, *, target: str | None = None, methods: Sequence[str] | None = None) -> Attribution:
-        """Scores of every chosen method for ``text`` (``target``: encoder-decoder target)."""
-        encoded = self.encode(text, target)
+    def attribute(
+        self, text: str, *, target: str | None = None, pair: str | None = None, methods: Sequence[str] | None = None
+    ) -> Attribution:
+        """Scores of every chosen method for ``text`` (``target``: encoder-decoder target;
+        ``pair``: the second sentence of an encoder's pair, whose tokens are scored too)."""
+        encoded = self.encode(text, target, pair)
         chosen, notes = self.choose_methods(methods, len(encoded.ids))
         return self.attribute_encoded(encoded, chosen, notes)
 
@@ -246,6 +253,7 @@ class Attributor:
         return Attribution(
             model=self.loaded.name,
             text=encoded.item.text,
+            pair=encoded.item.pair,
             tokens=tuple(tokens.display),
             special=np.asarray(tokens.special_mask, dtype=bool),
             methods=tuple(methods),

@@ -85,6 +85,10 @@ def attribute(
     model: ModelOpt = "minilm",
     method: MethodOpt = None,
     output_kind: OutputKindOpt = None,
+    pair: Annotated[
+        Optional[str],
+        typer.Option("--pair", metavar="TEXT", help="Second sentence (encoders): its tokens are scored too."),
+    ] = None,
     target: Annotated[
         Optional[str],
         typer.Option(
@@ -123,14 +127,9 @@ def attribute(
         raise InputError("the text is empty", hint='give some text, e.g. attnviz attribute "AI changes everything"')
     kind = None
     if out is not None:
-        from attnviz.errors import OutputFormatError
         from attnviz.io import check_writable
         from attnviz.outputs import output_kind as file_kind
-        from attnviz.render import DATA_SUFFIXES, IMAGE_SUFFIXES, PAGE_SUFFIXES
 
-        if not out.suffix:  # the extension picks the format: say so, and which ones there are
-            names = [*IMAGE_SUFFIXES, *PAGE_SUFFIXES, *sorted(DATA_SUFFIXES)]
-            raise OutputFormatError(f"{out} has no extension: use {', '.join(names[:-1])} or {names[-1]}")
         kind = file_kind(out)
         check_writable(out)
     attributor = load_attributor(
@@ -147,8 +146,8 @@ def attribute(
     )
     from attnviz.cli._common import warn_unknown_tokens
 
-    warn_unknown_tokens(attributor.loaded.tokenizer, attributor.encode(text, target).tokens)
-    result = attributor.attribute(text, target=target, methods=method)
+    warn_unknown_tokens(attributor.loaded.tokenizer, attributor.encode(text, target, pair).tokens)
+    result = attributor.attribute(text, target=target, pair=pair, methods=method)
     from attnviz.cli._output import note, stdout_console, warn
 
     if result.truncated_tokens:
