@@ -238,6 +238,8 @@ def test_neuron_view_in_the_terminal_json_image_and_data(tiny_models, tmp_path):
     np.testing.assert_allclose(document["score"], k @ q * scaling, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(document["weight"], saved.attentions["decoder"][0, 0, 3], atol=1e-5)
     assert document["weight"][4:] == [0.0] * (len(document["weight"]) - 4)  # causal: later keys are masked
+    assert document["masked"] == [False] * 4 + [True] * (len(document["weight"]) - 4)
+    assert document["window"] is None  # GPT-2 has no sliding window
     image = tmp_path / "n.png"
     assert invoke(*args, "-o", image).exit_code == 0 and image.read_bytes()[:4] == b"\x89PNG"
     # saved vectors re-render without the model

@@ -121,6 +121,9 @@ def present_neuron(
             "dot": data.dots.round(6).tolist(),
             "score": data.scores.round(6).tolist(),
             "weight": data.weights.round(6).tolist(),
+            # keys the model's mask hides from this query (later keys, a sliding window)
+            "masked": [bool(m) for m in data.masked],
+            "window": data.window,
         }
         print_json(document)
     elif out is None:
