@@ -526,3 +526,24 @@ def test_page_in_chromium(loaded_models, browser, tmp_path, name):
     assert errors == []
     assert [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))] == []
     context.close()
+
+
+def test_nearest_neighbours_keep_ties_in_id_order_and_repeat_for_repeated_tokens():
+    """Against a full sort of every row: exact ties (duplicate rows) come lower id first,
+    a repeated token gets the same answer, excluded ids and the token itself never appear."""
+    from attnviz.lesson.model import nearest_neighbours
+
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(400, 8))
+    table[10] = table[11] = table[12] = table[5] * 2.0  # three exact ties with token 5's direction
+    ids, exclude = [5, 7, 5, 300, 11], [12, 0]
+    got = nearest_neighbours(table, ids, exclude, top=4)
+    unit = table / np.linalg.norm(table, axis=1, keepdims=True)
+    for token, near in zip(ids, got):
+        sims = unit @ unit[token]
+        sims[exclude] = -np.inf
+        sims[token] = -np.inf
+        order = sorted(range(len(table)), key=lambda i: (-sims[i], i))[:4]
+        assert [i for i, _ in near] == order
+        np.testing.assert_allclose([c for _, c in near], sims[order], rtol=1e-12)
+    assert got[0] == got[2] and [i for i, _ in got[0]][:2] == [10, 11]

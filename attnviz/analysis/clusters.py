@@ -24,19 +24,23 @@ def default_clusters(heads: int) -> int:
     return max(2, int(round((heads / 2) ** 0.5)))
 
 
-def _js_to_all(rows: np.ndarray, a: int) -> np.ndarray:
+def _entropy(x: np.ndarray) -> np.ndarray:
+    """Base-2 entropy along the last axis (0 log 0 = 0)."""
+    logs = np.zeros_like(x)
+    np.log2(x, out=logs, where=x > 0)
+    return -(x * logs).sum(-1)  # type: ignore[no-any-return]
+
+
+def _js_to_all(rows: np.ndarray, a: int, entropies: np.ndarray | None = None) -> np.ndarray:
     """Sum over query rows of JS(head a, head b) for every head b: ``rows`` is
-    ``[heads, queries, keys]`` (float64, rows summing to 1)."""
-    p = rows[a][None]
-    m = 0.5 * (p + rows)
-
-    def kl(x: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(x > 0, x * (np.log2(np.where(x > 0, x, 1)) - np.log2(np.where(m > 0, m, 1))), 0.0)
-        return terms.sum(-1)
-
-    js = np.clip(0.5 * kl(np.broadcast_to(p, rows.shape)) + 0.5 * kl(rows), 0.0, 1.0)
-    return js.sum(-1)  # [heads]
+    ``[heads, queries, keys]`` (float64, rows summing to 1). JS(p, q) = H((p + q) / 2) -
+    (H(p) + H(q)) / 2, with ``entropies`` ``[heads, queries]`` (each row's H) computed once:
+    one logarithm per element and pair instead of three."""
+    if entropies is None:
+        entropies = _entropy(rows)
+    mixed = _entropy(0.5 * (rows[a][None] + rows))  # [heads, queries]
+    js = np.clip(mixed - 0.5 * (entropies[a][None] + entropies), 0.0, 1.0)
+    return js.sum(-1)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -64,8 +68,9 @@ class HeadDistances:
         count = flat.shape[0]
         if self.sums is None:
             self.sums = np.zeros((count, count))
+        entropies = _entropy(flat)
         for a in range(count):
-            self.sums[a] += _js_to_all(flat, a)
+            self.sums[a] += _js_to_all(flat, a, entropies)
         self.rows += array.shape[2]
         self.texts += 1
 

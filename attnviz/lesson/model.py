@@ -78,16 +78,22 @@ def nearest_neighbours(
     # float64 where the table is small enough (MiniLM's: 12M values), float32 for big vocabularies
     t = np.asarray(table, np.float64 if np.size(table) <= 20_000_000 else np.float32)
     unit = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    out = []
-    for start in range(0, len(token_ids), 32):  # [32, V] at a time, whatever the vocabulary
-        chunk = list(token_ids[start : start + 32])
+    unique = list(dict.fromkeys(int(i) for i in token_ids))  # a repeated token is looked up once
+    found: dict[int, list[tuple[int, float]]] = {}
+    top = max(1, min(top, len(t) - 1))
+    for start in range(0, len(unique), 32):  # [32, V] at a time, whatever the vocabulary
+        chunk = unique[start : start + 32]
         sims = np.asarray(unit[chunk] @ unit.T, np.float64)
         sims[:, exclude] = -np.inf
+        sims[np.arange(len(chunk)), chunk] = -np.inf
+        # the top-th best value of each row in one pass over [32, V]; only the rows' values
+        # at or above it (the top and any ties with the last) are sorted
+        kth = np.partition(sims, sims.shape[1] - top, axis=1)[:, sims.shape[1] - top]
         for row, token_id in enumerate(chunk):
-            sims[row, token_id] = -np.inf
-            order = np.lexsort((np.arange(len(t)), -sims[row]))[:top]
-            out.append([(int(i), float(sims[row, i])) for i in order])
-    return out
+            candidates = np.flatnonzero(sims[row] >= kth[row])
+            order = candidates[np.lexsort((candidates, -sims[row, candidates]))][:top]
+            found[token_id] = [(int(i), float(sims[row, i])) for i in order]
+    return [found[int(i)] for i in token_ids]
 
 
 def similarity_by_distance(table: np.ndarray) -> np.ndarray:
