@@ -92,16 +92,21 @@ def _token_table(step: Step) -> str:
     )
 
 
-def _section(lesson: Lesson, step: Step) -> str:
+def picture_url(lesson: Lesson, step: Step) -> str:
+    """The step's picture as this page shows it (without its sentences, which the page
+    prints as text): a PNG ``data:`` URL. `attnviz serve`'s lesson view shows the same."""
     from attnviz.lesson.figures import step_png
 
+    return "data:image/png;base64," + base64.b64encode(step_png(lesson, step, sentences=False)).decode("ascii")
+
+
+def _section(lesson: Lesson, step: Step) -> str:
     sentences = html.escape(" ".join(step.sentences))
     alt = html.escape(f"step {step.number}: {step.title}")
     if step.number == 1:
         picture = _token_table(step)
     else:
-        data = base64.b64encode(step_png(lesson, step, sentences=False)).decode("ascii")
-        picture = f'<img alt="{alt}" src="data:image/png;base64,{data}">'
+        picture = f'<img alt="{alt}" src="{picture_url(lesson, step)}">'
     return (
         f'<section id="step-{step.number}" class="step{"" if step.applies else " skipped"}" '
         f'data-applies="{"1" if step.applies else "0"}">'

@@ -1,8 +1,9 @@
 """The Starlette application of `attnviz serve`.
 
 Routes: ``GET /`` the page, ``GET /api/models`` the models, ``POST /api/attention`` one
-input's page data, ``POST /api/attribution`` its token attributions. There is no route that reads or writes a file: the page and its script
-come from the package's templates, loaded once.
+input's page data, ``POST /api/attribution`` its token attributions, ``POST /api/lesson``
+its lesson (or one step's picture). There is no route that reads or writes a file: the page
+and its script come from the package's templates, loaded once.
 
 Every request first passes :class:`LocalOnly`: a page on another site cannot drive the server
 even through DNS rebinding, since its requests carry a foreign ``Host`` (the rebinding name) or
@@ -153,6 +154,17 @@ def _optional_text(document: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _optional_index(document: dict[str, Any], key: str) -> int | None:
+    """A 0-based index field: absent or null is None; anything but a non-negative integer is
+    refused (a silently ignored choice would show another head than the one asked for)."""
+    value = document.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"{key} must be a non-negative integer", hint=f'send {{"{key}": 0, ...}} or leave it out')
+    return value
+
+
 def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) -> ASGIApp:
     """The ASGI application for ``pool``, accepting requests addressed to ``port``."""
     from attnviz.render.html import render_serve_page
@@ -172,6 +184,9 @@ def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) ->
 
     async def attribution(request: Request) -> Response:
         return await answer(request, "attribution")
+
+    async def lesson(request: Request) -> Response:
+        return await answer(request, "lesson")
 
     async def answer(request: Request, task: str) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -194,6 +209,11 @@ def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) ->
                 target=_optional_text(document, "target"),
                 vectors=bool(document.get("vectors", False)),
                 task=task,
+                **(
+                    {name: _optional_index(document, name) for name in ("layer", "head", "query", "picture")}
+                    if task == "lesson"
+                    else {}
+                ),
             )
             client = str(document.get("client", request.client.host if request.client else "anonymous"))[:64]
             seq = document.get("seq")
@@ -227,6 +247,7 @@ def create_app(pool: ModelPool, *, port: int, host_names: Iterable[str] = ()) ->
             Route("/api/models", models, methods=["GET"]),
             Route("/api/attention", attention, methods=["POST"]),
             Route("/api/attribution", attribution, methods=["POST"]),
+            Route("/api/lesson", lesson, methods=["POST"]),
         ],
         exception_handlers={HTTPException: http_error},
     )

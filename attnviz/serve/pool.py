@@ -36,14 +36,21 @@ LIVE_METHODS = ("ablation", "grad-x-input", "attention", "rollout", "grad-rollou
 class Query:
     """What one request asks of a model. ``vectors``: also the query and key vectors (the
     neuron view), which cost a larger answer, so only that view asks for them.
-    ``task``: ``attention`` (the page data) or ``attribution`` (token attributions, as
-    `attnviz attribute --json` prints them, for :data:`LIVE_METHODS`)."""
+    ``task``: ``attention`` (the page data), ``attribution`` (token attributions, as
+    `attnviz attribute --json` prints them, for :data:`LIVE_METHODS`) or ``lesson``
+    (`attnviz lesson --json`'s document, or with ``picture`` one step's picture).
+    ``layer``, ``head``, ``query``: the lesson's step 4 (0-based; None: the lesson's own
+    choice)."""
 
     text: str
     pair: str | None = None
     target: str | None = None
     vectors: bool = False
     task: str = "attention"
+    layer: int | None = None
+    head: int | None = None
+    query: int | None = None
+    picture: int | None = None
 
 
 @dataclass
@@ -87,6 +94,7 @@ class WarmModel:
         self._worker: asyncio.Task[None] | None = None
         self.forward_seconds: float | None = None
         self._attributor: Any = None  # loaded on the first attribution request
+        self._lessons: Any = None  # made on the first lesson request
 
     @property
     def name(self) -> str:
@@ -183,9 +191,20 @@ class WarmModel:
 
         if query.task == "attribution":
             return self._attribute(query)
+        if query.task == "lesson":
+            return self._lesson(query)
         extractor = self._extractors[query.vectors]
+        encoded = self._encode_within_limit(extractor, TextInput(query.text, query.pair, query.target))
+        started = time.perf_counter()
+        result = extractor.run_batch([encoded])[0]
+        self.forward_seconds = time.perf_counter() - started
+        return page_data(result)
+
+    def _encode_within_limit(self, encoder: Any, item: Any) -> Any:
+        """``item`` tokenized by ``encoder``, or the CLI's error for a text over the model's
+        maximum (the server never cuts a text) or over ``--max-tokens``."""
         try:
-            encoded = extractor.encode(TextInput(query.text, query.pair, query.target))
+            encoded = encoder.encode(item)
         except TooLongError as exc:
             raise InputError(exc.message, hint=NEVER_CUT) from exc
         length = max(len(encoded.ids), len(encoded.target_ids or ()))
@@ -195,29 +214,37 @@ class WarmModel:
                 hint="shorten it, or start the server with a larger {max_tokens}",
                 option="max_tokens",
             )
+        return encoded
+
+    def _lesson(self, query: Query) -> dict[str, Any]:
+        from attnviz.extraction import TextInput
+        from attnviz.serve.lessons import LessonStore
+
+        if query.pair is not None:
+            raise InputError("the lesson reads one text, not a sentence pair", hint="leave the pair box empty")
+        target = query.target
+        if self.loaded.family == "encoder-decoder" and target is None:
+            target = query.text  # as `attnviz lesson` does: the decoder reads the text itself
+        # the lesson's own extractor cuts a long text; the server refuses it first, in its words
+        self._encode_within_limit(self._extractors[False], TextInput(query.text, None, target))
+        if self._lessons is None:
+            self._lessons = LessonStore(self.loaded)
         started = time.perf_counter()
-        result = extractor.run_batch([encoded])[0]
+        if query.picture is not None:
+            return self._lessons.picture(query)  # type: ignore[no-any-return]
+        document: dict[str, Any] = self._lessons.document(query)
         self.forward_seconds = time.perf_counter() - started
-        return page_data(result)
+        return document
 
     def _attribute(self, query: Query) -> dict[str, Any]:
         from attnviz.attribution import Attributor
+        from attnviz.extraction import TextInput
 
-        if query.pair is not None:
-            raise InputError("attribution takes one text, not a sentence pair", hint="leave the pair box empty")
         if self._attributor is None:
             self._attributor = Attributor(self.loaded, truncate=False)
         attributor = self._attributor
-        try:
-            encoded = attributor.encode(query.text, query.target)
-        except TooLongError as exc:
-            raise InputError(exc.message, hint=NEVER_CUT) from exc
-        if len(encoded.ids) > self.max_tokens:
-            raise InputError(
-                f"the text has {len(encoded.ids)} tokens, more than this server's maximum of {self.max_tokens}",
-                hint="shorten it, or start the server with a larger {max_tokens}",
-                option="max_tokens",
-            )
+        # an encoder's pair is scored too (`attnviz attribute --pair`)
+        encoded = self._encode_within_limit(attributor.extractor, TextInput(query.text, query.pair, query.target))
         applicable, notes = attributor.choose_methods(None, len(encoded.ids))
         from attnviz.models import unknown_token_warning
 
@@ -229,6 +256,8 @@ class WarmModel:
         self.forward_seconds = time.perf_counter() - started
         document = attribution.to_dict()
         document["signed"] = [attribution.signed(m) for m in methods]
+        # which sentence of a pair each token is in (0, 1), for the page's columns
+        document["segments"] = [int(s) for s in encoded.tokens.segment_ids]
         return document
 
 
