@@ -116,3 +116,22 @@ def test_custom_code_that_was_not_run_is_said(base, tmp_path):
     assert "auto_map: AutoModel" in result.stderr and "--trust-remote-code would run that code" in result.stderr
     info = invoke("info", folder, "--json")
     assert "--trust-remote-code would run" in json.loads(info.stdout)["notes"][0]
+
+
+def test_without_weights_only_config_and_tokenizer_are_read(base, tmp_path):
+    """load_model(weights=False), what export --ray's driver loads: the same description of
+    the model as a full load, its tokenizer, and no weights read (a damaged weights file
+    does not matter there; the workers that load it report it)."""
+    import dataclasses
+
+    from attnviz.models import load_model
+
+    folder = _variant(base, tmp_path, lambda path: (path / "model.safetensors").write_bytes(b"not safetensors"))
+    described = load_model(str(folder), device="cpu", weights=False)
+    full = load_model(str(base), device="cpu")
+    assert described.model is None and described.device == "cpu"
+    same_place = dataclasses.replace(described.info, name=full.info.name, source=full.info.source)
+    assert same_place == full.info and described.max_length == full.max_length
+    assert described.tokenizer("the cat")["input_ids"] == full.tokenizer("the cat")["input_ids"]
+    broken = invoke("show", "the cat", "-m", folder)
+    assert broken.exit_code == 1 and "cannot load the weights" in broken.stderr

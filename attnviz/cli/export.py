@@ -132,7 +132,8 @@ def export(
         revision=revision,
         layers=layer,
         heads=head,
-        device="cpu" if ray is not None else device,  # with --ray, here only to check the options
+        device="cpu" if ray is not None else device,
+        weights=ray is None,  # with --ray, here only to check the options: the workers load the weights
         trust_remote_code=trust_remote_code,
         verbose=verbose,
         quiet=not verbose,

@@ -210,6 +210,7 @@ def load_model(
     trust_remote_code: bool = False,
     verbose: bool = False,
     allow_pickle: bool | None = None,
+    weights: bool = True,
 ) -> LoadedModel:
     """Load tokenizer and model for attention extraction.
 
@@ -224,6 +225,9 @@ def load_model(
     is refused unless ``allow_pickle`` (or ``ATTNVIZ_ALLOW_PICKLE=1``), since unpickling
     can run code. A tokenizer without a vocabulary and a broken layer/head count are
     refused with one line; custom code named by ``auto_map`` is not run, and ``notes`` says so.
+    ``weights=False`` reads only the config and the tokenizer (``model`` is None): what a
+    process that checks the options and names the output needs while others run the model
+    (``export --ray``'s driver).
     """
     resolved = resolve_model_spec(spec)
     chosen_device = pick_device(device)
@@ -257,6 +261,9 @@ def load_model(
             ) from exc
         info = model_info_from_config(resolved.name, resolved.source, config, tokenizer)  # checks the counts
         _check_tokenizer(resolved, tokenizer)
+        if not weights:
+            notes = tuple(config_notes(config, trust_remote_code))
+            return LoadedModel(spec=resolved, tokenizer=tokenizer, model=None, info=info, device="cpu", notes=notes)
         pickle_ok = allow_pickle if allow_pickle is not None else _env_allows_pickle()
         _refuse_pickle_only(resolved, pickle_ok)
         try:
