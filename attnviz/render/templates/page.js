@@ -158,6 +158,16 @@
 
   // -- dispatch ---------------------------------------------------------------------------
   function draw() {
+    // a served page's own views (attribution, lesson; data-served sections): serve.js draws
+    // them from its own answers, so they need no attention data here
+    const served = [...document.querySelectorAll("main > section[data-served]")];
+    for (const section of served) section.hidden = section.dataset.served !== state.view;
+    if (served.some((section) => section.dataset.served === state.view)) {
+      for (const id of ["head-view", "matrix-view", "grid-view", "neuron-view"]) $(id).hidden = true;
+      document.body.dataset.view = state.view;
+      if (api.changed) api.changed();
+      return;
+    }
     const k = info();
     const [, , Q, K] = k.shape;
     $("head-view").hidden = state.view !== "head";
@@ -167,11 +177,7 @@
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
     $("layer-label").hidden = state.view === "grid";  // the grid shows every layer: no picker
     const layerId = k.layers[state.layer];
-    const elsewhere = $("attribute-view");   // served pages only: serve.js draws it
-    if (elsewhere) elsewhere.hidden = state.view !== "attribute";
-    if (state.view === "attribute") {
-      $("layer-label").hidden = true; $("head-label").hidden = true; $("kind-label").hidden = true;
-    } else if (state.view === "neuron" && !k.vectors) {
+    if (state.view === "neuron" && !k.vectors) {
       $("neuron-view").hidden = true;   // served: the vectors are on their way (see serve.js)
     } else if (state.view === "head") {
       drawHeadView();
