@@ -9,6 +9,8 @@ import json
 import shutil
 import threading
 import time
+from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -224,3 +226,100 @@ def test_attribution_takes_the_pair(server):
     for got, want in zip(served["scores"], expected["scores"]):
         assert [g is None for g in got] == [w is None for w in want]
         np.testing.assert_allclose([g for g in got if g is not None], [w for w in want if w is not None], atol=1e-5)
+
+
+# -- the page in Chromium ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    opened.on("request", lambda request: requests.append(request.url))
+    yield opened
+    context.close()
+    assert errors == []
+    assert all(url.startswith(server.url) for url in requests), requests
+
+
+def _steps(page) -> list[dict]:
+    return page.eval_on_selector_all(
+        "#lesson-steps > li",
+        """items => items.map(li => ({step: Number(li.dataset.step), applies: li.dataset.applies === '1',
+             text: li.querySelector('p.sentences').textContent,
+             images: [...li.querySelectorAll('img')].map(i => i.complete && i.naturalWidth > 0)}))""",
+    )
+
+
+def _served_texts(server, model: str, text: str, **extra) -> list[str]:
+    return [s["text"] for s in _post(server, "api/lesson", {"model": model, "text": text, **extra}).json()["steps"]]
+
+
+@pytest.mark.browser
+def test_typing_shows_the_lesson_and_a_link_reopens_it(page, server):
+    model = server.models["bert"]
+    hostile = 'the cat <img src=x onerror="window.__pwned=1">'
+    page.goto(f"{server.url}?model={quote(model)}&text={quote(hostile)}&view=lesson")
+    page.wait_for_selector("body[data-lessons='1']", timeout=30000)
+    assert [s["text"] for s in _steps(page)] == _served_texts(server, model, hostile)  # text, not markup
+    page.locator("#text").fill(TEXT)
+    page.wait_for_selector("body[data-lessons='2']", timeout=30000)
+    page.wait_for_selector("body[data-pictures-done='1']", timeout=60000)
+    steps = _steps(page)
+    assert [s["step"] for s in steps] == list(range(1, 10))
+    assert steps[0]["text"].startswith("The text becomes 8 tokens")
+    assert page.locator("#lesson-step-1 table tbody tr").count() == 8
+    for s in steps[1:]:
+        assert s["images"] == [True], s  # every step of BERT applies and has its picture
+    layer, head = page.locator("#layer").input_value(), page.locator("#head").input_value()
+    assert f"Layer {layer}, head {head} " in steps[3]["text"]
+    # step 4 follows the Head picker, and the link keeps the view, the layer and the head
+    other = "1" if head != "1" else "2"
+    page.select_option("#head", other)
+    page.wait_for_selector("body[data-lessons='3']", timeout=30000)
+    assert f"Layer {layer}, head {other} " in _steps(page)[3]["text"]
+    link = page.url
+    assert "view=lesson" in link and f"head={other}" in link and f"layer={layer}" in link
+    page.goto(link)
+    page.wait_for_selector("body[data-lessons='1']", timeout=30000)
+    assert page.locator("#lesson-view").is_visible() and page.locator("#view").input_value() == "lesson"
+    assert [s["text"] for s in _steps(page)] == _served_texts(server, model, TEXT, layer=int(layer), head=int(other))
+    assert page.evaluate("window.__pwned") is None
+
+
+@pytest.mark.browser
+def test_an_uncovered_model_and_the_pair_in_the_attribution_view(page, server):
+    page.goto(f"{server.url}?model={quote(server.models['gemma3'])}&text={quote(TEXT)}&view=lesson")
+    page.wait_for_selector("body[data-lessons='1']", timeout=30000)
+    page.wait_for_selector("body[data-pictures-done='1']", timeout=60000)
+    steps = {s["step"]: s for s in _steps(page)}
+    for number in (6, 7, 8):  # one line each, no picture
+        assert not steps[number]["applies"] and steps[number]["images"] == []
+        assert steps[number]["text"].startswith("Not read for this model: ")
+    assert page.locator("#lesson-step-7.skipped").is_visible()
+    # the attribution view scores an encoder's pair: the pair box adds its tokens
+    page.goto(f"{server.url}?model={quote(server.models['bert'])}&text=the+cat+sat&view=attribute")
+    page.wait_for_selector("body[data-seq='1']", timeout=30000)
+    header = page.locator("#attribute-table thead th")
+    assert header.all_inner_texts()[1:] == ["[CLS]", "the", "cat", "sat", "[SEP]"]
+    page.locator("#pair").fill("a dog ran")
+    page.wait_for_selector("body[data-seq='2']", timeout=30000)
+    assert header.all_inner_texts()[1:] == ["[CLS]", "the", "cat", "sat", "[SEP]", "a", "dog", "ran", "[SEP]"]
+    assert page.locator("#attribute-table thead th.second").all_inner_texts() == ["a", "dog", "ran", "[SEP]"]
+    assert "pair=a+dog+ran" in page.url

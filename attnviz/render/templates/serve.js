@@ -345,8 +345,10 @@
     return box;
   }
 
+  let lessonsDrawn = 0;
   function drawLesson(doc, body) {
     lesson = { doc, body, pictures: {}, loading: false, status: "" };
+    document.body.dataset.lessons = String(++lessonsDrawn);   // for tests: picture requests take seq numbers too
     const items = doc.steps.map((step) => {
       const li = make("li", { className: step.applies ? "" : "skipped", id: `lesson-step-${step.step}` });
       li.dataset.step = String(step.step);
