@@ -175,6 +175,26 @@ def test_an_uncovered_layer_shape_is_said_in_one_line(server):
     assert picture.status_code == 200 and picture.json()["picture"] is None
 
 
+def test_a_long_text_is_cut_to_the_lessons_length(loaded_models):
+    """A served lesson reads the first LESSON_TOKENS tokens (here 8): the text is cut where
+    its 7th token ends, and the drop is counted and said."""
+    from attnviz.serve.lessons import LessonStore
+    from attnviz.serve.pool import Query
+
+    loaded = loaded_models["bert"]
+    text = "the dog ran and the cats sat on the mat"
+    pieces = loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer(text)["input_ids"])
+    assert pieces[6:8] == ["cat", "##s"]  # the cut falls inside a word: "cats" loses its "s"
+    document = LessonStore(loaded, limit=8).document(Query(text, task="lesson"))
+    assert document["text"] == "the dog ran and the cat"
+    assert [row["piece"] for row in document["steps"][0]["data"]["tokens"]] == [*pieces[:7], "[SEP]"]
+    assert document["truncated_tokens"] == len(pieces) - 8
+    assert document["notes"] == [
+        f"the lesson reads the first 8 tokens: {len(pieces) - 8} tokens of the text were cut off "
+        "(the other views read it whole; attnviz lesson reads up to the model's maximum)"
+    ]
+
+
 def test_stale_lesson_requests_are_dropped_in_order(server):
     """While the model is busy, a client's older lesson requests (and a picture it asked
     for) are answered 409 as soon as it sends a newer one; the newest is answered."""
