@@ -410,7 +410,8 @@
   readURL();
   // the user's own Layer/Head choice (capture phase: before page.js redraws and asks again)
   $("controls").addEventListener("change", (event) => { if (event.target.id === "layer" || event.target.id === "head") stepChosen = true; }, true);
-  $("neuron-queries").addEventListener("click", () => { queryChosen = true; }, true);
+  // a query clicked in the neuron view is the lesson's too (bubbling: after page.js set it)
+  $("neuron-queries").addEventListener("click", () => { queryChosen = true; writeURL(); });
   // before any attention has arrived page.js draws nothing, so it cannot report view changes
   $("view").addEventListener("change", () => { if (!Object.keys(page.data().kinds || {}).length || TASKS[page.state.view]) page.changed(); });
   for (const id of ["text", "target"]) $(id).addEventListener("input", () => { queryChosen = false; schedule(); });
