@@ -159,6 +159,9 @@ def test_errors_in_the_command_lines_words(server):
     pair = _post(server, "api/lesson", {"model": model, "text": TEXT, "pair": "a dog"})
     assert pair.status_code == 400 and pair.json()["error"] == "the lesson reads one text, not a sentence pair"
     assert _post(server, "api/lesson", {"model": model, "text": " "}).json()["error"] == "the text is empty"
+    # a text the vocabulary does not cover is a lesson all the same, with the CLI's warning
+    unknown = _post(server, "api/lesson", {"model": model, "text": "zzz qqq"}).json()
+    assert unknown["notes"] == ["all 2 tokens of the text are [UNK] (outside the model's vocabulary)"]
 
 
 def test_an_uncovered_layer_shape_is_said_in_one_line(server):
