@@ -18,6 +18,7 @@ maximum, and says how many it dropped; the other views still read the whole text
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,9 @@ LESSONS_KEPT = 4
 PICTURES_KEPT = 64
 #: The steps the page asks a picture for: step 1 is a table the page builds from its numbers.
 PICTURE_STEPS = range(2, 10)
+#: Each model's queue runs in its own thread; matplotlib's text and font caches are not meant
+#: for two threads at once, so pictures are drawn one at a time across models.
+_DRAWING = threading.Lock()
 #: Tokens (special ones included) a served lesson reads: the head clusters of `attnviz
 #: lesson` are compared over as many (lesson.collect.CLUSTER_TOKENS).
 LESSON_TOKENS = 128
@@ -147,7 +151,11 @@ class LessonStore:
             url = self._pictures[key]
         else:
             started = time.perf_counter()
-            url = picture_url(lesson, step) if step.applies else None
+            if step.applies:
+                with _DRAWING:
+                    url = picture_url(lesson, step)
+            else:
+                url = None
             drawn = time.perf_counter() - started
             self._pictures[key] = url
             while len(self._pictures) > PICTURES_KEPT:
