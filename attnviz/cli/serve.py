@@ -82,12 +82,15 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else '[::1]' if host == '::' else shown}:{bound_port}/"
         app = create_app(pool, port=bound_port, host_names=[host])
-        note(f"serving {', '.join(pool.models)} at {url} (Ctrl-C stops)")
-        sys.stderr.flush()
-        if open_browser:
-            import webbrowser
 
-            webbrowser.open(url)
-        run(app, sock, verbose=verbose)
+        def started() -> None:
+            note(f"serving {', '.join(pool.models)} at {url} (Ctrl-C stops)")
+            sys.stderr.flush()
+            if open_browser:
+                import webbrowser
+
+                webbrowser.open(url)
+
+        run(app, sock, verbose=verbose, on_started=started)
     finally:
         sock.close()

@@ -42,10 +42,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(app: Any, sock: socket.socket, *, verbose: bool = False) -> None:
+def run(app: Any, sock: socket.socket, *, verbose: bool = False, on_started: Any = None) -> None:
     """Serve ``app`` on ``sock`` until Ctrl-C (uvicorn shuts down gracefully, then re-raises
-    the interrupt, which the command line reports as exit 130)."""
+    the interrupt, which the command line reports as exit 130). ``on_started()`` is called
+    once the server accepts requests and uvicorn handles Ctrl-C, so that whoever is told
+    "serving" may interrupt it at once."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if on_started is not None and not self.should_exit:
+                on_started()
 
     config = uvicorn.Config(
         app,
@@ -55,5 +63,5 @@ def run(app: Any, sock: socket.socket, *, verbose: bool = False) -> None:
         server_header=False,
         timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     server.run(sockets=[sock])
