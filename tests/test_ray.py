@@ -53,6 +53,15 @@ def unknown_warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "outside the model's vocabulary" in line]
 
 
+def document(stdout: str) -> Any:
+    """The command's JSON line. The module's Ray instance lives across tests, and its driver
+    threads may print a line of their own (a finished job's actors reported as died) into
+    whatever ``sys.stdout`` is at that moment: here a one-process run's captured output."""
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, stdout
+    return json.loads(lines[0])
+
+
 def run(*args: Any) -> Any:
     result = invoke(*args)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -74,7 +83,7 @@ def test_stats_on_ray_equal_one_process(ray_instance: Any, tiny_models: dict[str
         == unknown_warnings(spread.stderr)
         == [f"warning: all 2 tokens of '{UNKNOWN}' are [UNK] (outside the model's vocabulary)"]
     )
-    a, b = json.loads(one.stdout), json.loads(spread.stdout)
+    a, b = document(one.stdout), document(spread.stdout)
     assert b["texts"] == a["texts"] and (a["model"], a["kind"], a["layers"]) == (b["model"], b["kind"], b["layers"])
     for name, values in a["sums"].items():
         np.testing.assert_allclose(b["sums"][name], values, rtol=0, atol=1e-9, err_msg=name)
@@ -107,7 +116,7 @@ def test_compare_on_ray_equals_one_process(
     common = ("compare", "-f", corpus, "-m", tiny_models["bert"], "-m", changed_bert, "--json", "--batch-size", 3)
     one, spread = run(*common), run(*common, "--ray", "local")
     assert unknown_warnings(one.stderr) == unknown_warnings(spread.stderr) and len(unknown_warnings(one.stderr)) == 1
-    a, b = json.loads(one.stdout), json.loads(spread.stdout)
+    a, b = document(one.stdout), document(spread.stdout)
     assert a["texts"] == b["texts"] == 12 and not a["identical"]
     assert [(h["layer"], h["head"]) for h in a["heads"]] == [(h["layer"], h["head"]) for h in b["heads"]]
     np.testing.assert_allclose([h["js"] for h in b["heads"]], [h["js"] for h in a["heads"]], rtol=0, atol=1e-8)
@@ -177,7 +186,7 @@ def test_export_on_ray_writes_the_same_files_and_survives_a_killed_worker(
                 np.testing.assert_array_equal(a["encoder"], b["encoder"])
 
     again = run(*common, "-o", tmp_path / "ray", "--ray", "local", "--resume", "--json")
-    summary = json.loads(again.stdout)
+    summary = document(again.stdout)
     assert summary["resumed"] == 12 and summary["exported"] == 0
 
 

@@ -241,7 +241,13 @@ def run_windows(
     each once). A worker's :class:`AttnvizError` is raised here; Ctrl-C stops the job."""
     if not payloads:
         return
-    with _without_known_noise(options.verbose), Connection(options) as connection:
+    # Ray's driver threads print what they hear from the cluster (a worker that died...) to
+    # sys.stdout: while the job runs that is stderr, so a command's --json stays clean
+    with (
+        contextlib.redirect_stdout(sys.stderr),
+        _without_known_noise(options.verbose),
+        Connection(options) as connection,
+    ):
         ray = connection.ray
         actors, gpus, cpus = connection.shape()
         actors = max(1, min(actors, len(payloads)))
