@@ -504,3 +504,36 @@ def test_show_scale_full_reaches_the_page(tiny_models, tmp_path):
     assert done.exit_code == 0, done.output
     text = out.read_text(encoding="utf-8")
     assert json.loads(text.split('id="attnviz-data">', 1)[1].split("</script>", 1)[0])["scale"] == "full"
+
+
+# -- the neuron view's pickers and layout (a new-user review) ---------------------------------
+def _head_picker(page):
+    return page.eval_on_selector("#head", "s => ({value: s.value, options: [...s.options].map(o => o.value)})")
+
+
+def test_neuron_view_head_picker_offers_only_heads_it_can_draw(loaded_models, open_page):
+    result = extract("the cat sat on the mat", model=loaded_models["bert"], layers="1", heads="0,1", vectors=True)
+    opened = open_page(result)
+    page = opened.page
+    page.select_option("#view", "neuron")
+    picker = _head_picker(page)
+    assert picker["options"] == ["0", "1"]  # one head at a time: no 'mean of heads', no 'all heads'
+    page.select_option("#head", "1")
+    assert "· head 1 ·" in page.text_content("#neuron-title")
+    page.select_option("#view", "matrix")
+    page.select_option("#head", "mean")  # the matrix does draw the mean...
+    page.select_option("#view", "neuron")  # ...the neuron view cannot: the picker snaps to a head
+    picker = _head_picker(page)
+    assert "mean" not in picker["options"] and picker["value"] == page.evaluate("document.body.dataset.head")
+    assert f"· head {picker['value']} ·" in page.text_content("#neuron-title")
+    opened.check_clean()
+
+
+def test_neuron_option_on_a_page_without_vectors_says_how_to_get_it(loaded_models, open_page):
+    result = extract("the cat sat", model=loaded_models["bert"])
+    page = open_page(result).page
+    option = page.eval_on_selector(
+        "#view option[value='neuron']", "o => ({disabled: o.disabled, text: o.textContent, title: o.title})"
+    )
+    assert option["disabled"]
+    assert "--view neuron" in option["text"] and "--view neuron" in option["title"]

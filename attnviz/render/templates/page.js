@@ -130,20 +130,25 @@
     const k = info();
     fillSelect($("layer"), k.layers.map((id, pos) => [pos, `${id}`]), Math.min(state.layer, k.layers.length - 1));
     state.layer = Number($("layer").value);
+    const neuronOption = $("view").querySelector('option[value="neuron"]');
+    const noVectors = !k.vectors && !SERVED;
+    neuronOption.disabled = noVectors;
+    // a disabled option says nothing by itself: its text (and tooltip) say how to get it
+    neuronOption.textContent = noVectors ? "Neuron view (make the page with --view neuron)" : "Neuron view (query · key)";
+    neuronOption.title = noVectors ? "This page holds no query/key vectors: make it with `attnviz show TEXT --view neuron -l LAYER -H HEAD -o page.html`" : "";
+    if (state.view === "neuron" && noVectors) { state.view = "head"; $("view").value = "head"; }
+    const rolloutOption = $("view").querySelector('option[value="rollout"]');
+    rolloutOption.disabled = !k.rollout;
+    if (state.view === "rollout" && !k.rollout) { state.view = "matrix"; $("view").value = "matrix"; }
     const heads = k.heads.map((id, pos) => [pos, id === -1 ? "mean" : `${id}`]);
-    const first = state.view === "head" ? [["all", "all heads"], ["mean", "mean of heads"]] : [["mean", "mean of heads"]];
+    // the neuron view draws one head's vectors: it offers no mean (the picker shows what is drawn)
+    const first = state.view === "head" ? [["all", "all heads"], ["mean", "mean of heads"]] : state.view === "neuron" ? [] : [["mean", "mean of heads"]];
     let value = state.head;
     if (value === "all" && state.view !== "head") value = "mean";
+    if (state.view === "neuron" && (value === "all" || value === "mean")) value = 0;
     if (typeof value === "number" && value >= k.heads.length) value = 0;
     fillSelect($("head"), first.concat(heads), value);
     state.head = value;
-    const rolloutOption = $("view").querySelector('option[value="rollout"]');
-    rolloutOption.disabled = !k.rollout;
-    const neuronOption = $("view").querySelector('option[value="neuron"]');
-    neuronOption.disabled = !k.vectors && !SERVED;
-    if (state.view === "neuron" && !k.vectors && !SERVED) { state.view = "head"; $("view").value = "head"; }
-    if (state.view === "neuron" && (value === "all" || value === "mean")) { state.head = 0; $("head").value = "0"; }
-    if (state.view === "rollout" && !k.rollout) { state.view = "matrix"; $("view").value = "matrix"; }
     $("head-label").hidden = state.view === "grid" || state.view === "rollout";
     $("scale-label").hidden = state.view === "head" || state.view === "neuron" || state.view === "attribute";
     $("kind-label").hidden = Object.keys(DATA.kinds).length < 2 || state.view === "attribute";
