@@ -111,3 +111,42 @@ def test_the_noise_filter_stays_out_of_a_captured_stderr(capsys: pytest.CaptureF
     with _without_known_noise(False):
         print("kept", file=sys.stderr)
     assert capsys.readouterr().err == "kept\n"
+
+
+def test_rays_reports_from_the_cluster_are_dropped_from_stdout_unless_verbose() -> None:
+    import io
+
+    from attnviz.distributed.engine import RayChatter
+
+    lines = [
+        "\x1b[33m(raylet)\x1b[0m A worker died or was killed while executing a task by an unexpected system error.",
+        "(MapWorker(MapBatches(StatisticsJob)) pid=123) a worker's log line",
+        "[repeated 3x across cluster] (Ray deduplicates logs by default. Set RAY_DEDUP_LOGS=0 to disable)",
+        "(the cat) a line of ours that starts with a parenthesis",
+        '{"texts": 3}',
+    ]
+    quiet, verbose = io.StringIO(), io.StringIO()
+    for keep, target in ((False, quiet), (True, verbose)):
+        chatter = RayChatter(target, keep=keep)
+        for line in lines:
+            chatter.write(line[:10])  # written in pieces, as print() may
+            chatter.write(line[10:] + "\n")
+        chatter.write("no newline")
+        chatter.flush()
+    assert quiet.getvalue() == "(the cat) a line of ours that starts with a parenthesis\n" + '{"texts": 3}\nno newline'
+    assert verbose.getvalue() == "\n".join(lines) + "\nno newline"
+
+
+@pytest.mark.parametrize(
+    ("address", "needle"),
+    [("127.0.0.1:1", "connection refused on port 1 of 127.0.0.1"), ("nosuchhost.invalid", "port 6379 of nosuchhost")],
+)
+def test_an_address_where_nothing_answers_is_one_line_at_once(address: str, needle: str) -> None:
+    """ray.init would retry for many minutes (and ignore one Ctrl-C): a TCP check first."""
+    from attnviz.distributed.engine import DistributedError, check_reachable
+
+    with pytest.raises(DistributedError, match=needle) as caught:
+        check_reachable(address, timeout=2.0)
+    assert caught.value.message.startswith(f"cannot reach the Ray cluster at {address}: ")
+    check_reachable("auto")  # left to Ray: this machine's address file
+    check_reachable("ray://127.0.0.1:1")  # Ray Client fails fast on its own

@@ -21,9 +21,11 @@ down, which ends the job's actors on a cluster too.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -135,6 +137,7 @@ class Connection:
             if options.address is None:
                 kwargs.update(options.init)
             else:
+                check_reachable(options.address)
                 kwargs["address"] = options.address
             try:
                 ray.init(**kwargs)
@@ -166,6 +169,36 @@ class Connection:
         per = max(self.options.cpus_per_worker, 0.01)
         cpus = float(resources.get("CPU", 1))
         return (self.options.workers or max(1, int(cpus // per))), None, per
+
+
+#: Ray's head port when an address names none.
+DEFAULT_PORT = 6379
+#: Seconds to wait for a cluster's head to accept a connection.
+REACH_TIMEOUT = 5.0
+
+
+def check_reachable(address: str, *, timeout: float = REACH_TIMEOUT) -> None:
+    """A :class:`DistributedError` unless something accepts a TCP connection at a
+    ``HOST[:PORT]`` address within ``timeout`` seconds: with nothing there, ``ray.init``
+    retries for many minutes, printing its C++ client's warnings, and ignores one Ctrl-C.
+    ``auto`` (the address file of this machine) and ``ray://`` (Ray Client, which fails fast
+    on its own) are left to Ray."""
+    import socket
+
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":") if not address.endswith("]") else (address, "", "")
+    if not host or not port.isdigit():
+        host, port = address, str(DEFAULT_PORT)
+    host = host.strip("[]")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+        raise DistributedError(
+            f"cannot reach the Ray cluster at {address}: {reason} on port {port} of {host}",
+            hint="start the cluster first (ray start --head, see docs/distributed.md), or check the address",
+        ) from exc
 
 
 class WindowJob:
@@ -241,10 +274,11 @@ def run_windows(
     each once). A worker's :class:`AttnvizError` is raised here; Ctrl-C stops the job."""
     if not payloads:
         return
-    # Ray's driver threads print what they hear from the cluster (a worker that died...) to
-    # sys.stdout: while the job runs that is stderr, so a command's --json stays clean
+    # Ray's driver threads print what they hear from the cluster (a worker that died, a task
+    # retried after Ctrl-C...) to sys.stdout: while the job runs that goes to stderr, so a
+    # command's --json stays clean, and without --verbose those lines are dropped
     with (
-        contextlib.redirect_stdout(sys.stderr),
+        contextlib.redirect_stdout(RayChatter(sys.stderr, keep=options.verbose)),
         _without_known_noise(options.verbose),
         Connection(options) as connection,
     ):
@@ -273,6 +307,39 @@ def run_windows(
             # stop the running dataset (its actors and queued windows) before unwinding
             _close(results)
             raise
+
+
+class RayChatter(io.TextIOBase):
+    """``sys.stdout`` while a job runs: whole lines to ``target`` (stderr), except Ray's own
+    reports from the cluster unless ``keep``: lines that start with a process tag such as
+    ``(raylet)`` or ``(MapWorker pid=...)``, and its log-deduplication notices."""
+
+    def __init__(self, target: Any, *, keep: bool = False) -> None:
+        self.target, self.keep, self.pending = target, keep, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if self.keep or not _ray_chatter(line):
+                self.target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending and (self.keep or not _ray_chatter(self.pending)):
+            self.target.write(self.pending)
+        self.pending = ""
+        self.target.flush()
+
+
+def _ray_chatter(line: str) -> bool:
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", line).lstrip()
+    return bool(re.match(r"\((raylet|[A-Za-z_][\w.()]*( pid=\d+)?(, ip=[\d.]+)?)\)", plain)) or (
+        "Ray deduplicates logs" in plain
+    )
 
 
 #: Lines Ray's C++ core worker writes straight to the driver's stderr on every Ray Data run
