@@ -537,3 +537,46 @@ def test_neuron_option_on_a_page_without_vectors_says_how_to_get_it(loaded_model
     )
     assert option["disabled"]
     assert "--view neuron" in option["text"] and "--view neuron" in option["title"]
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_neuron_view_rows_sit_level_and_captions_over_their_columns(loaded_models, browser, tmp_path, width):
+    result = extract("the cat sat on the mat", model=loaded_models["bert"], layers="1", heads="1", vectors=True)
+    path = tmp_path / "page.html"
+    path.write_text(render_html(result), encoding="utf-8")
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.goto(path.as_uri())
+        page.wait_for_selector("body[data-ready='1']")
+        page.click("#neuron-queries li:nth-child(3)")
+        boxes = page.evaluate(
+            """(() => {
+              const box = (e) => { const r = e.getBoundingClientRect(); return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; };
+              const all = (s) => [...document.querySelectorAll(s)].map(box);
+              const caption = document.getElementById('neuron-query-caption');
+              return {keys: all('#neuron-keys li'), keyText: [...document.querySelectorAll('#neuron-keys li')].map(e => e.textContent),
+                      queries: all('#neuron-queries li'), numbers: all('#neuron-numbers tbody tr'),
+                      vectors: box(document.getElementById('neuron-canvas')), query: box(document.getElementById('neuron-query')),
+                      products: box(document.getElementById('neuron-products')), caption: box(caption),
+                      heading: box(document.querySelector('.neuron .caption.kv')),
+                      captionText: caption.textContent, captionCut: caption.scrollWidth > caption.clientWidth || caption.scrollHeight > caption.clientHeight};
+            })()"""
+        )
+        n = len(result.tokens.display)
+        assert boxes["keyText"] == list(result.tokens.display)  # each key row is labelled with its token
+        row = (boxes["vectors"]["bottom"] - boxes["vectors"]["top"]) / n  # the canvas holds one row per key
+        for j in range(n):
+            top = boxes["vectors"]["top"] + j * row
+            for column in ("keys", "queries", "numbers"):  # the label, the query picker and the numbers: level
+                assert abs(boxes[column][j]["top"] - top) <= 1, (column, j, boxes[column][j], top)
+                assert abs(boxes[column][j]["bottom"] - (top + row)) <= 1, (column, j)
+        caption, query = boxes["caption"], boxes["query"]
+        dim = result.vectors["encoder"]["query"].shape[-1]
+        assert boxes["captionText"] == f"query vector of 'cat' ({dim} values)"  # whole, never cut
+        assert not boxes["captionCut"]
+        column_right = max(query["right"], boxes["heading"]["right"])  # the query vector's (and key vectors') column
+        assert abs(caption["left"] - query["left"]) <= 1 and caption["right"] <= column_right + 1
+        assert caption["bottom"] <= query["top"] + 1 and caption["right"] <= boxes["products"]["left"]
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    finally:
+        page.close()

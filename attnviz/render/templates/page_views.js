@@ -263,16 +263,24 @@
       state.query = Math.max(0, special.findIndex((s) => !s));
     }
     const i = state.query;
+    const SHORT = 16;             // characters of a token in the neuron view's label columns
+    const tokenItem = (special) => (t, index) => {
+      const li = el("li", { className: special[index] ? "token special" : "token" }, label(t, SHORT));
+      if (t.length > SHORT) li.title = t;
+      li.dataset.index = String(index);
+      return li;
+    };
     const queries = $("neuron-queries");
     queries.replaceChildren(...queryTokens().display.map((t, index) => {
-      const li = el("li", { className: index === i ? "token selected" : "token" }, label(t));
-      li.dataset.index = String(index);
+      const li = tokenItem(queryTokens().special)(t, index);
+      if (index === i) li.classList.add("selected");
       li.tabIndex = 0;
       const pick = () => { state.query = index; drawNeuron(); };
       li.addEventListener("click", pick);
       li.addEventListener("keydown", (e) => { if (e.key === "Enter") pick(); });
       return li;
     }));
+    $("neuron-keys").replaceChildren(...keyTokens().display.map(tokenItem(keyTokens().special)));
     const base = (state.layer * H + head);
     const q = vec.query.subarray((base * Q + i) * d, (base * Q + i + 1) * d);
     const keys = vec.key.subarray(base * K * d, (base + 1) * K * d);
@@ -280,33 +288,35 @@
     const slide = (k.vectors.window || [])[state.layer] ?? null;
     const p = i + (K - Q);
     const weights = map(state.kind, state.layer, head).subarray(i * K, (i + 1) * K);
-    const cell = Math.max(3, Math.min(12, Math.floor((room() - 520) / (2 * d + 2))));
-    const canvas = $("neuron-canvas");
+    // room for two label columns and the numbers table beside the two vector columns
+    const cell = Math.max(3, Math.min(12, Math.floor((room() - 660) / (2 * d))));
     const ratio = window.devicePixelRatio || 1;
-    const w = (2 * d + 2) * cell, h = (K + 2) * ROW;
-    canvas.style.width = `${w}px`; canvas.style.height = `${h}px`;
-    canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio);
-    const ctx = canvas.getContext("2d");
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, w, h);
+    const canvasOf = (id, rows) => {
+      const canvas = $(id);
+      const w = d * cell, h = rows * ROW;
+      canvas.style.width = `${w}px`; canvas.style.height = `${h}px`;
+      canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio);
+      const ctx = canvas.getContext("2d");
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, w, h);
+      return ctx;
+    };
+    const qctx = canvasOf("neuron-query", 1), kctx = canvasOf("neuron-canvas", K), pctx = canvasOf("neuron-products", K);
     const limit = (values) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     const qLimit = limit(q), kLimit = limit(keys);
     const products = new Float32Array(K * d);
     for (let j = 0; j < K; j++) for (let x = 0; x < d; x++) products[j * d + x] = q[x] * keys[j * d + x];
     const pLimit = limit(products);
-    for (let x = 0; x < d; x++) { ctx.fillStyle = diverging(q[x], qLimit); ctx.fillRect(x * cell, 2, cell, ROW - 4); }
-    ctx.fillStyle = "#666"; ctx.font = "11px system-ui, sans-serif"; ctx.textBaseline = "middle";
-    ctx.fillText(`query vector of '${queryTokens().display[i]}'`, (d + 2) * cell, ROW / 2);
-    ctx.fillText("key vectors", 0, ROW * 1.5);
-    ctx.fillText("query × key", (d + 2) * cell, ROW * 1.5);
+    for (let x = 0; x < d; x++) { qctx.fillStyle = diverging(q[x], qLimit); qctx.fillRect(x * cell, 2, cell, ROW - 4); }
+    $("neuron-query-caption").textContent = `query vector of '${queryTokens().display[i]}' (${d} values)`;
     const rows = [];
     const top = Math.max(...weights) || 1;
     for (let j = 0; j < K; j++) {
       let dot = 0;
       for (let x = 0; x < d; x++) {
-        const y = (j + 2) * ROW + 2;
-        ctx.fillStyle = diverging(keys[j * d + x], kLimit); ctx.fillRect(x * cell, y, cell, ROW - 4);
-        ctx.fillStyle = diverging(products[j * d + x], pLimit); ctx.fillRect((d + 2 + x) * cell, y, cell, ROW - 4);
+        const y = j * ROW + 2;
+        kctx.fillStyle = diverging(keys[j * d + x], kLimit); kctx.fillRect(x * cell, y, cell, ROW - 4);
+        pctx.fillStyle = diverging(products[j * d + x], pLimit); pctx.fillRect(x * cell, y, cell, ROW - 4);
         dot += products[j * d + x];
       }
       // masked only where the model's mask hides the key: a decoder's keys after the query,
