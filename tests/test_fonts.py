@@ -83,11 +83,13 @@ def test_without_a_font_that_has_it_a_box_is_drawn_and_said_once(monkeypatch: py
         assert fonts.font_file_for(CAT) is None
         font = fast._font(14)
         np.testing.assert_array_equal(drawn(CAT, font), drawn(CAT, font, runs=False))  # DejaVu's box
-        drawn("犬" + CAT, font)
+        assert said.getvalue() == ""  # drawing says nothing: the export warns per line beforehand
+        fonts.tell_undrawable("犬" + CAT + "x")  # matplotlib's images: once per process, counted
+        fonts.tell_undrawable(CAT)
     finally:
         fonts._LOG.removeHandler(handler)
         fonts.font_file_for.cache_clear()
-    assert said.getvalue().count("no glyph") == 1
+    assert said.getvalue().count("no glyph") == 1 and said.getvalue().startswith("warning: 2 characters")
 
 
 def test_matplotlib_gets_the_fallback_family(tmp_path: Any) -> None:
@@ -110,3 +112,25 @@ def test_matplotlib_gets_the_fallback_family(tmp_path: Any) -> None:
         warnings.simplefilter("always")
         image.save_figure(image.figure_for_view(build_view(result, "head")), tmp_path / "cat.png")
     assert not [w for w in caught if "Glyph" in str(w.message)]
+
+
+def test_export_says_per_line_how_many_characters_are_boxes(
+    monkeypatch: pytest.MonkeyPatch, tiny_models: Any, tmp_path: Any
+) -> None:
+    """With no font for them, the export names the line and counts its distinct characters
+    (three here), once per line, before drawing; a data-only export says nothing."""
+    from helpers import invoke
+
+    monkeypatch.setattr(fonts, "fallback_font_files", lambda: ())
+    fonts.font_file_for.cache_clear()
+    texts = tmp_path / "texts.txt"
+    texts.write_text(f"the cat\n{CAT}犬{CAT}が\n", encoding="utf-8")
+    try:
+        images = invoke("export", texts, "-m", tiny_models["bert"], "-o", tmp_path / "png", "--workers", 0)
+        data = invoke("export", texts, "-m", tiny_models["bert"], "-o", tmp_path / "npz", "--format", "npz")
+    finally:
+        fonts.font_file_for.cache_clear()
+    assert images.exit_code == 0, images.output
+    said = [line for line in images.stderr.splitlines() if "no glyph" in line]
+    assert said == ["warning: line 2: 3 characters of the text have no glyph in the installed fonts (drawn as boxes)"]
+    assert data.exit_code == 0 and "no glyph" not in data.stderr

@@ -52,7 +52,7 @@ class ExportJob(WindowJob):
 
     def run(self, window: list[Any]) -> dict[str, Any]:
         from attnviz.errors import InputError, SelectionError
-        from attnviz.export.pipeline import render_payload
+        from attnviz.export.pipeline import glyph_warning, render_payload
         from attnviz.export.render import job
         from attnviz.extraction import TextInput
         from attnviz.inputs import InputRecord
@@ -73,13 +73,16 @@ class ExportJob(WindowJob):
                 continue
             extra = {"tokens": len(outcome.tokens), "truncated": outcome.truncated_tokens}
             unknown = unknown_token_warning(self.loaded.tokenizer, outcome.tokens)
+            boxes = glyph_warning(outcome, options)
             try:
                 result = apply_transforms(outcome, words=options.words, no_special=options.no_special)
             except SelectionError as exc:  # e.g. no special tokens left: this text fails alone
                 out.append({"index": index, "status": "failed", "value": exc.message, "extra": extra})
                 continue
             status, value = job(render_payload(result, rec, options))
-            out.append({"index": index, "status": status, "value": value, "extra": extra, "unknown": unknown})
+            out.append(
+                {"index": index, "status": status, "value": value, "extra": extra, "unknown": unknown, "boxes": boxes}
+            )
             if status == "write-error":
                 break  # the directory is gone or full: the driver stops the run
         return {"records": out, "max_length": self.loaded.max_length}
@@ -117,8 +120,9 @@ def run_on_ray(run: Any, records: Iterator[Any], ray: RayOptions, spec: ModelSpe
                         run.on_warning(
                             f"line {rec.line}: cut to {result['max_length']} tokens ({extra['truncated']} dropped)"
                         )
-                if entry.get("unknown") and run.on_warning:
-                    run.on_warning(f"line {rec.line}: {entry['unknown']}")
+                for said in ("unknown", "boxes"):
+                    if entry.get(said) and run.on_warning:
+                        run.on_warning(f"line {rec.line}: {entry[said]}")
                 if entry["status"] == "failed":
                     run.record(rec, "failed", [], entry["value"], extra)
                 else:

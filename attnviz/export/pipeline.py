@@ -224,6 +224,9 @@ class _ExportRun:
                 unknown = unknown_token_warning(self.loaded.tokenizer, outcome.tokens)
                 if unknown and self.on_warning:
                     self.on_warning(f"line {rec.line}: {unknown}")
+                boxes = glyph_warning(outcome, options)
+                if boxes and self.on_warning:
+                    self.on_warning(f"line {rec.line}: {boxes}")
                 try:
                     result = apply_transforms(outcome, words=options.words, no_special=options.no_special)
                 except SelectionError as exc:  # e.g. --no-special on a text of only special tokens
@@ -293,3 +296,15 @@ def render_payload(result: AttentionResult, rec: InputRecord, options: ExportOpt
 def _chain(first: InputRecord, rest: Iterator[InputRecord]) -> Iterator[InputRecord]:
     yield first
     yield from rest
+
+
+def glyph_warning(result: Any, options: ExportOptions) -> str | None:
+    """The line's warning when an image of it will draw some characters as boxes (no
+    installed font has them): its token labels and text; nothing for data formats."""
+    from attnviz.render import IMAGE_SUFFIXES
+    from attnviz.render.fonts import undrawable_warning
+
+    if not any(f".{fmt}" in IMAGE_SUFFIXES for fmt in options.formats):
+        return None
+    labels = [*result.tokens.display, *(result.target_tokens.display if result.target_tokens is not None else ())]
+    return undrawable_warning([result.text, *labels])

@@ -63,10 +63,8 @@ def _runs(font: Any, text: str) -> list[tuple[str, Any]]:
     runs: list[tuple[str, Any]] = []
     current, chars = path, ""
     for character in text:
-        found = path if character.isspace() else fonts.font_file_for(character)
-        if found is None:
-            fonts.tell_undrawable(character)  # drawn as a box: said once per process
-        wanted = found or path
+        # a character no font has is drawn as a box (the export says so per line, beforehand)
+        wanted = path if character.isspace() else (fonts.font_file_for(character) or path)
         if wanted != current and chars:
             runs.append((chars, font if current == path else _font(int(font.size), current)))
             chars = ""

@@ -102,16 +102,30 @@ def missing_glyphs(texts: Iterable[str]) -> set[str]:
     return {c for text in texts for c in text if c.isprintable() and not c.isspace() and not has(base, c)}
 
 
+def undrawable(texts: Iterable[str]) -> set[str]:
+    """The printable characters of ``texts`` that no installed font has (drawn as boxes)."""
+    return {c for c in missing_glyphs(texts) if font_file_for(c) is None}
+
+
+def undrawable_warning(texts: Iterable[str]) -> str | None:
+    """One line when some characters of ``texts`` will be drawn as boxes, else None."""
+    missing = undrawable(texts)
+    if not missing:
+        return None
+    count = f"{len(missing)} character{'s' if len(missing) != 1 else ''}"
+    return f"{count} of the text have no glyph in the installed fonts (drawn as boxes)"
+
+
 def tell_undrawable(characters: Iterable[str]) -> None:
     """Say once per process, in one line, that some characters are drawn as boxes."""
     global _told
-    undrawable = {c for c in characters if font_file_for(c) is None}
-    if undrawable and not _told:
+    boxes = {c for c in characters if font_file_for(c) is None}
+    if boxes and not _told:
         _told = True
         _LOG.warning(
             "warning: %d characters have no glyph in the installed fonts and are drawn as boxes "
             "(install a font that has them, e.g. Noto Sans CJK)",
-            len(undrawable),
+            len(boxes),
         )
 
 
