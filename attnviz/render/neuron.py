@@ -266,7 +266,11 @@ def neuron_figure(data: NeuronData, *, dpi: int = 100) -> Figure:
         ax_s.set_title(f"sliding window of {data.window}: keys {data.window}+ away masked", fontsize=8)
     ax_w.set_xlabel("weight", fontsize=8, color="#3b5bdb")
     ax_s.axvline(0, color="#444", linewidth=0.5)
+    # the legend gets the grid's empty top-right cell: inside the bar axes it covered a bar
+    # (the last key's, often [SEP]) whatever corner it took
     handles = [*ax_s.get_legend_handles_labels()[0], *ax_w.get_legend_handles_labels()[0]]
-    ax_s.legend(handles=handles, fontsize=7, loc="lower right")
+    ax_key = fig.add_subplot(grid[0, 2])
+    ax_key.axis("off")
+    ax_key.legend(handles=handles, fontsize=7, loc="center", frameon=False)
     fig.suptitle(printable(data.title), fontsize=11)
     return fig
