@@ -294,3 +294,44 @@ def test_stats_cluster_draws_a_clustermap_and_gives_each_head_a_cluster(tiny_mod
     assert "cluster" in table.stdout
     merged = invoke("stats", "--merge", tmp_path / "x.json", "--cluster")
     assert merged.exit_code == 2 and "--cluster needs the attention itself" in merged.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "hint"),
+    [
+        (["show", "the cat", "--query", "1"], "--query chooses the neuron view's query token", "add --view neuron"),
+        (["stats", "the cat", "-o", "x"], "stats -o draws an image; x has no extension", "use .png, .svg or .pdf"),
+        (["compare", "the cat", "-m", "a", "-m", "b", "-o", "s.html"], "'.html' is not one", "use .png, .svg or .pdf"),
+    ],
+)
+def test_options_a_command_cannot_use_are_refused_with_what_it_takes(args, error, hint, tmp_path, monkeypatch):
+    """Found by a new-user review: --query without the neuron view was ignored, and stats or
+    compare -o x offered extensions they then refused."""
+    monkeypatch.chdir(tmp_path)
+    done = invoke(*args)
+    lines = done.stderr.splitlines()
+    assert done.exit_code == 2 and len(lines) == 2, done.stderr
+    assert error in lines[0] and lines[1].startswith(f"hint: {hint}")
+
+
+def test_attribute_methods_may_be_a_comma_list():
+    from attnviz.cli.attribute import method_list
+
+    assert method_list(["ablation,attention", " rollout "]) == ["ablation", "attention", "rollout"]
+    assert method_list(None) is None and method_list([","]) is None
+
+
+def test_the_export_summary_after_resume_says_what_this_run_did(tiny_models, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the cat sat\na dog ran\n")
+    common = ("export", texts, "-m", tiny_models["bert"], "-o", tmp_path / "out", "--format", "npz")
+    first = invoke(*common)
+    assert first.exit_code == 0 and "exported 2 texts (2 files) in " in first.stderr
+    again = invoke(*common, "--resume")
+    assert again.exit_code == 0
+    assert again.stderr.strip().endswith("nothing left to export: all 2 texts were done by an earlier run")
+    texts.write_text("the cat sat\na dog ran\nthe end\n")
+    third = invoke(*common, "--resume")
+    summary = [line for line in third.stderr.splitlines() if line.startswith("exported")]
+    assert summary and summary[0].startswith("exported 1 text (1 file) in ")
+    assert summary[0].endswith("; 2 done by an earlier run")

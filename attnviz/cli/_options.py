@@ -100,16 +100,32 @@ ImageOutOpt = Annotated[
 ]
 
 
+def check_query(query: Optional[int], view: Optional[str]) -> None:
+    """``--query`` only means something to the neuron view: given with another view it is
+    a usage error, not silently ignored."""
+    if query is None:
+        return
+    from attnviz.errors import SelectionError
+    from attnviz.plan import normalise_view
+
+    if normalise_view(view) != "neuron":
+        raise SelectionError(
+            "--query chooses the neuron view's query token, and this is not the neuron view",
+            hint="add --view neuron, with one --layer and one --head",
+        )
+
+
 def check_image_output(out: Optional[Path], command: str) -> None:
     """``-o`` of stats and compare must be a writable image path (checked before loading)."""
     if out is None:
         return
     from attnviz.errors import SelectionError
     from attnviz.io import check_writable
-    from attnviz.outputs import output_kind
+    from attnviz.render import IMAGE_SUFFIXES
 
-    if output_kind(out) != "image":
-        raise SelectionError(f"{command} -o draws an image; '{out.suffix}' is not one", hint="use .png, .svg or .pdf")
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        what = f"'{out.suffix}' is not one" if out.suffix else f"{out} has no extension"
+        raise SelectionError(f"{command} -o draws an image; {what}", hint="use .png, .svg or .pdf")
     check_writable(out)
 
 

@@ -18,9 +18,19 @@ MethodOpt = Annotated[
         "--method",
         metavar="METHOD",
         help="ablation, grad-x-input, integrated-gradients, attention, rollout, flow, norm, norm-rollout, "
-        "grad-rollout or attnlrp; repeat for several (default: all that apply).",
+        "grad-rollout or attnlrp; repeat, or separate with commas, for several (default: all that apply).",
     ),
 ]
+
+
+def method_list(method: Optional[list[str]]) -> Optional[list[str]]:
+    """``--method`` values, each of which may be a comma-separated list (as --view and
+    --format take them); None when none was given."""
+    if not method:
+        return None
+    return [name.strip() for value in method for name in value.split(",") if name.strip()] or None
+
+
 OutputKindOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -147,7 +157,7 @@ def attribute(
     from attnviz.cli._common import warn_unknown_tokens
 
     warn_unknown_tokens(attributor.loaded.tokenizer, attributor.encode(text, target, pair).tokens)
-    result = attributor.attribute(text, target=target, pair=pair, methods=method)
+    result = attributor.attribute(text, target=target, pair=pair, methods=method_list(method))
     from attnviz.cli._output import note, stdout_console, warn
 
     if result.truncated_tokens:

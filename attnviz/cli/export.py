@@ -191,15 +191,18 @@ def export(
     if json_output:
         print(json.dumps(summary.to_dict()))
     if not quiet:
-        resumed = f", {summary.resumed} already done" if summary.resumed else ""
-        failed = f", {summary.failed} failed (see {printable(out)}/manifest.jsonl)" if summary.failed else ""
+        resumed = f"; {summary.resumed} done by an earlier run" if summary.resumed else ""
+        failed = f"; {summary.failed} failed (see {printable(out)}/manifest.jsonl)" if summary.failed else ""
         rate = summary.exported / summary.seconds if summary.seconds else 0.0
-        print(
-            f"exported {summary.exported} text{'' if summary.exported == 1 else 's'} ({summary.files} "
-            f"file{'' if summary.files == 1 else 's'}){resumed}{failed} "
-            f"in {summary.seconds:.1f} s ({rate:.1f} texts/s) to {printable(out)}",
-            file=sys.stderr,
-        )
+        if summary.exported == 0 and summary.resumed and not summary.failed:
+            print(f"nothing left to export: all {summary.resumed} texts were done by an earlier run", file=sys.stderr)
+        else:
+            print(
+                f"exported {summary.exported} text{'' if summary.exported == 1 else 's'} ({summary.files} "
+                f"file{'' if summary.files == 1 else 's'}) in {summary.seconds:.1f} s ({rate:.1f} texts/s) "
+                f"to {printable(out)}{resumed}{failed}",
+                file=sys.stderr,
+            )
         for failure in summary.failures[:5]:
             error = str(failure["error"])
             where = "" if error.startswith(f"line {failure['line']}") else f"line {failure['line']}: "

@@ -20,7 +20,7 @@ from attnviz.cli._options import (
     TrustOpt,
     VerboseOpt,
 )
-from attnviz.cli.attribute import ClassOpt, MethodOpt, OutputKindOpt, StepsOpt, TargetTokenOpt
+from attnviz.cli.attribute import ClassOpt, MethodOpt, OutputKindOpt, StepsOpt, TargetTokenOpt, method_list
 
 
 def _number(value: Any, digits: int = 2) -> str:
@@ -182,10 +182,13 @@ def faithfulness(
         ) as bar:
             task = bar.add_task("texts", total=len(items))
             report = evaluate_faithfulness(
-                attributor, items, methods=method, progress=lambda done, _: bar.update(task, completed=done)
+                attributor,
+                items,
+                methods=method_list(method),
+                progress=lambda done, _: bar.update(task, completed=done),
             )
     else:
-        report = evaluate_faithfulness(attributor, items, methods=method)
+        report = evaluate_faithfulness(attributor, items, methods=method_list(method))
     report_problems(problems + report.problems)
     if not report.texts:
         raise InputError("no text could be evaluated", hint="see the warnings above")

@@ -21,6 +21,7 @@ from attnviz.cli._options import (
     ViewOpt,
     WordsOpt,
     check_cmap,
+    check_query,
     check_scale,
     word_rule,
 )
@@ -60,6 +61,7 @@ def render(
     check_output_path(out, view)
     check_cmap(cmap)
     check_scale(scale)
+    check_query(query, view)
     loaded, problems = load_checked(saved, parse_size(max_bytes))
     for problem in problems:
         warn(problem)

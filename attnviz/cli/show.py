@@ -90,7 +90,7 @@ def show(
     text = read_text_argument(text)
     if not text.strip():
         raise InputError("the text is empty", hint='give some text, e.g. attnviz show "AI changes everything"')
-    from attnviz.cli._options import check_cmap, check_scale
+    from attnviz.cli._options import check_cmap, check_query, check_scale
     from attnviz.outputs import output_kind
     from attnviz.plan import normalise_view, open_extractor, plan_views
 
@@ -98,6 +98,7 @@ def show(
     check_output_path(out, view)
     check_cmap(cmap)
     check_scale(scale)
+    check_query(query, view)
     # Only what is shown is computed (data files and pages keep every selected head).
     plan = plan_views(
         view, norm=norm, no_special=no_special, kind=kind, drawn=out is None or output_kind(out) == "image"
