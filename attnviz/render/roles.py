@@ -71,6 +71,11 @@ def head_roles(result: AttentionResult, kind: str) -> list[dict[str, Any]]:
     return out
 
 
+#: Patterns defined by position (itself, the previous or next token, a few around it): the
+#: key a head attends to most over all queries says nothing about them.
+POSITIONAL = frozenset({"diagonal", "previous", "next", "block"})
+
+
 def head_spans(heads: list[tuple[int, int]]) -> str:
     """``(layer, head)`` pairs as ``L0 H0,H4-H11 · L1 H0-H11``: runs of heads per layer."""
     by_layer: dict[int, list[int]] = {}
@@ -119,7 +124,10 @@ def print_head_roles(result: AttentionResult, kind: str, console: Console, fit: 
         (token, times), *_ = group["keys"].most_common(1)
         line = Text()
         line.append(group["label"], style=LABEL_STYLES.get(group["label"], "bold"))
-        most = "→" if times == count else "mostly →"
-        line.append(f" ({count}, {most} {fit(token, 12)}): ", style="dim")
+        if group["label"] in POSITIONAL:  # each query attends to its own neighbour: no one key to name
+            line.append(f" ({count}): ", style="dim")
+        else:
+            most = "→" if times == count else "mostly →"
+            line.append(f" ({count}, {most} {fit(token, 12)}): ", style="dim")
         line.append(head_spans(group["heads"]))
         console.print(line, overflow="fold")
