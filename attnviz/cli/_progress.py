@@ -47,13 +47,16 @@ class TextsProgress:
         self.started = time.monotonic()
         if not self.enabled:
             return self
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
         from attnviz.cli._output import stderr_console
 
         self.progress = Progress(
+            # the spinner moves while the first window of texts runs (the count moves a window
+            # at a time); the bar leaves room at 80 columns for the ^C a terminal echoes
+            SpinnerColumn(finished_text=" "),
             TextColumn(self.verb),
-            BarColumn(),
+            BarColumn(bar_width=28),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[left]}"),
