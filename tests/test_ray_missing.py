@@ -139,7 +139,7 @@ def test_rays_reports_from_the_cluster_are_dropped_from_stdout_unless_verbose() 
 
 @pytest.mark.parametrize(
     ("address", "needle"),
-    [("127.0.0.1:1", "connection refused on port 1 of 127.0.0.1"), ("nosuchhost.invalid", "port 6379 of nosuchhost")],
+    [("127.0.0.1:1", "at 127.0.0.1:1: connection refused"), ("nosuchhost.invalid", "at nosuchhost.invalid:6379: ")],
 )
 def test_an_address_where_nothing_answers_is_one_line_at_once(address: str, needle: str) -> None:
     """ray.init would retry for many minutes (and ignore one Ctrl-C): a TCP check first."""
@@ -147,6 +147,6 @@ def test_an_address_where_nothing_answers_is_one_line_at_once(address: str, need
 
     with pytest.raises(DistributedError, match=needle) as caught:
         check_reachable(address, timeout=2.0)
-    assert caught.value.message.startswith(f"cannot reach the Ray cluster at {address}: ")
+    assert caught.value.message.startswith("cannot reach the Ray cluster at ")
     check_reachable("auto")  # left to Ray: this machine's address file
     check_reachable("ray://127.0.0.1:1")  # Ray Client fails fast on its own

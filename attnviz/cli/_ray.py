@@ -68,7 +68,7 @@ def checked_address(address: str | None) -> str | None:
     if not _ADDRESS.fullmatch(address):
         raise SelectionError(
             f"--ray '{printable(address[:60])}' is not a Ray address",
-            hint="give local, auto, HOST:PORT or ray://HOST:PORT; --ray alone, or last, runs on this machine",
+            hint="give local, auto, HOST:PORT or ray://HOST:PORT (--ray alone: this machine)",
         )
     return address
 

@@ -196,8 +196,8 @@ def check_reachable(address: str, *, timeout: float = REACH_TIMEOUT) -> None:
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
         raise DistributedError(
-            f"cannot reach the Ray cluster at {address}: {reason} on port {port} of {host}",
-            hint="start the cluster first (ray start --head, see docs/distributed.md), or check the address",
+            f"cannot reach the Ray cluster at {host}:{port}: {reason}",
+            hint="start it first (ray start --head; docs/distributed.md) or check the address",
         ) from exc
 
 
