@@ -197,7 +197,7 @@ def check_reachable(address: str, *, timeout: float = REACH_TIMEOUT) -> None:
         reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
         raise DistributedError(
             f"cannot reach the Ray cluster at {host}:{port}: {reason}",
-            hint="start it (ray start --head, docs/distributed.md) or check the address",
+            hint="start it first (ray start, see docs/distributed.md) or check the address",
         ) from exc
 
 
