@@ -90,7 +90,8 @@ def neuron_data(result: AttentionResult, kind: str | None = None, query: int | N
     if array.shape[0] != 1 or array.shape[1] != 1:
         raise SelectionError(
             f"the neuron view shows one head, but {array.shape[0]} layers x {array.shape[1]} heads are selected",
-            hint="select one layer and one head",
+            hint="choose one, e.g. {layer} 0 {head} 0",
+            option=("layer", "head"),
         )
     parts = result.vectors.get(kind)
     if not parts or "query" not in parts or "key" not in parts:

@@ -73,7 +73,9 @@ def check_view_shape(view: str, layers: int, heads: int) -> None:
         raise SelectionError(
             f"the {view} view shows one head, but {layers} {'layer' if layers == 1 else 'layers'} x "
             f"{heads} {'head' if heads == 1 else 'heads'} are selected",
-            hint="select one layer and one head, or use the layer or grid view",
+            hint="choose one, e.g. {layer} 0 {head} 0"
+            + ("" if view == "neuron" else ", or use the layer or grid view"),
+            option=("layer", "head"),
         )
     if view == "layer" and layers != 1:
         raise SelectionError(
