@@ -221,18 +221,27 @@ def renormalise_rows(array: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def drop_special(result: AttentionResult) -> AttentionResult:
-    """Remove special tokens ([CLS], [SEP], <s>, </s>, ...) from both axes and renormalise
-    each row to sum to 1 (a row that attended only to special tokens becomes all zeros)."""
-    keep_source = ~result.tokens.special_mask
-    keep_target = ~result.target_tokens.special_mask if result.target_tokens is not None else None
-    if not keep_source.any() or (keep_target is not None and result.target is not None and not keep_target.any()):
+def special_keep(
+    tokens: TokenSequence, target_tokens: TokenSequence | None, has_target: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(source, target) masks of the tokens :func:`drop_special` keeps: the non-special
+    ones; a decoder holding only its start token (no target text given) keeps it, so every
+    kind has a map. :class:`SelectionError` when a side given by the user has none left."""
+    keep_source = ~np.asarray(tokens.special_mask, dtype=bool)
+    keep_target = ~np.asarray(target_tokens.special_mask, dtype=bool) if target_tokens is not None else None
+    if not keep_source.any() or (keep_target is not None and has_target and not keep_target.any()):
         raise SelectionError(
             "the text has only special tokens; nothing is left without them", hint="keep the special tokens"
         )
     if keep_target is not None and not keep_target.any():
-        # No --target: the decoder holds only its start token; keep it so every kind has a map.
         keep_target = np.ones_like(keep_target)
+    return keep_source, keep_target
+
+
+def drop_special(result: AttentionResult) -> AttentionResult:
+    """Remove special tokens ([CLS], [SEP], <s>, </s>, ...) from both axes and renormalise
+    each row to sum to 1 (a row that attended only to special tokens becomes all zeros)."""
+    keep_source, keep_target = special_keep(result.tokens, result.target_tokens, result.target is not None)
     attentions, vectors = {}, {}
     for kind, array in result.attentions.items():
         query_keep, key_keep = kind_axes(kind, keep_source, keep_target)

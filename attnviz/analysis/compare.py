@@ -354,8 +354,8 @@ def _kept(a: Any, b: Any, kind: str, no_special: bool) -> tuple[tuple[np.ndarray
     rows; checks, as :meth:`Comparison.add` does on whole results, that both models see
     the same tokens. With ``no_special`` the special tokens are dropped as
     :func:`attnviz.transforms.drop_special` drops them, with its error when none is left."""
-    from attnviz.errors import SelectionError
     from attnviz.result import kind_axes
+    from attnviz.transforms import special_keep
 
     masks: list[tuple[Any, Any, Any]] = []
     for e in (a, b):
@@ -363,14 +363,7 @@ def _kept(a: Any, b: Any, kind: str, no_special: bool) -> tuple[tuple[np.ndarray
         if not no_special:
             masks.append((None, queries, keys))
             continue
-        keep_source = ~np.asarray(e.tokens.special_mask, dtype=bool)
-        keep_target = ~np.asarray(e.target_tokens.special_mask, dtype=bool) if e.target_tokens is not None else None
-        if not keep_source.any() or (keep_target is not None and e.item.target is not None and not keep_target.any()):
-            raise SelectionError(
-                "the text has only special tokens; nothing is left without them", hint="keep the special tokens"
-            )
-        if keep_target is not None and not keep_target.any():
-            keep_target = np.ones_like(keep_target)  # only the decoder's start token: drop_special keeps it
+        keep_source, keep_target = special_keep(e.tokens, e.target_tokens, e.item.target is not None)
         query_keep, key_keep = kind_axes(kind, keep_source, keep_target)
         masks.append(((query_keep, key_keep), queries.subset(query_keep), keys.subset(key_keep)))
     (keep, queries_a, keys_a), (_, queries_b, keys_b) = masks
