@@ -159,15 +159,13 @@ def _in_process(  # type: ignore[no-untyped-def]
 def _warn_unknown(extractor: Any, items: list[Any]) -> None:
     """The unknown-token warning of each text (the two models tokenize alike, or the
     comparison stops); a text that cannot be encoded is left to the comparison's problems."""
-    from attnviz.cli._common import warn_unknown_tokens
-    from attnviz.errors import InputError
+    from attnviz.cli._output import warn
+    from attnviz.distributed.compare import unknown_warning
 
     for item in items:
-        try:
-            encoded = extractor.encode(item)
-        except InputError:
-            continue
-        warn_unknown_tokens(extractor.loaded.tokenizer, encoded.tokens, text=item.text)
+        message = unknown_warning(extractor, item)
+        if message:
+            warn(message)
 
 
 def _on_ray(  # type: ignore[no-untyped-def]

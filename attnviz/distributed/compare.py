@@ -59,7 +59,7 @@ class CompareJob(WindowJob):
         outcomes: list[list[Any]] = [[i, message, 0, None] for i, message in problems]
         for number, item in enumerate(items):  # the unknown-token warning of each text compared
             if number not in failed:
-                unknown = _unknown(self.extractors[0], item)
+                unknown = unknown_warning(self.extractors[0], item)
                 if unknown:
                     outcomes.append([number, None, 0, unknown])
         assert comparison.js_sum is not None and comparison.l1_sum is not None and comparison.rows is not None
@@ -79,8 +79,9 @@ class CompareJob(WindowJob):
         }
 
 
-def _unknown(extractor: Any, item: Any) -> str | None:
-    """The unknown-token warning of ``item`` (the text named), or None."""
+def unknown_warning(extractor: Any, item: Any) -> str | None:
+    """The unknown-token warning of ``item`` (the text named), or None (also when it cannot
+    be encoded: that is the comparison's problem to report). The CLI's compare says the same."""
     from attnviz.errors import InputError
     from attnviz.models import unknown_token_warning
 
